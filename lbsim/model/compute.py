@@ -1,0 +1,52 @@
+"""Microsoft.Compute resources: virtual machine scale sets and virtual machines."""
+
+from __future__ import annotations
+
+import attrs
+
+from lbsim.model.common import SubResource, at_field
+from lbsim.model.network import IPConfiguration
+from lbsim.pointer import Pointer
+
+
+@attrs.frozen
+class VirtualMachineScaleSetNetworkConfiguration:
+    """``networkProfile.networkInterfaceConfigurations[]`` of a scale set.
+
+    The ``id`` of each ipConfiguration here is the template-level id; instance-level ids are
+    made by ``instance_ip_configuration_id``."""
+
+    name: str
+    primary: bool = False
+    network_security_group: SubResource | None = None
+    ip_configurations: tuple[IPConfiguration, ...] = ()
+    at: Pointer | None = at_field()
+
+
+@attrs.frozen
+class VirtualMachineScaleSet:
+    id: str
+    name: str
+    capacity: int
+    sku_name: str = ""
+    overprovision: bool = True
+    os_type: str | None = None
+    zones: tuple[str, ...] = ()
+    network_interface_configurations: tuple[VirtualMachineScaleSetNetworkConfiguration, ...] = ()
+    at: Pointer | None = at_field()
+
+    def instance_id(self, instance: int) -> str:
+        return f"{self.id}/virtualMachines/{instance}"
+
+    def instance_ip_configuration_id(self, instance: int, nic: str, ip_config: str) -> str:
+        """The id Azure gives an instance's ipconfig (azure-facts.md §1.3)."""
+        return f"{self.instance_id(instance)}/networkInterfaces/{nic}/ipConfigurations/{ip_config}"
+
+
+@attrs.frozen
+class VirtualMachine:
+    id: str
+    name: str
+    network_interfaces: tuple[SubResource, ...] = ()
+    os_type: str | None = None
+    at: Pointer | None = at_field()

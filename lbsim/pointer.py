@@ -1,0 +1,57 @@
+"""An immutable RFC 6901 JSON pointer into a template."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import attrs
+
+
+def _escape(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def _unescape(token: str) -> str:
+    return token.replace("~1", "/").replace("~0", "~")
+
+
+@attrs.frozen(order=True)
+class Pointer:
+    """A location in a JSON document, as a tuple of reference tokens.
+
+    ``Pointer.root() / "resources" / 3`` is ``/resources/3``.
+    """
+
+    parts: tuple[str, ...] = ()
+
+    @classmethod
+    def root(cls) -> Pointer:
+        return cls(())
+
+    @classmethod
+    def parse(cls, text: str) -> Pointer:
+        text = text.removeprefix("#")
+        if not text:
+            return cls(())
+        if not text.startswith("/"):
+            raise ValueError(f"a JSON pointer starts with '/': {text!r}")
+        return cls(tuple(_unescape(t) for t in text[1:].split("/")))
+
+    def __truediv__(self, token: str | int) -> Pointer:
+        return Pointer((*self.parts, str(token)))
+
+    def join(self, tokens: Iterable[str | int]) -> Pointer:
+        return Pointer((*self.parts, *(str(t) for t in tokens)))
+
+    @property
+    def parent(self) -> Pointer:
+        return Pointer(self.parts[:-1])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.parts)
+
+    def __len__(self) -> int:
+        return len(self.parts)
+
+    def __str__(self) -> str:
+        return "".join("/" + _escape(t) for t in self.parts)
