@@ -34,10 +34,15 @@ class Problem:
         """The same problem, in ``file`` unless it already names one."""
         return self if self.file is not None or file is None else attrs.evolve(self, file=file)
 
+    @property
+    def document(self) -> str | None:
+        """The file the problem is in: its own, or the one its pointer knows."""
+        return self.file or (self.at.document if self.at is not None else None)
+
     def __str__(self) -> str:
         where = ""
-        if self.file is not None or self.at is not None:
-            where = f"{self.file or ''}#{self.at or ''}: "
+        if self.document is not None or self.at is not None:
+            where = f"{self.document or ''}#{self.at or ''}: "
         return f"{where}{self.code}: {self.message}"
 
 

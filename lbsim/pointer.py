@@ -23,10 +23,12 @@ class Pointer:
     """
 
     parts: tuple[str, ...] = ()
+    document: str | None = attrs.field(default=None, eq=False, order=False)
 
     @classmethod
-    def root(cls) -> Pointer:
-        return cls(())
+    def root(cls, document: str | None = None) -> Pointer:
+        """The whole document; ``document`` names the file it is in, if known."""
+        return cls((), document)
 
     @classmethod
     def parse(cls, text: str) -> Pointer:
@@ -38,14 +40,14 @@ class Pointer:
         return cls(tuple(_unescape(t) for t in text[1:].split("/")))
 
     def __truediv__(self, token: str | int) -> Pointer:
-        return Pointer((*self.parts, str(token)))
+        return Pointer((*self.parts, str(token)), self.document)
 
     def join(self, tokens: Iterable[str | int]) -> Pointer:
-        return Pointer((*self.parts, *(str(t) for t in tokens)))
+        return Pointer((*self.parts, *(str(t) for t in tokens)), self.document)
 
     @property
     def parent(self) -> Pointer:
-        return Pointer(self.parts[:-1])
+        return Pointer(self.parts[:-1], self.document)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.parts)

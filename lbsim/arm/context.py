@@ -71,3 +71,22 @@ class EvalContext(Protocol):
     def warn(self, code: str, message: str) -> None:
         """Record a warning about the expression being evaluated."""
         ...
+
+
+class Placeholder(str):
+    """A runtime value lbsim cannot know (a storage endpoint, a key, a resource outside the
+    template). It is a string, so it concatenates; property and index access on it give
+    further placeholders, so ``reference(x).primaryEndpoints.blob`` evaluates."""
+
+    __slots__ = ()
+
+    def member(self, name: str | int) -> Placeholder:
+        return Placeholder(f"{self}.{name}")
+
+
+class RuntimeObject(dict[str, Any]):
+    """The runtime state of a resource lbsim does not emulate (``reference()`` of a storage
+    account, a cluster, ...): a missing property is a Placeholder, not an error."""
+
+    def missing(self, name: str | int) -> Placeholder:
+        return Placeholder(f"<runtime value {name}>")

@@ -1,0 +1,5 @@
+import sys
+
+from lbsim.cli import main
+
+sys.exit(main())

@@ -1,0 +1,78 @@
+"""Evaluated Microsoft.Compute resources to model objects."""
+
+from __future__ import annotations
+
+from lbsim.arm.convert.network import ip_configuration
+from lbsim.arm.convert.reader import Node
+from lbsim.model import (
+    VirtualMachine,
+    VirtualMachineScaleSet,
+    VirtualMachineScaleSetNetworkConfiguration,
+)
+
+
+def os_type(profile: Node) -> str | None:
+    """Linux or Windows, from the OS profile, the OS disk or the image publisher."""
+    os_profile = profile.get("osProfile")
+    if os_profile.get("linuxConfiguration").present:
+        return "Linux"
+    if os_profile.get("windowsConfiguration").present:
+        return "Windows"
+    storage = profile.get("storageProfile")
+    declared = storage.path("osDisk", "osType").text()
+    if declared:
+        return declared.capitalize()
+    publisher = (storage.path("imageReference", "publisher").text("") or "").lower()
+    if publisher:
+        return "Windows" if "windows" in publisher else "Linux"
+    return None
+
+
+def _nic_configuration(vmss_id: str, node: Node) -> VirtualMachineScaleSetNetworkConfiguration:
+    props = node.get("properties")
+    name = node.name()
+    owner = f"{vmss_id}/networkInterfaceConfigurations/{name}"
+    return VirtualMachineScaleSetNetworkConfiguration(
+        name=name,
+        primary=props.get("primary").boolean(),
+        network_security_group=props.get("networkSecurityGroup").ref(),
+        ip_configurations=tuple(
+            ip_configuration(owner, n) for n in props.get("ipConfigurations").items()
+        ),
+        at=node.at,
+    )
+
+
+def virtual_machine_scale_set(rid: str, name: str, node: Node) -> VirtualMachineScaleSet:
+    props = node.get("properties")
+    profile = props.get("virtualMachineProfile")
+    capacity = node.path("sku", "capacity")
+    if not capacity.present:
+        node.sink.error(
+            "InvalidParameter",
+            f"The scale set '{name}' has no sku.capacity; lbsim needs the instance count.",
+            node.get("sku").at,
+        )
+    configs = profile.path("networkProfile", "networkInterfaceConfigurations").items()
+    return VirtualMachineScaleSet(
+        id=rid,
+        name=name,
+        capacity=capacity.integer(0) or 0,
+        sku_name=node.path("sku", "name").text("") or "",
+        overprovision=props.get("overprovision").boolean(default=True),
+        os_type=os_type(profile),
+        zones=node.get("zones").strings(),
+        network_interface_configurations=tuple(_nic_configuration(rid, n) for n in configs),
+        at=node.at,
+    )
+
+
+def virtual_machine(rid: str, name: str, node: Node) -> VirtualMachine:
+    props = node.get("properties")
+    return VirtualMachine(
+        id=rid,
+        name=name,
+        network_interfaces=props.path("networkProfile", "networkInterfaces").refs(),
+        os_type=os_type(props),
+        at=node.at,
+    )

@@ -1,0 +1,216 @@
+"""JSON text as ARM accepts it.
+
+ARM reads templates and parameter files more leniently than strict JSON: a UTF-8 byte-order
+mark, ``//`` line comments, ``/* */`` block comments and a trailing comma before ``}`` or ``]``
+are all fine. ``load_json_text`` accepts the same. Strict files (most of them) are parsed once
+by ``json.loads``; otherwise comments and trailing commas are blanked out with spaces, leaving
+every line and column where it was, and the text is parsed again, so that an error points at
+the right place of the file the user wrote.
+
+A key given twice keeps its last value, as ARM's reader does, except that sibling ``copy``
+arrays are joined, so that property loops written side by side (which ARM runs) all survive.
+``NaN`` and ``Infinity`` are not JSON values and are refused.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from lbsim.errors import Problem, TemplateInvalid
+from lbsim.pointer import Pointer
+
+_STRING = r'"(?:[^"\\\n]|\\.)*"'
+# Possessive, so that a lookahead cannot end a comment early (or late) to find a closer.
+_COMMENT = r"//[^\n]*+|/\*(?:[^*]|\*(?!/))*+\*/"
+_BEFORE_CLOSER = rf"(?:\s|{_COMMENT})*[}}\]]"
+# Runs of text that stay as they are (strings whole, commas not before a closer) are matched
+# in one go, so that the replacement function runs only around comments and trailing commas.
+_SCAN = re.compile(
+    rf'(?P<keep>(?:[^"/,]+|{_STRING}|,(?!{_BEFORE_CLOSER})|/(?![/*])|")+)'
+    rf"|(?P<comment>{_COMMENT})|(?P<open>/\*)|(?P<comma>,)",
+    re.DOTALL,
+)
+_NOT_NEWLINE = re.compile(r"[^\n]")
+_TOKEN = re.compile(rf"{_STRING}|[{{}}\[\],:]")
+_CONSTANT = re.compile(rf"{_STRING}|(?P<constant>-?Infinity|NaN)")
+
+_WHAT = {
+    "Expecting property name enclosed in double quotes": "expected a property name in quotes",
+    "Expecting ':' delimiter": "expected ':' after the property name",
+    "Expecting value": "expected a value",
+    "Unterminated string starting at": "unterminated string",
+    "Invalid control character": (
+        "a string holds a raw control character (line breaks and tabs must be escaped)"
+    ),
+    "Invalid \\escape": "invalid escape sequence in a string",
+    "Invalid \\uXXXX escape": "invalid \\u escape sequence in a string",
+    "Extra data": "unexpected text after the end of the JSON document",
+}
+_SHOWS_FOUND = {"Expecting ',' delimiter", "Expecting property name enclosed in double quotes"}
+_SHOWS_FOUND |= {"Expecting ':' delimiter", "Expecting value"}
+
+
+class _ConstantError(ValueError):
+    """A ``NaN`` or ``Infinity`` literal, which JSON does not have."""
+
+
+def load_json_text(
+    text: str | bytes, file: str | None = None, *, document: str = "Deployment template"
+) -> Any:
+    """Parse ``text`` as ARM would; raise ``TemplateInvalid`` with one ``InvalidTemplate``
+    problem (line, column and JSON path in the message, the path also as ``at``) if it is not
+    JSON. ``document`` names what is read in messages ("Deployment parameters", ...)."""
+    failure = _Failure(document, file)
+    source = _decode(text, failure) if isinstance(text, bytes) else text.removeprefix("\ufeff")
+    try:
+        return _loads(source)
+    except (json.JSONDecodeError, _ConstantError):
+        pass
+    relaxed = _relax(source, failure)
+    if not relaxed.strip():
+        raise failure.whole(
+            "the file is empty" if not source.strip() else "the file holds only comments"
+        )
+    try:
+        return _loads(relaxed)
+    except json.JSONDecodeError as error:
+        raise failure.at(relaxed, error.pos, _describe(error, relaxed)) from None
+    except _ConstantError as error:
+        raise failure.at(relaxed, _find_constant(relaxed), f"{error} is not a JSON value") from None
+
+
+def _loads(text: str) -> Any:
+    return json.loads(text, object_pairs_hook=_object, parse_constant=_reject_constant)
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs) and "copy" in result:
+        loops = [value for key, value in pairs if key == "copy"]
+        if all(isinstance(loop, list) for loop in loops):
+            result["copy"] = [item for loop in loops for item in loop]
+    return result
+
+
+def _reject_constant(name: str) -> Any:
+    raise _ConstantError(name)
+
+
+def _relax(text: str, failure: _Failure) -> str:
+    """``text`` with comments and trailing commas replaced by spaces (newlines kept)."""
+
+    def blank(match: re.Match[str]) -> str:
+        kind = match.lastgroup
+        if kind == "keep":
+            return match.group()
+        if kind == "open":
+            raise failure.at(text, match.start(), "unterminated /* comment")
+        return _NOT_NEWLINE.sub(" ", match.group())
+
+    return _SCAN.sub(blank, text)
+
+
+def _decode(data: bytes, failure: _Failure) -> str:
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise failure.whole("the file is UTF-16 encoded; save it as UTF-8")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        byte = data[error.start]
+        raise failure.whole(
+            f"the file is not valid UTF-8: byte 0x{byte:02X} at line {line}, column {column}"
+        ) from None
+
+
+def _describe(error: json.JSONDecodeError, text: str) -> str:
+    kind = error.msg
+    if kind == "Expecting ',' delimiter":
+        closer = "}" if _innermost(text, error.pos) == "{" else "]"
+        what = f"expected ',' or '{closer}'"
+    else:
+        known = (what for prefix, what in _WHAT.items() if kind.startswith(prefix))
+        what = next(known, kind[:1].lower() + kind[1:])
+    if kind in _SHOWS_FOUND:
+        found = repr(text[error.pos]) if error.pos < len(text) else "the end of the file"
+        what = f"{what}, found {found}"
+    return what
+
+
+def _find_constant(text: str) -> int:
+    for match in _CONSTANT.finditer(text):
+        if match.group("constant"):
+            return match.start()
+    return 0
+
+
+def _innermost(text: str, end: int) -> str:
+    depth = [token for token, _ in _containers(text, end)]
+    return depth[-1] if depth else ""
+
+
+def _containers(text: str, end: int) -> list[tuple[str, str | int | None]]:
+    """The open containers at ``end``: ``{`` with the current key, ``[`` with the index."""
+    stack: list[list[Any]] = []  # [opener, key or index, expecting a key]
+    for match in _TOKEN.finditer(text, 0, end):
+        lexeme = match.group()
+        top = stack[-1] if stack else None
+        if lexeme in "{[":
+            stack.append([lexeme, None if lexeme == "{" else 0, lexeme == "{"])
+        elif lexeme in "}]":
+            if stack:
+                stack.pop()
+        elif top is None:
+            continue
+        elif lexeme == ",":
+            top[1:] = [top[1] + 1, False] if top[0] == "[" else [None, True]
+        elif lexeme == ":":
+            top[2] = False
+        elif top[0] == "{" and top[2]:
+            top[1] = _key(lexeme)
+    return [(opener, key) for opener, key, _ in stack]
+
+
+def _key(token: str) -> str:
+    try:
+        return str(json.loads(token))
+    except json.JSONDecodeError:
+        return token[1:-1]
+
+
+class _Failure:
+    """Builds the ``TemplateInvalid`` error for one document."""
+
+    def __init__(self, document: str, file: str | None) -> None:
+        self.document = document
+        self.file = file
+
+    def whole(self, what: str) -> TemplateInvalid:
+        message = f"{self.document} parse failed: {what}."
+        return TemplateInvalid([Problem("InvalidTemplate", message, Pointer.root(), self.file)])
+
+    def at(self, text: str, pos: int, what: str) -> TemplateInvalid:
+        line = text.count("\n", 0, pos) + 1
+        column = pos - (text.rfind("\n", 0, pos) + 1) + 1
+        tokens = [key for _, key in _containers(text, pos) if key is not None]
+        path = _dotted(tokens)
+        where = f". Path '{path}', line" if path else ", at line"
+        message = f"{self.document} parse failed: {what}{where} {line}, column {column}."
+        at = Pointer.root().join(tokens)
+        return TemplateInvalid([Problem("InvalidTemplate", message, at, self.file)])
+
+
+def _dotted(tokens: list[str | int]) -> str:
+    """A JSON path in the style of ARM's messages: ``resources[3].properties``."""
+    path = ""
+    for token in tokens:
+        if isinstance(token, int):
+            path += f"[{token}]"
+        elif re.fullmatch(r"[A-Za-z_$][\w$]*", token):
+            path += f".{token}" if path else token
+        else:
+            path += "['" + token.replace("'", "\\'") + "']"
+    return path

@@ -1,0 +1,380 @@
+"""Template text to ``Deployment``: the ARM side of lbsim's control plane.
+
+The steps are Azure's: check the template's shape, bind parameters, expand resources (copy
+loops, conditions, child resources, nested deployments), evaluate every expression, check
+each resource against lbsim's JSON Schemas, and convert to the model. Every problem found on
+the way is gathered; if any is an error, one ``TemplateInvalid`` carries them all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+from lbsim.arm import parameters as params
+from lbsim.arm.context import Placeholder, RuntimeObject, UserFunction
+from lbsim.arm.convert import convert
+from lbsim.arm.deepeval import evaluate_value
+from lbsim.arm.nested import nested_state, nested_template, outputs
+from lbsim.arm.resources import DEPLOYMENTS, ExpandedResource, declared_resources, expand
+from lbsim.arm.runtime import full_object, runtime_properties
+from lbsim.arm.schema import validate_resource, validate_template
+from lbsim.arm.scope import Scope, TemplateState
+from lbsim.arm.sourcemap import SourceMap
+from lbsim.errors import LbsimError, Problem, Severity, TemplateInvalid
+from lbsim.model.deployment import Deployment, DeploymentContext
+from lbsim.pointer import Pointer
+
+LOAD_BALANCERS = "microsoft.network/loadbalancers"
+LinkResolver = Callable[[str, str | None], tuple[Any, str] | None]
+
+
+@attrs.frozen
+class LoadOptions:
+    context: DeploymentContext = DeploymentContext()
+    parameters_file: Any = None  # a parsed deploymentParameters document
+    parameters_file_name: str | None = None
+    cli_parameters: Mapping[str, str] = attrs.Factory(dict)
+    fill_missing: bool = False
+    resolve_link: LinkResolver | None = None  # (uri or path, from file) -> (template, file)
+    template_link: str | None = None  # deployment().properties.templateLink.uri, if any
+
+
+def load_template(
+    template: Any, file: str | None = None, options: LoadOptions | None = None
+) -> Deployment:
+    """The Deployment ``template`` describes; raises TemplateInvalid listing every error."""
+    return Loader(options or LoadOptions()).run(template, file)
+
+
+class Loader:
+    """The mutable state of one load: every resource found, and every problem."""
+
+    def __init__(self, options: LoadOptions) -> None:
+        self.options = options
+        self.sourcemap = SourceMap()
+        self.problems: list[Problem] = []
+        self.resources: list[ExpandedResource] = []
+        self.current: tuple[str | None, Pointer | None] = (None, None)
+        self._by_id: dict[str, ExpandedResource] = {}
+        self._by_name: dict[str, list[ExpandedResource]] = {}
+        self._public_ips: dict[str, str] = {}
+        self._warned: set[tuple[str, str]] = set()
+        self._validated: set[int] = set()
+
+    # --- the steps --------------------------------------------------------------------------
+    def run(self, template: Any, file: str | None) -> Deployment:
+        self._check(self._shape(template, file, Pointer.root(file)))
+        link = self.options.template_link
+        props = {"templateLink": {"uri": link}} if link else {}
+        root = TemplateState(self, template, file, Pointer.root(file), self.options.context, props)
+        self.bind_template(root, self._supplied_values(), cli=self.options.cli_parameters)
+        self._check(self.problems)
+        self._expand_template(root)
+        self._expand_deployments()
+        self._evaluate_all()
+        deployment, found = convert(self.resources, self.sourcemap, self.public_ip_address)
+        self.problems += found
+        self._check(self.problems)
+        return attrs.evolve(
+            deployment, context=self.options.context, warnings=tuple(self._warnings())
+        )
+
+    def _check(self, problems: list[Problem]) -> None:
+        errors = list(dict.fromkeys(p for p in problems if p.severity is Severity.ERROR))
+        if errors:
+            raise TemplateInvalid(errors)
+
+    def _warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity is Severity.WARNING]
+
+    def _shape(self, template: Any, file: str | None, at: Pointer) -> list[Problem]:
+        return [
+            Problem(v.code, v.message, at.join(v.path), file) for v in validate_template(template)
+        ]
+
+    # --- parameters, variables, functions -----------------------------------------------------
+    def _supplied_values(self) -> dict[str, tuple[Any, Pointer]]:
+        raw = self.options.parameters_file
+        if raw is None:
+            return {}
+        values, problems = params.file_values(raw, Pointer.root(self.options.parameters_file_name))
+        self.problems += [p.located(self.options.parameters_file_name) for p in problems]
+        return values
+
+    def bind_template(
+        self,
+        state: TemplateState,
+        supplied: Mapping[str, tuple[Any, Pointer]],
+        cli: Mapping[str, str] | None = None,
+    ) -> None:
+        """Give ``state`` its parameter values, variables and user functions."""
+        raw = state.raw
+        decls, problems = params.declarations(raw.get("parameters"), state.base / "parameters")
+        self.problems += [p.located(state.file) for p in problems]
+        self._unknown_parameters(decls, supplied, cli or {}, state)
+        for decl in decls:
+            self._bind(state, decl, supplied, cli or {})
+        state.declare_variables(raw.get("variables"), state.base / "variables")
+        state.user_functions = _user_functions(raw.get("functions"), state.base / "functions")
+
+    def _unknown_parameters(
+        self,
+        decls: list[params.ParameterDecl],
+        supplied: Mapping[str, Any],
+        cli: Mapping[str, str],
+        state: TemplateState,
+    ) -> None:
+        known = {d.name.lower() for d in decls}
+        for name in [*supplied, *cli]:
+            if name.lower() not in known:
+                where = supplied[name][1] if name in supplied else None
+                declared = ", ".join(d.name for d in decls) or "none"
+                msg = (
+                    f"The parameter '{name}' is supplied but the template does not declare it, "
+                    f"so it cannot be given at deployment time; the template declares: {declared}."
+                )
+                file = self.options.parameters_file_name if name in supplied else None
+                self.problems.append(Problem("InvalidTemplate", msg, where, file or state.file))
+
+    def _bind(
+        self,
+        state: TemplateState,
+        decl: params.ParameterDecl,
+        supplied: Mapping[str, tuple[Any, Pointer]],
+        cli: Mapping[str, str],
+    ) -> None:
+        value = self._parameter_value(state, decl, supplied, cli)
+        if value is _MISSING:
+            return
+        state.parameters[decl.name.lower()] = value
+        for message in params.constraint_problems(decl, value):
+            self.problems.append(Problem("InvalidTemplate", message, decl.at, state.file))
+
+    def _parameter_value(
+        self,
+        state: TemplateState,
+        decl: params.ParameterDecl,
+        supplied: Mapping[str, tuple[Any, Pointer]],
+        cli: Mapping[str, str],
+    ) -> Any:
+        lookup = {k.lower(): v for k, v in cli.items()}
+        if decl.name.lower() in lookup:
+            return self._cli_value(state, decl, lookup[decl.name.lower()])
+        by_name = {k.lower(): v for k, v in supplied.items()}
+        if decl.name.lower() in by_name:
+            return self._file_value(state, decl, *by_name[decl.name.lower()])
+        if decl.has_default:
+            try:
+                return evaluate_value(
+                    decl.raw["defaultValue"], Scope(state), decl.at / "defaultValue"
+                )
+            except LbsimError as error:
+                self.problems.append(error.problem(state.file))
+                return _MISSING
+        return self._missing(state, decl)
+
+    def _cli_value(self, state: TemplateState, decl: params.ParameterDecl, text: str) -> Any:
+        try:
+            return params.convert_cli_value(decl, text)
+        except ValueError as error:
+            msg = f"--param {decl.name}={text!r}: not a valid {decl.type} ({error})."
+            self.problems.append(Problem("InvalidTemplate", msg, decl.at, state.file))
+            return _MISSING
+
+    def _file_value(
+        self, state: TemplateState, decl: params.ParameterDecl, value: Any, at: Pointer
+    ) -> Any:
+        file = at.document
+        if params.is_key_vault_reference(value):
+            self.warn(
+                "KeyVaultReferencePlaceholder",
+                f"The parameter '{decl.name}' is a Key Vault reference; lbsim uses a placeholder.",
+            )
+            return params.placeholder(decl)
+        complaint = params.type_problem(decl, value)
+        if complaint:
+            self.problems.append(Problem("InvalidTemplate", complaint, at, file))
+            return _MISSING
+        return value
+
+    def _missing(self, state: TemplateState, decl: params.ParameterDecl) -> Any:
+        if self.options.fill_missing:
+            value = params.placeholder(decl)
+            self.problems.append(params.placeholder_warning(decl, value).located(state.file))
+            return value
+        msg = (
+            f"The value for the template parameter '{decl.name}' is not provided "
+            "(give it with -p FILE, --param NAME=VALUE, or use --fill-missing)."
+        )
+        self.problems.append(Problem("InvalidTemplate", msg, decl.at, state.file))
+        return _MISSING
+
+    # --- resources ------------------------------------------------------------------------------
+    def _expand_template(self, state: TemplateState) -> None:
+        base = state.base / "resources"
+        for symbolic, raw, at in declared_resources(state.raw.get("resources"), base):
+            if not isinstance(raw, Mapping):
+                continue
+            try:
+                for resource in expand(raw, at, Scope(state), symbolic=symbolic):
+                    self._add(resource)
+            except LbsimError as error:
+                self.problems.append(error.problem(state.file))
+
+    def _add(self, resource: ExpandedResource) -> None:
+        self.resources.append(resource)
+        self._by_id[resource.id.lower()] = resource
+        for key in (resource.name, f"{resource.type}/{resource.name}", resource.symbolic):
+            if key:
+                self._by_name.setdefault(key.lower(), []).append(resource)
+
+    def _expand_deployments(self) -> None:
+        done: set[int] = set()
+        while pending := [
+            r for r in self.resources if r.type_key == DEPLOYMENTS and id(r) not in done
+        ]:
+            for resource in pending:
+                done.add(id(resource))
+                self._expand_deployment(resource)
+
+    def _expand_deployment(self, resource: ExpandedResource) -> None:
+        try:
+            found = nested_template(self, resource)
+            if found is None:
+                return
+            template, file, at = found
+            self.problems += self._shape(template, file, at)
+            resource.nested = nested_state(self, resource, template, file, at)
+            self._expand_template(resource.nested)
+        except LbsimError as error:
+            self.problems.append(error.problem(resource.file))
+
+    def _evaluate_all(self) -> None:
+        balancers = [r for r in self.resources if r.type_key == LOAD_BALANCERS]
+        for resource in balancers:
+            self._evaluate(resource)
+            self._number_frontend_ips(resource)
+        for resource in self.resources:
+            if resource.type_key != LOAD_BALANCERS:
+                self._evaluate(resource)
+
+    def _number_frontend_ips(self, balancer: ExpandedResource) -> None:
+        """Public IPs of load balancer frontends take the first loopback addresses."""
+        props = (balancer.body or {}).get("properties")
+        frontends = props.get("frontendIPConfigurations") if isinstance(props, dict) else None
+        for frontend in frontends if isinstance(frontends, list) else []:
+            ref = (
+                frontend.get("properties", {}).get("publicIPAddress")
+                if isinstance(frontend, dict)
+                else None
+            )
+            target = (
+                self.find(ref["id"])
+                if isinstance(ref, dict) and isinstance(ref.get("id"), str)
+                else None
+            )
+            if target is not None:
+                self.public_ip_address(target)
+
+    def _evaluate(self, resource: ExpandedResource) -> None:
+        """Evaluate a resource (if ``reference()`` has not already) and check its schema."""
+        if id(resource) in self._validated:
+            return
+        self._validated.add(id(resource))
+        try:
+            body = resource.evaluate_body()
+        except LbsimError as error:
+            self.problems.append(error.problem(resource.file))
+            return
+        for v in validate_resource(_without_nulls(body)):
+            at = self.sourcemap.locate(body, v.path, resource.at)
+            self.problems.append(Problem(v.code, v.message, at, resource.file))
+
+    # --- what expressions ask of the loader -------------------------------------------------------
+    def find(self, name_or_id: str) -> ExpandedResource | None:
+        key = name_or_id.lower()
+        if key in self._by_id:
+            return self._by_id[key]
+        matches = self._by_name.get(key, [])
+        return matches[0] if len(matches) == 1 else None
+
+    def reference(self, name_or_id: str, full: bool, scope: Scope) -> Any:
+        resource = self.find(name_or_id)
+        if resource is None or resource.existing:
+            self.warn(
+                "ReferenceOutsideTemplate",
+                f"reference('{name_or_id}') names a resource outside the template; "
+                "lbsim uses placeholders.",
+            )
+            return Placeholder(f"<reference {name_or_id}>")
+        if resource.type_key == DEPLOYMENTS:
+            props: dict[str, Any] = {"provisioningState": "Succeeded"}
+            props["outputs"] = outputs(resource.nested) if resource.nested else RuntimeObject()
+        else:
+            props = runtime_properties(resource, self.public_ip_address)
+        return full_object(resource, props) if full else props
+
+    def list_keys(self, resource_id: str) -> Any:
+        self.warn(
+            "ListFunctionPlaceholder",
+            f"A list* function on '{resource_id}' returns placeholders in lbsim.",
+        )
+        return Placeholder(f"<keys of {resource_id}>")
+
+    def public_ip_address(self, resource: ExpandedResource) -> str:
+        """The loopback address that stands for a public IP, in order of first use."""
+        key = resource.id.lower()
+        if key not in self._public_ips:
+            self._public_ips[key] = f"127.0.0.{len(self._public_ips) + 1}"
+        return self._public_ips[key]
+
+    def resolve_link(self, target: str, from_file: str | None) -> tuple[Any, str] | None:
+        resolver = self.options.resolve_link
+        return resolver(target, from_file) if resolver else None
+
+    def warn(self, code: str, message: str) -> None:
+        file, at = self.current
+        if (code, message) in self._warned:
+            return
+        self._warned.add((code, message))
+        self.problems.append(Problem(code, message, at, file, Severity.WARNING))
+
+
+_MISSING = object()
+
+
+def _user_functions(raw: Any, at: Pointer) -> dict[str, UserFunction]:
+    out: dict[str, UserFunction] = {}
+    if not isinstance(raw, list):
+        return out
+    for i, namespace in enumerate(raw):
+        members = namespace.get("members") if isinstance(namespace, Mapping) else None
+        if not isinstance(members, Mapping):
+            continue
+        ns = str(namespace.get("namespace", ""))
+        for name, member in members.items():
+            declared = member.get("parameters") or []
+            output = member.get("output") or {}
+            fn = UserFunction(
+                ns,
+                name,
+                tuple((str(p.get("name")), str(p.get("type"))) for p in declared),
+                str(output.get("type", "")),
+                output.get("value"),
+                at / i / "members" / name,
+            )
+            out[f"{ns}.{name}".lower()] = fn
+    return out
+
+
+def _without_nulls(value: Any) -> Any:
+    """A copy without null properties: Azure treats ``"x": null`` as ``x`` not set. Array
+    elements stay, so paths into the copy are paths into the original."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value

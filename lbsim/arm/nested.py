@@ -1,0 +1,121 @@
+"""Nested deployments (``Microsoft.Resources/deployments``): inline templates with inner or
+outer expression scope, and linked templates that resolve to a local file."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from lbsim.arm.deepeval import evaluate_value
+from lbsim.arm.scope import Scope, TemplateState
+from lbsim.errors import Problem, Severity
+from lbsim.pointer import Pointer
+
+if TYPE_CHECKING:
+    from lbsim.arm.loader import Loader
+    from lbsim.arm.resources import ExpandedResource
+
+
+def nested_template(
+    loader: Loader, deployment: ExpandedResource
+) -> tuple[Any, str | None, Pointer] | None:
+    """The nested template of ``deployment``: (raw template, file, pointer of the template)."""
+    raw_props = deployment.raw.get("properties")
+    if isinstance(raw_props, Mapping) and isinstance(raw_props.get("template"), Mapping):
+        return raw_props["template"], deployment.file, deployment.at / "properties" / "template"
+    props = deployment.evaluate_body().get("properties") or {}
+    link = props.get("templateLink") if isinstance(props, Mapping) else None
+    target = None
+    if isinstance(link, Mapping):
+        target = link.get("relativePath") or link.get("uri") or link.get("id")
+    if not isinstance(target, str):
+        return None
+    found = loader.resolve_link(target, deployment.file)
+    chain = _documents(deployment.scope.state)
+    if found is not None and (found[1] in chain or len(chain) > MAX_DEPTH):
+        loader.problems.append(
+            Problem(
+                "LinkedTemplateCycle",
+                f"The linked template '{target}' of deployment '{deployment.name}' resolves to "
+                f"{found[1]}, which is already being deployed (or nesting passes {MAX_DEPTH} "
+                "levels); its resources are not emulated.",
+                deployment.at / "properties" / "templateLink",
+                deployment.file,
+                Severity.WARNING,
+            )
+        )
+        return None
+    if found is None:
+        loader.problems.append(
+            Problem(
+                "LinkedTemplateNotFound",
+                f"The linked template '{target}' of deployment '{deployment.name}' is not a "
+                "file beside the template; its resources are not emulated.",
+                deployment.at / "properties" / "templateLink",
+                deployment.file,
+                Severity.WARNING,
+            )
+        )
+        return None
+    return found[0], found[1], Pointer.root(found[1])
+
+
+MAX_DEPTH = 10
+
+
+def _documents(state: TemplateState | None) -> list[str | None]:
+    """The files of a template and of every template that deploys it."""
+    out: list[str | None] = []
+    while state is not None:
+        out.append(state.file)
+        state = state.parent
+    return out
+
+
+def nested_state(
+    loader: Loader, deployment: ExpandedResource, template: Any, file: str | None, at: Pointer
+) -> TemplateState:
+    """The TemplateState of a nested template, with its parameters bound."""
+    outer = deployment.scope.state
+    props = deployment.evaluate_body().get("properties") or {}
+    options = props.get("expressionEvaluationOptions") if isinstance(props, Mapping) else None
+    inline = bool(at.parts)
+    mode = str(options.get("scope", "outer") if isinstance(options, Mapping) else "outer").lower()
+    context = attrs.evolve(outer.deployment, deployment_name=deployment.name)
+    link = props.get("templateLink") if isinstance(props, Mapping) else None
+    extra = {"templateLink": link} if isinstance(link, Mapping) else {}
+    state = TemplateState(loader, template, file, at, context, {"template": template, **extra})
+    state.parent = outer
+    if inline and mode == "outer":
+        state.parameters = outer.parameters
+        state.variables_raw, state.variables = outer.variables_raw, outer.variables
+        state.user_functions = outer.user_functions
+        return state
+    supplied = props.get("parameters") if isinstance(props, Mapping) else None
+    loader.bind_template(state, _values(supplied, deployment.at / "properties" / "parameters"))
+    return state
+
+
+def _values(supplied: Any, at: Pointer) -> dict[str, tuple[Any, Pointer]]:
+    if not isinstance(supplied, Mapping):
+        return {}
+    return {
+        name: (entry.get("value"), at / name / "value")
+        for name, entry in supplied.items()
+        if isinstance(entry, Mapping)
+    }
+
+
+def outputs(state: TemplateState) -> dict[str, Any]:
+    """A nested deployment's ``outputs`` as ``reference()`` shows them."""
+    raw = state.raw.get("outputs")
+    out: dict[str, Any] = {}
+    if not isinstance(raw, Mapping):
+        return out
+    for name, decl in raw.items():
+        if isinstance(decl, Mapping) and "value" in decl:
+            value = evaluate_value(decl["value"], Scope(state), state.base / "outputs" / name)
+            out[name] = {"type": decl.get("type", "String"), "value": value}
+    return out

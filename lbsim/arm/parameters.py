@@ -1,0 +1,221 @@
+"""Template parameters: declared types, supplied values, defaults and constraints.
+
+Values come, strongest first, from ``--param name=value`` (a string converted to the declared
+type), the parameters file, and the declaration's ``defaultValue`` (which may be an
+expression, evaluated by the caller). Azure reports every parameter mistake under the code
+``InvalidTemplate``; lbsim keeps that code and points at the declaration.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from lbsim.errors import Problem, Severity
+from lbsim.pointer import Pointer
+
+TYPES = {
+    "string": "String",
+    "securestring": "SecureString",
+    "int": "Int",
+    "bool": "Bool",
+    "object": "Object",
+    "secureobject": "SecureObject",
+    "array": "Array",
+}
+
+
+@attrs.frozen
+class ParameterDecl:
+    name: str
+    type: str  # Azure's canonical spelling, from TYPES
+    raw: Mapping[str, Any]
+    at: Pointer
+
+    @property
+    def has_default(self) -> bool:
+        return "defaultValue" in self.raw
+
+    def constraint(self, key: str) -> Any:
+        return self.raw.get(key)
+
+
+def declarations(raw: Any, at: Pointer) -> tuple[list[ParameterDecl], list[Problem]]:
+    """The template's parameter declarations, with a problem for each malformed one."""
+    decls: list[ParameterDecl] = []
+    problems: list[Problem] = []
+    if not isinstance(raw, Mapping):
+        return decls, problems
+    for name, body in raw.items():
+        where = at / name
+        kind = body.get("type") if isinstance(body, Mapping) else None
+        if not isinstance(kind, str) or kind.lower() not in TYPES:
+            msg = f"The parameter '{name}' has no valid type (got {kind!r}); allowed: " + ", ".join(
+                TYPES.values()
+            )
+            problems.append(Problem("InvalidTemplate", msg, where / "type"))
+            continue
+        decls.append(ParameterDecl(name, TYPES[kind.lower()], body, where))
+    return decls, problems
+
+
+def convert_cli_value(decl: ParameterDecl, text: str) -> Any:
+    """A ``--param`` string converted to the declared type; raises ValueError if it cannot be."""
+    if decl.type == "Int":
+        return int(text)
+    if decl.type == "Bool":
+        if text.lower() not in ("true", "false"):
+            raise ValueError("expected true or false")
+        return text.lower() == "true"
+    if decl.type in ("Object", "SecureObject", "Array"):
+        return json.loads(text)
+    return text
+
+
+_JSON_KIND = {
+    "String": (str,),
+    "SecureString": (str,),
+    "Int": (int,),
+    "Bool": (bool,),
+    "Object": (dict,),
+    "SecureObject": (dict,),
+    "Array": (list,),
+}
+
+
+def type_problem(decl: ParameterDecl, value: Any) -> str | None:
+    """Azure's complaint when a supplied value has the wrong JSON type, else None."""
+    if value is None:
+        return None
+    kinds = _JSON_KIND[decl.type]
+    wrong_bool = isinstance(value, bool) and decl.type == "Int"
+    if isinstance(value, kinds) and not wrong_bool:
+        return None
+    actual = _json_type_name(value)
+    return (
+        f"The value of the template parameter '{decl.name}' is of type '{actual}', "
+        f"expected '{decl.type}'."
+    )
+
+
+def _json_type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "Boolean"
+    for kind, name in ((int, "Integer"), (float, "Float"), (str, "String")):
+        if isinstance(value, kind):
+            return name
+    return "Array" if isinstance(value, list) else "Object"
+
+
+def constraint_problems(decl: ParameterDecl, value: Any) -> list[str]:
+    """What is wrong with ``value`` against allowedValues, min/max value and length."""
+    out: list[str] = []
+    allowed = decl.constraint("allowedValues")
+    if isinstance(allowed, list):
+        items = value if decl.type == "Array" and isinstance(value, list) else [value]
+        bad = [v for v in items if v not in allowed]
+        if bad:
+            out.append(
+                f"The provided value {_show(bad[0])} for the template parameter '{decl.name}' "
+                f"is not part of the allowed value(s): {_show_list(allowed)}."
+            )
+    out += _range_problems(decl, value)
+    return out
+
+
+def _range_problems(decl: ParameterDecl, value: Any) -> list[str]:
+    out: list[str] = []
+    lo, hi = decl.constraint("minValue"), decl.constraint("maxValue")
+    if isinstance(value, int) and not isinstance(value, bool):
+        if isinstance(lo, int) and value < lo:
+            out.append(f"The value {value} of parameter '{decl.name}' is less than minValue {lo}.")
+        if isinstance(hi, int) and value > hi:
+            out.append(f"The value {value} of parameter '{decl.name}' exceeds maxValue {hi}.")
+    short, long = decl.constraint("minLength"), decl.constraint("maxLength")
+    if isinstance(value, str | list):
+        size = len(value)
+        if isinstance(short, int) and size < short:
+            out.append(
+                f"The length {size} of parameter '{decl.name}' is less than minLength {short}."
+            )
+        if isinstance(long, int) and size > long:
+            out.append(f"The length {size} of parameter '{decl.name}' exceeds maxLength {long}.")
+    return out
+
+
+def _show(value: Any) -> str:
+    return f"'{value}'" if isinstance(value, str) else json.dumps(value)
+
+
+def _show_list(values: list[Any]) -> str:
+    return "'" + ", ".join(str(v) for v in values) + "'"
+
+
+def placeholder(decl: ParameterDecl) -> Any:
+    """A value that satisfies ``decl``'s constraints, for ``--fill-missing``."""
+    allowed = decl.constraint("allowedValues")
+    if isinstance(allowed, list) and allowed:
+        return [allowed[0]] if decl.type == "Array" else allowed[0]
+    if decl.type == "Int":
+        lo, hi = decl.constraint("minValue"), decl.constraint("maxValue")
+        value = 2 if not isinstance(lo, int) else max(lo, 2)
+        return min(value, hi) if isinstance(hi, int) else value
+    if decl.type == "Bool":
+        return False
+    if decl.type in ("Object", "SecureObject"):
+        return {}
+    if decl.type == "Array":
+        return ["placeholder"] * max(0, decl.constraint("minLength") or 0)
+    return _placeholder_string(decl)
+
+
+def _placeholder_string(decl: ParameterDecl) -> str:
+    base = "Lbsim-Placeholder-1!" if decl.type == "SecureString" else f"lbsim{decl.name.lower()}"
+    short, long = decl.constraint("minLength"), decl.constraint("maxLength")
+    if isinstance(short, int) and len(base) < short:
+        base = base + "x" * (short - len(base))
+    if isinstance(long, int) and len(base) > long:
+        base = base[: max(long, 0)]
+    return base
+
+
+def placeholder_warning(decl: ParameterDecl, value: Any) -> Problem:
+    shown = "a secret placeholder" if decl.type.startswith("Secure") else json.dumps(value)
+    return Problem(
+        "ParameterValuePlaceholder",
+        f"The parameter '{decl.name}' has no value; using {shown} (--fill-missing).",
+        decl.at,
+        severity=Severity.WARNING,
+    )
+
+
+def file_values(raw: Any, at: Pointer) -> tuple[dict[str, tuple[Any, Pointer]], list[Problem]]:
+    """The values of a deploymentParameters document, keyed by parameter name."""
+    problems: list[Problem] = []
+    values: dict[str, tuple[Any, Pointer]] = {}
+    params = raw.get("parameters") if isinstance(raw, Mapping) else None
+    if not isinstance(params, Mapping):
+        problems.append(
+            Problem("InvalidTemplate", "A parameters file has a 'parameters' object.", at)
+        )
+        return values, problems
+    for name, entry in params.items():
+        where = at / "parameters" / name
+        if isinstance(entry, Mapping) and "value" in entry:
+            values[name] = (entry["value"], where / "value")
+        elif isinstance(entry, Mapping) and "reference" in entry:
+            values[name] = (_KEY_VAULT, where / "reference")
+        else:
+            msg = f"The parameter '{name}' in the parameters file has no 'value' nor 'reference'."
+            problems.append(Problem("InvalidTemplate", msg, where))
+    return values, problems
+
+
+_KEY_VAULT = object()
+
+
+def is_key_vault_reference(value: Any) -> bool:
+    return value is _KEY_VAULT

@@ -1,0 +1,97 @@
+"""What ``reference()`` returns: a resource's properties plus the values Azure fills in at
+deployment time, as the emulator will see them."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from lbsim.arm.context import Placeholder, RuntimeObject
+
+if TYPE_CHECKING:
+    from lbsim.arm.resources import ExpandedResource
+
+# Types whose runtime state lbsim knows exactly: a missing property there is a template error.
+EXACT = frozenset(
+    {
+        "microsoft.network/loadbalancers",
+        "microsoft.network/networksecuritygroups",
+        "microsoft.network/virtualnetworks",
+        "microsoft.network/virtualnetworks/subnets",
+        "microsoft.network/networkinterfaces",
+        "microsoft.network/publicipaddresses",
+        "microsoft.resources/deployments",
+    }
+)
+
+
+def runtime_properties(
+    resource: ExpandedResource, public_ip: Callable[[ExpandedResource], str]
+) -> dict[str, Any]:
+    """The ``properties`` Azure would report for ``resource`` once deployed."""
+    body = resource.evaluate_body()
+    found = body.get("properties")
+    props: dict[str, Any] = copy.deepcopy(found) if isinstance(found, dict) else {}
+    if resource.type_key not in EXACT:
+        props = RuntimeObject(props)
+    props.setdefault("provisioningState", "Succeeded")
+    location = str(body.get("location") or resource.scope.deployment.location)
+    filler = _FILLERS.get(resource.type_key)
+    if filler is not None:
+        filler(props, resource.name, location)
+    if resource.type_key == "microsoft.network/publicipaddresses":
+        _public_ip(props, public_ip(resource), location)
+    return props
+
+
+def _public_ip(props: dict[str, Any], address: str, location: str) -> None:
+    props.setdefault("ipAddress", address)
+    dns = props.get("dnsSettings")
+    if isinstance(dns, dict) and isinstance(dns.get("domainNameLabel"), str):
+        dns.setdefault("fqdn", f"{dns['domainNameLabel']}.{location}.cloudapp.azure.com")
+
+
+def _load_balancer(props: dict[str, Any], name: str, location: str) -> None:
+    """Dynamic private frontend addresses are chosen by the plan, after loading: until then
+    ``reference()`` shows a placeholder."""
+    frontends = props.get("frontendIPConfigurations")
+    for frontend in frontends if isinstance(frontends, list) else []:
+        inner = frontend.get("properties") if isinstance(frontend, dict) else None
+        if isinstance(inner, dict) and "subnet" in inner and "privateIPAddress" not in inner:
+            inner["privateIPAddress"] = Placeholder(
+                f"<private IP of {name}/{frontend.get('name')}>"
+            )
+
+
+def _storage(props: dict[str, Any], name: str, location: str) -> None:
+    kinds = ("blob", "queue", "table", "file", "web", "dfs")
+    endpoints = {k: f"https://{name}.{k}.core.windows.net/" for k in kinds}
+    props.setdefault("primaryEndpoints", endpoints)
+    props.setdefault("primaryLocation", location)
+    props.setdefault("statusOfPrimary", "available")
+
+
+def _key_vault(props: dict[str, Any], name: str, location: str) -> None:
+    props.setdefault("vaultUri", f"https://{name}.vault.azure.net/")
+
+
+def _sql_server(props: dict[str, Any], name: str, location: str) -> None:
+    props.setdefault("fullyQualifiedDomainName", f"{name}.database.windows.net")
+
+
+_FILLERS: dict[str, Callable[[dict[str, Any], str, str], None]] = {
+    "microsoft.storage/storageaccounts": _storage,
+    "microsoft.keyvault/vaults": _key_vault,
+    "microsoft.sql/servers": _sql_server,
+    "microsoft.network/loadbalancers": _load_balancer,
+}
+
+
+def full_object(resource: ExpandedResource, properties: dict[str, Any]) -> dict[str, Any]:
+    """``reference(x, api, 'Full')``: the whole resource object."""
+    body = resource.evaluate_body()
+    full = {k: v for k, v in body.items() if k != "properties"}
+    full["resourceId"] = resource.id
+    full["properties"] = properties
+    return full

@@ -1,0 +1,109 @@
+"""lbsim's command line: ``lbsim validate | ports | check | rules | up``.
+
+Only this layer reads files, prints, and turns errors into exit codes: 0 success (and Allow
+for ``check``), 1 Deny, 2 invalid input (every problem printed as
+``file.json#/pointer: Code: message``, never a traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from lbsim import __version__
+from lbsim.cli import commands, render
+from lbsim.errors import LbsimError, TemplateInvalid
+
+
+def _template_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("template", help="the ARM template (azuredeploy.json)")
+    parser.add_argument("-p", "--parameters", help="a deploymentParameters file")
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a parameter value (repeatable; JSON for object and array parameters)",
+    )
+    parser.add_argument(
+        "--fill-missing",
+        action="store_true",
+        help="give parameters without a value a placeholder that meets their constraints",
+    )
+    ctx = parser.add_argument_group("deployment context")
+    ctx.add_argument("--subscription-id", default="00000000-0000-0000-0000-000000000000")
+    ctx.add_argument("--tenant-id", default="00000000-0000-0000-0000-000000000000")
+    ctx.add_argument("--resource-group", default="lbsim-rg")
+    ctx.add_argument("--location", default="westeurope")
+    ctx.add_argument(
+        "--deployment-name", help="default: the template's file name without extension"
+    )
+
+
+def _output(parser: argparse.ArgumentParser, choices: tuple[str, ...] = ("table", "json")) -> None:
+    parser.add_argument("-o", "--output", choices=choices, default=choices[0])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lbsim", description="A local emulator of an Azure load balancer, NAT pools and NSGs."
+    )
+    parser.add_argument("--version", action="version", version=f"lbsim {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    validate = sub.add_parser("validate", help="load and check a template")
+    _template_options(validate)
+    validate.set_defaults(run=commands.cmd_validate)
+    ports = sub.add_parser(
+        "ports", help="the NAT table: which frontend port reaches which instance"
+    )
+    _template_options(ports)
+    _output(ports)
+    ports.set_defaults(run=commands.cmd_ports)
+    _check_parser(sub)
+    rules = sub.add_parser("rules", help="the effective security rules of an instance")
+    _template_options(rules)
+    rules.add_argument("--instance", required=True, metavar="SCALESET/N", help="or a VM name")
+    rules.add_argument("--direction", default="Inbound", choices=("Inbound", "Outbound"))
+    _output(rules)
+    rules.set_defaults(run=commands.cmd_rules)
+    return parser
+
+
+def _check_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    check = sub.add_parser(
+        "check", help="would the NSGs let this flow through? (exit 0 Allow, 1 Deny)"
+    )
+    _template_options(check)
+    check.add_argument("--source", required=True, metavar="IP[:PORT]")
+    where = check.add_mutually_exclusive_group(required=True)
+    where.add_argument("--frontend-port", type=int, metavar="N")
+    where.add_argument("--destination", metavar="IP:PORT")
+    check.add_argument(
+        "--frontend", metavar="LB/NAME", help="which frontend, when a port is on several"
+    )
+    check.add_argument("--protocol", default="Tcp", type=str.capitalize, choices=("Tcp", "Udp"))
+    check.set_defaults(run=commands.cmd_check, source_port_default=49152)
+    _output(check)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except TemplateInvalid as error:
+        render.problems(error.problems)
+        return commands.EXIT_INVALID
+    except LbsimError as error:
+        print(f"lbsim: {error.code}: {error.message}", file=sys.stderr)
+        return commands.EXIT_INVALID
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # the reader (``| head``) went away: nothing more to say
+        sys.stderr.close()
+        return commands.EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""``lbsim validate | ports | check | rules``: the control plane from the command line."""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+
+from lbsim.cli import render
+from lbsim.cli.files import Loaded, load
+from lbsim.control.check import FlowCheck, check_direct, check_nat, find_nat_entry
+from lbsim.control.nsg import effective_rules
+from lbsim.errors import LbsimError
+from lbsim.model import SecurityRuleDirection, TransportProtocol
+
+EXIT_OK, EXIT_DENY, EXIT_INVALID = 0, 1, 2
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    loaded = load(args)
+    render.problems(loaded.warnings, prefix="warning: ")
+    d = loaded.deployment
+    print(f"{args.template}: valid")
+    counts = [
+        (len(d.load_balancers), "load balancer"),
+        (len(d.network_security_groups), "network security group"),
+        (len(d.virtual_networks), "virtual network"),
+        (len(d.public_ip_addresses), "public IP address"),
+        (len(d.network_interfaces), "network interface"),
+        (len(d.virtual_machines), "virtual machine"),
+        (len(d.virtual_machine_scale_sets), "scale set"),
+    ]
+    emulated = ", ".join(f"{n} {what}{'s' if n != 1 else ''}" for n, what in counts if n)
+    print(f"  emulated: {emulated or 'nothing'}")
+    for vmss in d.virtual_machine_scale_sets:
+        print(
+            f"    scale set {vmss.name}: {vmss.capacity} instance(s), "
+            f"{vmss.os_type or 'unknown OS'}"
+        )
+    types = Counter(r.type for r in d.not_emulated)
+    if types:
+        print("  not emulated: " + ", ".join(f"{t} ({n})" for t, n in sorted(types.items())))
+    plan = loaded.plan
+    print(
+        f"  plan: {len(plan.nat)} NAT entries, {len(plan.balancing)} load-balancing entries, "
+        f"{len(plan.backends)} backends, {len(loaded.warnings)} warning(s)"
+    )
+    return EXIT_OK
+
+
+def cmd_ports(args: argparse.Namespace) -> int:
+    loaded = load(args)
+    render.problems(loaded.warnings, prefix="warning: ")
+    plan = loaded.plan
+    if args.output == "json":
+        render.dump([render.nat_json(e) for e in plan.nat])
+        return EXIT_OK
+    if plan.nat:
+        print(render.table([render.nat_row(e) for e in plan.nat], render.NAT_HEADERS))
+    else:
+        print("No inbound NAT entries.")
+    if plan.balancing:
+        print()
+        print(
+            render.table(
+                [render.balancing_row(e) for e in plan.balancing], render.BALANCING_HEADERS
+            )
+        )
+    return EXIT_OK
+
+
+def parse_endpoint(text: str, what: str, default_port: int | None) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or (host.count(":") and not host.startswith("[")):
+        host, port = text, ""
+    host = host.strip("[]")
+    if not port:
+        if default_port is None:
+            raise LbsimError("InvalidArgument", f"{what} needs IP:PORT, got {text!r}.")
+        return host, default_port
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise LbsimError("InvalidArgument", f"{what}: {port!r} is not a port number.")
+    return host, int(port)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    loaded = load(args)
+    protocol = TransportProtocol(args.protocol)
+    source, source_port = parse_endpoint(args.source, "--source", args.source_port_default)
+    if args.frontend_port is not None:
+        entry = find_nat_entry(loaded.plan, protocol, args.frontend_port, args.frontend)
+        result: FlowCheck = check_nat(loaded.plan, entry, source, source_port)
+    else:
+        address, port = parse_endpoint(args.destination, "--destination", None)
+        result = check_direct(
+            loaded.plan, protocol, source, source_port, address=address, port=port
+        )
+    if args.output == "json":
+        render.dump(render.check_json(result))
+    else:
+        print(render.check_text(result))
+    return EXIT_OK if result.verdict.allowed else EXIT_DENY
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    loaded: Loaded = load(args)
+    backend = loaded.plan.backend(args.instance)
+    if backend is None:
+        known = ", ".join(b.label for b in loaded.plan.backends[:20]) or "none"
+        raise LbsimError("UnknownInstance", f"No instance {args.instance!r}; instances: {known}.")
+    direction = SecurityRuleDirection(args.direction)
+    rules = effective_rules(backend.subnet_nsg, backend.nic_nsg, direction)
+    if args.output == "json":
+        render.dump(
+            {
+                "instance": backend.label,
+                "privateIPAddress": backend.private_ip_address,
+                "direction": direction.value,
+                "rules": [
+                    {
+                        "networkSecurityGroup": r.network_security_group_name,
+                        "level": r.level,
+                        **render.rule_json(r.rule),
+                    }
+                    for r in rules
+                ],
+            }
+        )
+        return EXIT_OK
+    print(f"{backend.label} ({backend.private_ip_address}), {direction.value}:")
+    if not rules:
+        print("no network security group applies: every flow is allowed")
+        return EXIT_OK
+    headers = (
+        "NSG",
+        "LEVEL",
+        "PRIORITY",
+        "RULE",
+        "ACCESS",
+        "PROTOCOL",
+        "SOURCE",
+        "SPORT",
+        "DESTINATION",
+        "DPORT",
+    )
+    print(render.table(render.effective_rows(rules), headers))
+    return EXIT_OK

@@ -1,0 +1,243 @@
+"""Text and JSON renderings of lbsim's values, for the CLI."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any, TextIO
+
+from tabulate import tabulate
+
+from lbsim.control.check import FlowCheck
+from lbsim.control.nsg import EffectiveRule, RuleEvaluation
+from lbsim.control.types import BalancingEntry, NatEntry
+from lbsim.errors import Problem
+from lbsim.model import SecurityRule, SubResource
+
+
+def problems(items: Iterable[Problem], out: TextIO = sys.stderr, prefix: str = "") -> None:
+    for item in items:
+        print(f"{prefix}{item}", file=out)
+
+
+def dump(value: Any, out: TextIO = sys.stdout) -> None:
+    json.dump(value, out, indent=2)
+    out.write("\n")
+
+
+def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
+    return tabulate(rows, headers=list(headers), tablefmt="simple", disable_numparse=True)
+
+
+def nat_json(entry: NatEntry) -> dict[str, Any]:
+    backend = entry.backend
+    return {
+        "loadBalancer": entry.load_balancer,
+        "ruleName": entry.rule_name,
+        "kind": entry.kind.value,
+        "frontendIPConfiguration": entry.frontend.name,
+        "frontendIPAddress": entry.frontend.address,
+        "protocol": entry.protocol.value,
+        "frontendPort": entry.frontend_port,
+        "backendPort": entry.backend_port,
+        "scaleSet": backend.scale_set if backend else None,
+        "instanceId": backend.instance_id if backend else None,
+        "backend": backend.name if backend else None,
+        "backendIPAddress": backend.private_ip_address if backend else None,
+        "idleTimeoutInMinutes": int(entry.idle_timeout_s // 60),
+        "enableTcpReset": entry.enable_tcp_reset,
+    }
+
+
+NAT_HEADERS = (
+    "LOAD BALANCER",
+    "RULE",
+    "PROTOCOL",
+    "FRONTEND",
+    "BACKEND PORT",
+    "INSTANCE",
+    "BACKEND IP",
+)
+
+
+def nat_row(entry: NatEntry) -> list[Any]:
+    backend = entry.backend
+    return [
+        entry.load_balancer,
+        entry.rule_name,
+        entry.protocol.value,
+        f"{entry.frontend.address}:{entry.frontend_port}",
+        entry.backend_port,
+        backend.label if backend else "(none)",
+        backend.private_ip_address if backend else "-",
+    ]
+
+
+BALANCING_HEADERS = (
+    "LOAD BALANCER",
+    "RULE",
+    "PROTOCOL",
+    "FRONTEND",
+    "BACKEND PORT",
+    "BACKENDS",
+    "PROBE",
+)
+
+
+def balancing_row(entry: BalancingEntry) -> list[Any]:
+    probe = entry.probe
+    return [
+        entry.load_balancer,
+        entry.rule_name,
+        entry.protocol.value,
+        f"{entry.frontend.address}:{entry.frontend_port}",
+        entry.backend_port,
+        len(entry.backends),
+        f"{probe.name} ({probe.protocol.value}:{probe.port})" if probe else "-",
+    ]
+
+
+def rule_json(rule: SecurityRule) -> dict[str, Any]:
+    return {
+        "name": rule.name,
+        "priority": rule.priority,
+        "direction": rule.direction.value,
+        "access": rule.access.value,
+        "protocol": rule.protocol.value,
+        "sourceAddressPrefixes": list(rule.sources()) or ["*"],
+        "sourcePortRanges": list(rule.source_ports()) or ["*"],
+        "destinationAddressPrefixes": list(rule.destinations()) or ["*"],
+        "destinationPortRanges": list(rule.destination_ports()) or ["*"],
+        "sourceApplicationSecurityGroups": [
+            g.name for g in rule.source_application_security_groups
+        ],
+        "destinationApplicationSecurityGroups": [
+            g.name for g in rule.destination_application_security_groups
+        ],
+        "isDefault": rule.is_default,
+        "at": str(rule.at) if rule.at is not None else None,
+    }
+
+
+def evaluation_json(item: RuleEvaluation) -> dict[str, Any]:
+    return {
+        "networkSecurityGroup": item.network_security_group_name,
+        "level": item.level,
+        "rule": item.rule.name,
+        "priority": item.rule.priority,
+        "access": item.rule.access.value,
+        "matched": item.matched,
+        "protocol": item.protocol,
+        "source": item.source,
+        "sourcePort": item.source_port,
+        "destination": item.destination,
+        "destinationPort": item.destination_port,
+    }
+
+
+def check_json(result: FlowCheck) -> dict[str, Any]:
+    verdict, flow = result.verdict, result.flow
+    rule = verdict.rule
+    nsg_name = (
+        verdict.network_security_group.rsplit("/", 1)[-1]
+        if verdict.network_security_group
+        else None
+    )
+    return {
+        "access": verdict.access.value,
+        "ruleName": rule.name if rule else None,
+        "flowLogRuleName": rule.flow_log_name if rule else None,
+        "networkSecurityGroup": nsg_name,
+        "level": verdict.level,
+        "at": str(rule.at) if rule is not None and rule.at is not None else None,
+        "natRule": result.nat.rule_name if result.nat else None,
+        "loadBalancingRule": result.balancing.rule_name if result.balancing else None,
+        "backend": result.backend.label,
+        "flow": {
+            "protocol": flow.protocol.value,
+            "sourceAddress": str(flow.source_address),
+            "sourcePort": flow.source_port,
+            "destinationAddress": str(flow.destination_address),
+            "destinationPort": flow.destination_port,
+        },
+        "evaluated": [evaluation_json(e) for e in verdict.evaluated],
+    }
+
+
+def mark(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def check_text(result: FlowCheck) -> str:
+    data = check_json(result)
+    flow = data["flow"]
+    via = f" via NAT rule {data['natRule']}" if data["natRule"] else ""
+    lines = [
+        f"{data['access']}: {flow['protocol']} {flow['sourceAddress']}:{flow['sourcePort']} -> "
+        f"{result.backend.label} {flow['destinationAddress']}:{flow['destinationPort']}{via}",
+    ]
+    if data["ruleName"]:
+        lines.append(
+            f"decided by rule {data['ruleName']} of NSG {data['networkSecurityGroup']} "
+            f"({data['level']}) at {data['at']}"
+        )
+    else:
+        lines.append("no network security group applies: allowed")
+    rows = [
+        [
+            e["networkSecurityGroup"],
+            e["level"],
+            e["priority"],
+            e["rule"],
+            e["access"],
+            *(
+                mark(e[k])
+                for k in ("protocol", "source", "sourcePort", "destination", "destinationPort")
+            ),
+            "MATCH" if e["matched"] else "",
+        ]
+        for e in data["evaluated"]
+    ]
+    headers = (
+        "NSG",
+        "LEVEL",
+        "PRIORITY",
+        "RULE",
+        "ACCESS",
+        "PROTO",
+        "SRC",
+        "SPORT",
+        "DST",
+        "DPORT",
+        "",
+    )
+    if rows:
+        lines += ["", table(rows, headers)]
+    return "\n".join(lines)
+
+
+def effective_rows(rules: Sequence[EffectiveRule]) -> list[list[Any]]:
+    rows = []
+    for item in rules:
+        r = item.rule
+        rows.append(
+            [
+                item.network_security_group_name,
+                item.level,
+                r.priority,
+                r.name,
+                r.access.value,
+                r.protocol.value,
+                _side(r.sources(), r.source_application_security_groups),
+                ",".join(r.source_ports()) or "*",
+                _side(r.destinations(), r.destination_application_security_groups),
+                ",".join(r.destination_ports()) or "*",
+            ]
+        )
+    return rows
+
+
+def _side(prefixes: tuple[str, ...], groups: tuple[SubResource, ...]) -> str:
+    names = [*prefixes, *(f"asg:{g.name}" for g in groups)]
+    return ",".join(names) or "*"

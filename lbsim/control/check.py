@@ -1,0 +1,137 @@
+"""Would Azure let this flow through? The NAT table and the NSGs together.
+
+Inbound NSG processing happens after the load balancer translated the destination: the flow
+the NSGs judge has the original client's address and port as source and the backend's
+private address and backend port as destination (azure-facts.md §5.3).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import attrs
+
+from lbsim.control.nsg import Decision, Flow, NetworkContext, Verdict, decide, evaluate
+from lbsim.control.types import Backend, BalancingEntry, NatEntry, Plan
+from lbsim.errors import LbsimError
+from lbsim.model import SecurityRuleDirection, SecurityRuleProtocol, TransportProtocol
+
+_NSG_PROTOCOL = {
+    TransportProtocol.TCP: SecurityRuleProtocol.TCP,
+    TransportProtocol.UDP: SecurityRuleProtocol.UDP,
+}
+
+
+@attrs.frozen
+class FlowCheck:
+    """A flow's verdict, with the NAT entry or load-balancing rule it came through."""
+
+    flow: Flow
+    backend: Backend
+    verdict: Verdict
+    nat: NatEntry | None = None
+    balancing: BalancingEntry | None = None
+
+
+class Guard:
+    """NSG decisions for the backends of one plan; network contexts are built once."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self._asg = plan.application_security_group_members()
+
+    @functools.lru_cache(maxsize=1024)  # noqa: B019  (one Guard per plan, bounded)
+    def context(self, prefixes: tuple[str, ...]) -> NetworkContext:
+        return NetworkContext(virtual_network_prefixes=prefixes, asg_members=self._asg)
+
+    def flow(
+        self,
+        protocol: TransportProtocol,
+        source: str,
+        source_port: int,
+        backend: Backend,
+        backend_port: int,
+    ) -> Flow:
+        return Flow(
+            protocol=_NSG_PROTOCOL[protocol],
+            direction=SecurityRuleDirection.INBOUND,
+            source_address=source,
+            source_port=source_port,
+            destination_address=backend.private_ip_address,
+            destination_port=backend_port,
+        )
+
+    def decide(self, flow: Flow, backend: Backend) -> Decision:
+        """The fast decision, for the data plane's every new flow."""
+        ctx = self.context(backend.virtual_network_prefixes)
+        return decide(flow, backend.subnet_nsg, backend.nic_nsg, ctx)
+
+    def explain(self, flow: Flow, backend: Backend) -> Verdict:
+        ctx = self.context(backend.virtual_network_prefixes)
+        return evaluate(flow, backend.subnet_nsg, backend.nic_nsg, ctx)
+
+
+def find_nat_entry(
+    plan: Plan, protocol: TransportProtocol, port: int, frontend: str | None = None
+) -> NatEntry:
+    """The NAT entry on ``port``; ``frontend`` (``LB/NAME`` or an address) picks among several."""
+    found = [e for e in plan.nat if e.protocol is protocol and e.frontend_port == port]
+    if frontend is not None:
+        wanted = frontend.lower()
+        found = [
+            e
+            for e in found
+            if wanted in (e.frontend.label.lower(), e.frontend.name.lower(), e.frontend.address)
+        ]
+    if not found:
+        raise LbsimError(
+            "NoSuchFrontendPort", f"No inbound NAT entry listens on {protocol.value} port {port}."
+        )
+    if len({e.frontend.key for e in found}) > 1:
+        names = ", ".join(sorted({e.frontend.label for e in found}))
+        raise LbsimError(
+            "AmbiguousFrontendPort",
+            f"{protocol.value} port {port} is on several frontends ({names}); pick one with "
+            "--frontend LB/NAME.",
+        )
+    return found[0]
+
+
+def check_nat(plan: Plan, entry: NatEntry, source: str, source_port: int) -> FlowCheck:
+    if entry.backend is None:
+        raise LbsimError(
+            "NatRuleHasNoBackend",
+            f"The inbound NAT rule '{entry.rule_name}' is not bound to any NIC; Azure drops its "
+            "traffic.",
+        )
+    guard = Guard(plan)
+    flow = guard.flow(entry.protocol, source, source_port, entry.backend, entry.backend_port)
+    return FlowCheck(flow, entry.backend, guard.explain(flow, entry.backend), nat=entry)
+
+
+def check_direct(
+    plan: Plan,
+    protocol: TransportProtocol,
+    source: str,
+    source_port: int,
+    *,
+    address: str,
+    port: int,
+) -> FlowCheck:
+    """A flow straight to a backend's private address (no NAT), or to a frontend address."""
+    for entry in plan.nat:
+        if (
+            entry.frontend.address == address
+            and entry.protocol is protocol
+            and entry.frontend_port == port
+        ):
+            return check_nat(plan, entry, source, source_port)
+    backend = next((b for b in plan.backends if b.private_ip_address == address), None)
+    if backend is None:
+        raise LbsimError(
+            "NoSuchDestination",
+            f"{address} is neither a frontend address nor the private address of a backend.",
+        )
+    guard = Guard(plan)
+    flow = guard.flow(protocol, source, source_port, backend, port)
+    return FlowCheck(flow, backend, guard.explain(flow, backend))

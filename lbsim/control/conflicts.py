@@ -1,0 +1,136 @@
+"""Checks Azure makes across the rules of a load balancer.
+
+- Frontend ports: a (frontend, transport, port) belongs to one rule. Two NAT pools whose
+  ranges overlap: ``InboundNatPoolFrontendPortRangesOverlapping``. Any other overlap (pool or
+  V2 range against a V1 rule or a load-balancing rule, two rules on one port):
+  ``LoadBalancerFrontendPortConflict``, lbsim's own code (Azure's is not documented).
+- Port ranges: start after end: ``InvalidFrontendPortRange`` (lbsim's own).
+- Backend ports: two load-balancing rules without floating IP on the same protocol, backend
+  port and pool: ``RulesUseSameBackendPortProtocolAndPool`` (Azure's).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+
+import attrs
+
+from lbsim.errors import Problem
+from lbsim.model import InboundNatPool, InboundNatRule, LoadBalancer, LoadBalancingRule
+from lbsim.pointer import Pointer
+
+
+@attrs.frozen(order=True)
+class _Claim:
+    low: int
+    high: int
+    frontend: str
+    transport: str
+    name: str = attrs.field(order=False)
+    is_pool: bool = attrs.field(order=False)
+    at: Pointer | None = attrs.field(order=False, default=None)
+
+
+def check_load_balancer(lb: LoadBalancer) -> list[Problem]:
+    problems = list(_bad_ranges(lb))
+    by_frontend: dict[tuple[str, str], list[_Claim]] = defaultdict(list)
+    for claim in _claims(lb):
+        by_frontend[(claim.frontend, claim.transport)].append(claim)
+    for claims in by_frontend.values():
+        problems += _overlaps(sorted(claims, key=lambda c: (c.low, c.high)))
+    problems += _backend_ports(lb)
+    return problems
+
+
+def _claims(lb: LoadBalancer) -> Iterator[_Claim]:
+    for pool in lb.inbound_nat_pools:
+        yield from _claim(pool, pool.frontend_port_range_start, pool.frontend_port_range_end, True)
+    for rule in lb.inbound_nat_rules:
+        if rule.frontend_port is not None:
+            yield from _claim(rule, rule.frontend_port, rule.frontend_port, False)
+        elif (
+            rule.frontend_port_range_start is not None and rule.frontend_port_range_end is not None
+        ):
+            yield from _claim(
+                rule, rule.frontend_port_range_start, rule.frontend_port_range_end, False
+            )
+    for lb_rule in lb.load_balancing_rules:
+        if lb_rule.frontend_port != 0:
+            yield from _claim(lb_rule, lb_rule.frontend_port, lb_rule.frontend_port, False)
+
+
+def _claim(
+    source: InboundNatPool | InboundNatRule | LoadBalancingRule, low: int, high: int, is_pool: bool
+) -> Iterator[_Claim]:
+    for transport in source.protocol.transports():
+        frontend = source.frontend_ip_configuration.key
+        yield _Claim(low, high, frontend, transport.value, source.name, is_pool, source.at)
+
+
+def _overlaps(claims: list[_Claim]) -> Iterator[Problem]:
+    active: list[_Claim] = []
+    reported: set[tuple[str, str]] = set()
+    for claim in claims:
+        active = [a for a in active if a.high >= claim.low]
+        for other in active:
+            pair = (other.name, claim.name)
+            if pair in reported:
+                continue
+            reported.add(pair)
+            yield _conflict(other, claim)
+        active.append(claim)
+
+
+def _ports(claim: _Claim) -> str:
+    return str(claim.low) if claim.low == claim.high else f"{claim.low}-{claim.high}"
+
+
+def _conflict(first: _Claim, second: _Claim) -> Problem:
+    ports = _ports
+    if first.is_pool and second.is_pool:
+        return Problem(
+            "InboundNatPoolFrontendPortRangesOverlapping",
+            f"The frontend port ranges of the inbound NAT pools '{first.name}' ({ports(first)}) "
+            f"and '{second.name}' ({ports(second)}) overlap on the same frontend and protocol.",
+            second.at,
+        )
+    return Problem(
+        "LoadBalancerFrontendPortConflict",
+        f"'{second.name}' ({second.transport} {ports(second)}) and '{first.name}' "
+        f"({first.transport} {ports(first)}) use the same frontend port on the same frontend "
+        "IP configuration and protocol.",
+        second.at,
+    )
+
+
+def _bad_ranges(lb: LoadBalancer) -> Iterator[Problem]:
+    sources: list[InboundNatPool | InboundNatRule] = [*lb.inbound_nat_pools, *lb.inbound_nat_rules]
+    for source in sources:
+        start, end = source.frontend_port_range_start, source.frontend_port_range_end
+        if start is not None and end is not None and start > end:
+            yield Problem(
+                "InvalidFrontendPortRange",
+                f"The frontend port range of '{source.name}' starts at {start}, after its "
+                f"end {end}.",
+                source.at,
+            )
+
+
+def _backend_ports(lb: LoadBalancer) -> Iterator[Problem]:
+    seen: dict[tuple[str, str, int], LoadBalancingRule] = {}
+    for rule in lb.load_balancing_rules:
+        if rule.enable_floating_ip:
+            continue
+        for pool in rule.backend_address_pools:
+            for transport in rule.protocol.transports():
+                key = (pool.key, transport.value, rule.backend_port)
+                first = seen.setdefault(key, rule)
+                if first is not rule:
+                    yield Problem(
+                        "RulesUseSameBackendPortProtocolAndPool",
+                        f"Load balancer rules '{first.name}' and '{rule.name}' with floating IP "
+                        f"disabled use the same protocol {transport.value} and backend port "
+                        f"{rule.backend_port} on the backend pool {pool.name}.",
+                        rule.at,
+                    )

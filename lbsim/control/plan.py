@@ -1,0 +1,52 @@
+"""Deployment to Plan: what Azure would build, as values the data plane executes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+
+from lbsim.control.addresses import Addresses
+from lbsim.control.backends import backends, reserve_static
+from lbsim.control.balancing import plan_balancing
+from lbsim.control.conflicts import check_load_balancer
+from lbsim.control.frontends import plan_frontends
+from lbsim.control.index import Index
+from lbsim.control.nat import NatExpander
+from lbsim.control.nsg import validate_network_security_group
+from lbsim.control.types import Plan
+from lbsim.errors import Problem, Severity, TemplateInvalid
+from lbsim.model import Deployment
+
+
+def plan(deployment: Deployment, frontend_addresses: Mapping[str, str] | None = None) -> Plan:
+    """The Plan for ``deployment``; raises TemplateInvalid listing every error found."""
+    index = Index(deployment)
+    addresses = Addresses()
+    problems: list[Problem] = []
+    for nsg in deployment.network_security_groups:
+        problems += validate_network_security_group(nsg)
+    for lb in deployment.load_balancers:
+        problems += check_load_balancer(lb)
+    reserve_static(deployment, addresses)
+    frontends, found = plan_frontends(deployment, index, addresses, frontend_addresses or {})
+    members = backends(deployment, index, addresses)
+    problems += found
+    expander = NatExpander(index, frontends, members)
+    nat = expander.expand(deployment.load_balancers)
+    balancing, found = plan_balancing(deployment.load_balancers, index, frontends, members)
+    problems += expander.problems + found + index.problems + addresses.problems
+    errors = list(dict.fromkeys(p for p in problems if p.severity is Severity.ERROR))
+    if errors:
+        raise TemplateInvalid(errors)
+    return Plan(
+        frontends=tuple(frontends.values()),
+        backends=tuple(m.backend for m in members),
+        nat=tuple(nat),
+        balancing=tuple(balancing),
+        warnings=tuple(p for p in problems if p.severity is Severity.WARNING),
+    )
+
+
+def with_warnings(result: Plan, extra: tuple[Problem, ...]) -> Plan:
+    return attrs.evolve(result, warnings=(*extra, *result.warnings))

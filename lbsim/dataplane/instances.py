@@ -1,0 +1,283 @@
+"""Built-in instance servers: small servers that stand in for scale-set VMs in a demo.
+
+One server per (instance, backend port, transport). Each says which instance answered:
+
+- TCP port 22: an SSH identification line (RFC 4253 section 4.2) whose software version
+  names the scale set and instance, so ``ssh -v`` shows it; then it reads until the peer
+  closes (it speaks no further SSH);
+- TCP ports 80 and 8080: HTTP/1.1 (parsed by h11), every request answered with a JSON body
+  naming the scale set, instance, private IP and the connection's client address;
+- any other TCP port: one line naming the instance, then every byte echoed back;
+- UDP: every datagram echoed back, prefixed with the instance's name.
+
+Servers run in a nursery the caller gives, on the address and port the caller gives (port
+0 picks a free one: the bound address is returned). A misbehaving client ends its own
+connection only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
+
+import attrs
+import h11
+import trio
+
+from lbsim.model.common import TransportProtocol
+
+__all__ = [
+    "HTTP_PORTS",
+    "SSH_PORT",
+    "InstanceIdentity",
+    "InstanceServer",
+    "ssh_banner",
+    "start_instance",
+    "start_tcp_instance",
+    "start_udp_instance",
+]
+
+SSH_PORT = 22
+HTTP_PORTS = frozenset({80, 8080})
+_MAX_BANNER = 255  # RFC 4253 4.2: the identification line, CR LF included
+
+
+@attrs.frozen
+class InstanceIdentity:
+    """Which scale-set instance a built-in server stands in for."""
+
+    scale_set: str
+    instance_id: int
+    private_ip: str = ""
+
+    @property
+    def name(self) -> str:
+        """The instance's name as Azure spells it: ``<scale set>_<instance id>``."""
+        return f"{self.scale_set}_{self.instance_id}"
+
+
+@attrs.frozen
+class InstanceServer:
+    """A running built-in server and the address it is bound to."""
+
+    identity: InstanceIdentity
+    protocol: TransportProtocol
+    backend_port: int
+    address: tuple[str, int]
+
+    @property
+    def port(self) -> int:
+        """The port actually bound (differs from ``backend_port`` when started on port 0)."""
+        return self.address[1]
+
+
+def _printable(text: str, *, spaces: bool) -> str:
+    """``text`` with every character outside printable ASCII (and, unless ``spaces``, every
+    space or minus sign) replaced by an underscore."""
+    low = 32 if spaces else 33
+    return "".join(c if low <= ord(c) <= 126 and (spaces or c != "-") else "_" for c in text)
+
+
+def ssh_banner(identity: InstanceIdentity) -> bytes:
+    """An RFC 4253 identification line: ``SSH-2.0-lbsim_<scale set>_<id> <comment>\\r\\n``,
+    printable ASCII, no space or minus in the software version, at most 255 bytes."""
+    version = _printable(f"lbsim_{identity.name}", spaces=False)
+    comment = f"lbsim instance {identity.instance_id} of {identity.scale_set}"
+    if identity.private_ip:
+        comment += f" at {identity.private_ip}"
+    line = f"SSH-2.0-{version} {_printable(comment, spaces=True)}"
+    return line[: _MAX_BANNER - 2].encode("ascii") + b"\r\n"
+
+
+def _peer(stream: trio.SocketStream) -> tuple[str, int]:
+    """The client address of a connection."""
+    host, port = stream.socket.getpeername()[:2]
+    return host, port
+
+
+async def _ssh(identity: InstanceIdentity, backend_port: int, stream: trio.SocketStream) -> None:
+    """Send the identification line, then read (and ignore) until the peer closes."""
+    await stream.send_all(ssh_banner(identity))
+    while await stream.receive_some(65536):
+        pass
+
+
+async def _echo(identity: InstanceIdentity, backend_port: int, stream: trio.SocketStream) -> None:
+    """Send one line naming the instance, then echo until the peer's end of stream."""
+    where = f" ({identity.private_ip})" if identity.private_ip else ""
+    await stream.send_all(f"lbsim instance {identity.name}{where}\n".encode())
+    while data := await stream.receive_some(65536):
+        await stream.send_all(data)
+    await stream.send_eof()
+
+
+async def _http(identity: InstanceIdentity, backend_port: int, stream: trio.SocketStream) -> None:
+    """Answer HTTP/1.1 requests on one connection until either side closes it."""
+    conn = h11.Connection(h11.SERVER)
+    client = _peer(stream)
+    try:
+        while True:
+            request = await _read_request(conn, stream)
+            if request is None:
+                return
+            body = _describe(identity, backend_port, client, request)
+            await _respond(conn, stream, request, 200, body)
+            if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                return
+            conn.start_next_cycle()
+    except h11.RemoteProtocolError as exc:
+        if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            error = {"error": "bad request", "detail": str(exc)}
+            await _respond(conn, stream, None, exc.error_status_hint, error)
+
+
+async def _read_request(conn: h11.Connection, stream: trio.SocketStream) -> h11.Request | None:
+    """The next request, its body read and dropped; None once the client is gone."""
+    request: h11.Request | None = None
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            conn.receive_data(await stream.receive_some(65536))
+        elif isinstance(event, h11.Request):
+            request = event
+        elif isinstance(event, h11.EndOfMessage):
+            return request
+        elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
+            return None
+
+
+def _describe(
+    identity: InstanceIdentity,
+    backend_port: int,
+    client: tuple[str, int],
+    request: h11.Request,
+) -> dict[str, object]:
+    """The JSON body that names the instance that answered ``request``."""
+    return {
+        "scaleSet": identity.scale_set,
+        "instanceId": identity.instance_id,
+        "name": identity.name,
+        "privateIp": identity.private_ip,
+        "backendPort": backend_port,
+        "clientAddress": client[0],
+        "clientPort": client[1],
+        "method": request.method.decode("ascii", "replace"),
+        "target": request.target.decode("ascii", "replace"),
+    }
+
+
+async def _respond(
+    conn: h11.Connection,
+    stream: trio.SocketStream,
+    request: h11.Request | None,
+    status: int,
+    body: Mapping[str, object],
+) -> None:
+    """Send one JSON response (no body bytes for HEAD, as HTTP requires)."""
+    data = json.dumps(body, indent=2).encode() + b"\n"
+    headers = [
+        ("Content-Type", "application/json"),
+        ("Content-Length", str(len(data))),
+        ("Server", "lbsim"),
+    ]
+    out = conn.send(h11.Response(status_code=status, headers=headers)) or b""
+    if request is None or request.method != b"HEAD":
+        out += conn.send(h11.Data(data=data)) or b""
+    out += conn.send(h11.EndOfMessage()) or b""
+    await stream.send_all(out)
+
+
+Handler = Callable[[InstanceIdentity, int, trio.SocketStream], Awaitable[None]]
+
+
+def _handler_for(backend_port: int) -> Handler:
+    """Which behaviour a TCP backend port gets."""
+    if backend_port == SSH_PORT:
+        return _ssh
+    if backend_port in HTTP_PORTS:
+        return _http
+    return _echo
+
+
+async def _serve_connection(
+    handler: Handler, identity: InstanceIdentity, backend_port: int, stream: trio.SocketStream
+) -> None:
+    """Run one connection; a peer that breaks it ends only this connection."""
+    try:
+        await handler(identity, backend_port, stream)
+    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        pass
+    finally:
+        await trio.aclose_forcefully(stream)
+
+
+async def start_tcp_instance(
+    nursery: trio.Nursery,
+    identity: InstanceIdentity,
+    backend_port: int,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+) -> InstanceServer:
+    """Start a TCP instance server in ``nursery`` on (host, port), port defaulting to
+    ``backend_port``; returns once it listens. ``backend_port`` picks the behaviour."""
+    listeners = await trio.open_tcp_listeners(backend_port if port is None else port, host=host)
+    handler = partial(_serve_connection, _handler_for(backend_port), identity, backend_port)
+    await nursery.start(trio.serve_listeners, handler, listeners)
+    host_bound, port_bound = listeners[0].socket.getsockname()[:2]
+    return InstanceServer(identity, TransportProtocol.TCP, backend_port, (host_bound, port_bound))
+
+
+async def _udp_echo(
+    identity: InstanceIdentity,
+    address: tuple[str, int],
+    *,
+    task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Echo each datagram prefixed with ``<name>: `` until cancelled; reports the address."""
+    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    with trio.socket.socket(family, socket.SOCK_DGRAM) as sock:
+        await sock.bind(address)
+        host, port = sock.getsockname()[:2]
+        task_status.started((host, port))
+        prefix = f"{identity.name}: ".encode()
+        while True:
+            data, client = await sock.recvfrom(65536)
+            with contextlib.suppress(OSError):  # too long with the prefix, or client gone
+                await sock.sendto(prefix + data, client)
+
+
+async def start_udp_instance(
+    nursery: trio.Nursery,
+    identity: InstanceIdentity,
+    backend_port: int,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+) -> InstanceServer:
+    """Start a UDP echo instance server in ``nursery``; returns once it is bound."""
+    address = (host, backend_port if port is None else port)
+    bound: tuple[str, int] = await nursery.start(_udp_echo, identity, address)
+    return InstanceServer(identity, TransportProtocol.UDP, backend_port, bound)
+
+
+async def start_instance(
+    nursery: trio.Nursery,
+    identity: InstanceIdentity,
+    protocol: TransportProtocol,
+    backend_port: int,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+) -> list[InstanceServer]:
+    """Start a server for each transport of ``protocol`` (two for ``All``, both on the
+    same port number: with port 0, the one the first server was given)."""
+    servers: list[InstanceServer] = []
+    for transport in protocol.transports():
+        start = start_udp_instance if transport is TransportProtocol.UDP else start_tcp_instance
+        servers.append(await start(nursery, identity, backend_port, host=host, port=port))
+        port = servers[0].port
+    return servers

@@ -1,0 +1,268 @@
+"""The UDP side of a NAT entry: one frontend socket, one backend socket per client flow.
+
+A flow is keyed by the client's (address, port). Its first datagram asks the ``admit`` hook
+(the runtime plugs the NSG verdict in); a denied datagram is dropped and counted, and the
+next one from that client asks again. An admitted flow gets a socket of its own connected
+to the backend, so the backend sees one source port per client, and its replies go back to
+that client from the frontend socket. The table is kept in order of last activity: the
+flow at its head is the one idle longest, which is the one to expire (after
+``idle_timeout_s``) or to evict (when ``max_flows`` is reached).
+
+Sockets are raw and non-blocking; a task waits only when a call would block. A datagram
+that cannot be sent at once is dropped and counted (``dropped``), as a router would do; a
+"port unreachable" from the backend counts as a backend failure (``backend_failures``).
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+from collections import OrderedDict
+from collections.abc import Callable
+
+import trio
+
+from lbsim.dataplane.relay import CloseReason
+from lbsim.dataplane.stats import FlowStats, RuleStats
+
+__all__ = ["Address", "Admit", "UdpRelay", "open_udp_socket"]
+
+Address = tuple[str, int]
+Admit = Callable[[Address], bool]
+
+_BURST = 64  # datagrams handled in a row before letting other tasks run
+
+
+def _family(host: str) -> socket.AddressFamily:
+    """The address family of a numeric host."""
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def open_udp_socket(host: str, port: int) -> socket.socket:
+    """A non-blocking UDP socket bound to (host, port); port 0 picks a free one."""
+    sock = socket.socket(_family(host), socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _allow_all(client: Address) -> bool:
+    """The default hook: every client is admitted."""
+    return True
+
+
+class _UdpFlow:
+    """One client's flow: its backend socket, counters, last activity and reply task scope."""
+
+    __slots__ = ("client", "last", "scope", "sock", "stats")
+
+    def __init__(self, client: Address, sock: socket.socket, stats: FlowStats) -> None:
+        """A flow that has just started."""
+        self.client = client
+        self.sock = sock
+        self.stats = stats
+        self.last = stats.started_at
+        self.scope = trio.CancelScope()
+
+
+class UdpRelay:
+    """Relays datagrams between clients of one frontend socket and one backend address."""
+
+    def __init__(
+        self,
+        frontend: socket.socket,
+        backend: Address,
+        *,
+        idle_timeout_s: float,
+        max_flows: int = 4096,
+        admit: Admit | None = None,
+        rule: RuleStats | None = None,
+    ) -> None:
+        """A relay that owns ``frontend`` (a bound non-blocking UDP socket) from now on;
+        without ``admit`` every client is admitted."""
+        self.backend = backend
+        self.idle_timeout_s = idle_timeout_s
+        self.max_flows = max_flows
+        self.admit = admit or _allow_all
+        self.rule = rule or RuleStats()
+        self._sock = frontend
+        self._flows: OrderedDict[Address, _UdpFlow] = OrderedDict()
+        self._buffer = bytearray(65536)
+        self._view = memoryview(self._buffer)
+        self._nursery: trio.Nursery | None = None
+        self._wake: trio.CancelScope | None = None
+
+    @property
+    def address(self) -> Address:
+        """The (host, port) the frontend socket is bound to."""
+        host, port = self._sock.getsockname()[:2]
+        return host, port
+
+    def __len__(self) -> int:
+        """How many flows are in the table."""
+        return len(self._flows)
+
+    def flow(self, client: Address) -> FlowStats | None:
+        """The counters of ``client``'s flow, if it has one."""
+        entry = self._flows.get(client)
+        return entry.stats if entry is not None else None
+
+    async def serve(
+        self, *, task_status: trio.TaskStatus[Address] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Relay until cancelled; reports the bound address when ready, and on the way out
+        closes every flow (reason ``cancelled``), its socket, and the frontend socket."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._expire_idle, name="lbsim udp expiry")
+                task_status.started(self.address)
+                await self._from_clients()
+        finally:
+            for flow in list(self._flows.values()):
+                self._close(flow, CloseReason.CANCELLED)
+            self._sock.close()
+
+    async def _from_clients(self) -> None:
+        """Read datagrams from clients and forward each through its flow."""
+        sock, buffer, view = self._sock, self._buffer, self._view
+        burst = 0
+        while True:
+            try:
+                n, client = sock.recvfrom_into(buffer)
+            except BlockingIOError:
+                n = -1
+            except OSError:  # an error queued on the socket: nothing to forward
+                n, burst = -2, burst + 1
+            if n == -1:
+                burst = 0
+                await trio.lowlevel.wait_readable(sock)
+                continue
+            if n >= 0:
+                self._forward(client[:2], view[:n], n)
+                burst += 1
+            if burst >= _BURST:
+                burst = 0
+                await trio.lowlevel.checkpoint()
+
+    def _forward(self, client: Address, data: memoryview, n: int) -> None:
+        """Send one client datagram to the backend through the client's flow."""
+        flow = self._flows.get(client)
+        if flow is None:
+            flow = self._open(client)
+            if flow is None:
+                return
+        else:
+            self._flows.move_to_end(client)
+        flow.last = trio.current_time()
+        try:
+            flow.sock.send(data)
+        except BlockingIOError:  # the socket's buffer is full
+            self.rule.dropped += 1
+            return
+        except OSError:  # an earlier datagram met "port unreachable" at the backend
+            self.rule.backend_failures += 1
+            return
+        mine, agg = flow.stats.inbound, self.rule.inbound
+        mine.bytes += n
+        mine.packets += 1
+        agg.bytes += n
+        agg.packets += 1
+
+    def _open(self, client: Address) -> _UdpFlow | None:
+        """A new flow for ``client`` if admitted (else None, counted as denied)."""
+        if not self.admit(client):
+            self.rule.denied += 1
+            return None
+        self.rule.allowed += 1
+        if len(self._flows) >= self.max_flows:
+            _, oldest = self._flows.popitem(last=False)
+            self._close(oldest, CloseReason.EVICTED)
+        try:
+            sock = socket.socket(_family(self.backend[0]), socket.SOCK_DGRAM)
+        except OSError:  # out of descriptors: drop, as an overloaded router would
+            self.rule.dropped += 1
+            return None
+        sock.setblocking(False)
+        sock.connect(self.backend)
+        flow = _UdpFlow(client, sock, self.rule.open_flow(trio.current_time()))
+        self._flows[client] = flow
+        if self._wake is not None and self._wake.deadline == math.inf:
+            self._wake.deadline = flow.last + self.idle_timeout_s
+        assert self._nursery is not None
+        self._nursery.start_soon(self._from_backend, flow, name="lbsim udp flow")
+        return flow
+
+    async def _from_backend(self, flow: _UdpFlow) -> None:
+        """Send the backend's replies back to the flow's client until the flow closes."""
+        with flow.scope:
+            try:
+                await self._replies(flow)
+            finally:
+                flow.sock.close()
+
+    async def _replies(self, flow: _UdpFlow) -> None:
+        """The reply loop of one flow (see :meth:`_from_backend`)."""
+        sock, frontend, buffer, view = flow.sock, self._sock, self._buffer, self._view
+        burst = 0
+        while True:
+            try:
+                n = sock.recv_into(buffer)
+            except BlockingIOError:
+                n = -1
+            except OSError:  # "port unreachable" from the backend, reported once
+                n = -2
+                self.rule.backend_failures += 1
+            if n == -1:
+                burst = 0
+                await trio.lowlevel.wait_readable(sock)
+                continue
+            if n >= 0:
+                self._reply(flow, frontend, view[:n], n)
+            burst += 1
+            if burst >= _BURST:
+                burst = 0
+                await trio.lowlevel.checkpoint()
+
+    def _reply(self, flow: _UdpFlow, frontend: socket.socket, data: memoryview, n: int) -> None:
+        """Send one backend datagram to the flow's client from the frontend socket."""
+        try:
+            frontend.sendto(data, flow.client)
+        except OSError:
+            self.rule.dropped += 1
+            return
+        mine, agg = flow.stats.outbound, self.rule.outbound
+        mine.bytes += n
+        mine.packets += 1
+        agg.bytes += n
+        agg.packets += 1
+        flow.last = trio.current_time()
+        if not flow.stats.closed:
+            self._flows.move_to_end(flow.client)
+
+    async def _expire_idle(self) -> None:
+        """Close flows idle for ``idle_timeout_s``; sleeps until the next one is due."""
+        while True:
+            now = trio.current_time()
+            due = math.inf
+            while self._flows:
+                oldest = next(iter(self._flows.values()))
+                due = oldest.last + self.idle_timeout_s
+                if due > now:
+                    break
+                del self._flows[oldest.client]
+                self._close(oldest, CloseReason.IDLE_TIMEOUT)
+                due = math.inf
+            with trio.CancelScope(deadline=due) as self._wake:
+                await trio.sleep_forever()
+            self._wake = None
+
+    def _close(self, flow: _UdpFlow, reason: CloseReason) -> None:
+        """Record the flow's end and stop its reply task (which closes its socket)."""
+        self._flows.pop(flow.client, None)
+        flow.stats.close(reason)
+        flow.scope.cancel()

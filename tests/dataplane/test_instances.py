@@ -1,0 +1,208 @@
+"""Built-in instance servers: SSH banner, HTTP JSON, echo, UDP echo."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+
+import h11
+import pytest
+import trio
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lbsim.dataplane.instances import (
+    InstanceIdentity,
+    InstanceServer,
+    ssh_banner,
+    start_instance,
+    start_tcp_instance,
+    start_udp_instance,
+)
+from lbsim.dataplane.relay import reset_socket
+from lbsim.model.common import TransportProtocol
+
+WEB_1 = InstanceIdentity("web", 1, "10.0.0.5")
+# RFC 4253 4.2: SSH-protoversion-softwareversion [SP comments] CR LF, printable US-ASCII,
+# no space or minus sign in the software version, 255 characters at most.
+BANNER = re.compile(rb"SSH-2\.0-[!-,.-~]+( [ -~]*)?\r\n")
+
+
+async def _connect(server: InstanceServer) -> trio.SocketStream:
+    return await trio.open_tcp_stream(*server.address)
+
+
+async def _read_line(stream: trio.SocketStream) -> bytes:
+    line = b""
+    while not line.endswith(b"\n"):
+        chunk = await stream.receive_some(1)
+        assert chunk, "closed before the end of the line"
+        line += chunk
+    return line
+
+
+@given(
+    scale_set=st.text(max_size=300),
+    instance_id=st.integers(min_value=0, max_value=10**6),
+    private_ip=st.text(max_size=50),
+)
+def test_ssh_banner_is_always_valid(scale_set: str, instance_id: int, private_ip: str) -> None:
+    banner = ssh_banner(InstanceIdentity(scale_set, instance_id, private_ip))
+    assert BANNER.fullmatch(banner)
+    assert len(banner) <= 255
+
+
+def test_ssh_banner_names_the_instance() -> None:
+    banner = ssh_banner(InstanceIdentity("my-vmss", 3, "10.0.0.7"))
+    assert banner == b"SSH-2.0-lbsim_my_vmss_3 lbsim instance 3 of my-vmss at 10.0.0.7\r\n"
+
+
+async def test_ssh_port_sends_the_banner_then_holds_the_connection(nursery: trio.Nursery) -> None:
+    server = await start_tcp_instance(nursery, WEB_1, 22, host="127.0.0.2", port=0)
+    assert server.address[0] == "127.0.0.2"
+    assert server.port != 22
+    stream = await _connect(server)
+    line = await _read_line(stream)
+    assert line.startswith(b"SSH-2.0-lbsim_web_1 ")
+    assert BANNER.fullmatch(line)
+    await stream.send_all(b"SSH-2.0-OpenSSH_9.2\r\n")  # read and ignored
+    with trio.move_on_after(0.2) as waited:
+        await stream.receive_some(100)
+    assert waited.cancelled_caught  # still open, nothing more said
+    await stream.send_eof()
+    with trio.fail_after(2):
+        assert await stream.receive_some(100) == b""  # closes once the peer has
+    await stream.aclose()
+
+
+async def _http_exchange(
+    stream: trio.SocketStream, *requests: h11.Request
+) -> list[tuple[int, bytes]]:
+    client = h11.Connection(h11.CLIENT)
+    answers = []
+    for request in requests:
+        await stream.send_all(
+            (client.send(request) or b"") + (client.send(h11.EndOfMessage()) or b"")
+        )
+        status, body = 0, b""
+        while True:
+            event = client.next_event()
+            if event is h11.NEED_DATA:
+                client.receive_data(await stream.receive_some(65536))
+            elif isinstance(event, h11.Response):
+                status = event.status_code
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                break
+        answers.append((status, body))
+        client.start_next_cycle()
+    return answers
+
+
+@pytest.mark.parametrize("backend_port", [80, 8080])
+async def test_http_ports_answer_json_naming_the_instance(
+    nursery: trio.Nursery, backend_port: int
+) -> None:
+    server = await start_tcp_instance(nursery, WEB_1, backend_port, port=0)
+    stream = await _connect(server)
+    host = [("Host", "example")]
+    answers = await _http_exchange(
+        stream,
+        h11.Request(method="GET", target="/hello?x=1", headers=host),
+        h11.Request(method="HEAD", target="/", headers=host),
+        h11.Request(method="GET", target="/again", headers=host),
+    )
+    client_host, client_port = stream.socket.getsockname()[:2]
+    first = json.loads(answers[0][1])
+    assert answers[0][0] == 200
+    assert first == {
+        "scaleSet": "web",
+        "instanceId": 1,
+        "name": "web_1",
+        "privateIp": "10.0.0.5",
+        "backendPort": backend_port,
+        "clientAddress": client_host,
+        "clientPort": client_port,
+        "method": "GET",
+        "target": "/hello?x=1",
+    }
+    assert answers[1] == (200, b"")  # HEAD: headers only
+    assert json.loads(answers[2][1])["target"] == "/again"  # kept alive
+    await stream.aclose()
+
+
+async def test_http_garbage_gets_400_and_the_server_lives_on(nursery: trio.Nursery) -> None:
+    server = await start_tcp_instance(nursery, WEB_1, 80, port=0)
+    stream = await _connect(server)
+    await stream.send_all(b"NOT HTTP AT ALL\r\n\r\n")
+    response = b""
+    with trio.fail_after(2):
+        while chunk := await stream.receive_some(4096):
+            response += chunk
+    assert response.startswith(b"HTTP/1.1 400 ")
+    assert b'"error": "bad request"' in response
+    await stream.aclose()
+    again = await _connect(server)
+    ((status, body),) = await _http_exchange(
+        again, h11.Request(method="GET", target="/", headers=[("Host", "x")])
+    )
+    assert status == 200
+    assert json.loads(body)["name"] == "web_1"
+    await again.aclose()
+
+
+async def test_other_ports_name_the_instance_then_echo(nursery: trio.Nursery) -> None:
+    server = await start_tcp_instance(nursery, WEB_1, 3389, port=0)
+    stream = await _connect(server)
+    assert await _read_line(stream) == b"lbsim instance web_1 (10.0.0.5)\n"
+    payload = bytes(range(256)) * 1000
+    async with trio.open_nursery() as inner:
+        inner.start_soon(lambda: _send_then_eof(stream, payload))
+        echoed = b""
+        while chunk := await stream.receive_some(65536):
+            echoed += chunk
+    assert echoed == payload
+    await stream.aclose()
+
+
+async def _send_then_eof(stream: trio.SocketStream, payload: bytes) -> None:
+    await stream.send_all(payload)
+    await stream.send_eof()
+
+
+async def test_a_client_that_resets_does_not_stop_the_server(nursery: trio.Nursery) -> None:
+    server = await start_tcp_instance(nursery, WEB_1, 7000, port=0)
+    rude = trio.socket.socket()
+    await rude.connect(server.address)
+    await rude.send(b"x" * 1000)
+    reset_socket(rude)
+    polite = await _connect(server)
+    assert await _read_line(polite) == b"lbsim instance web_1 (10.0.0.5)\n"
+    await polite.send_all(b"still here")
+    assert await polite.receive_some(100) == b"still here"
+    await polite.aclose()
+
+
+async def test_udp_echo_prefixes_the_instance_name(nursery: trio.Nursery) -> None:
+    server = await start_udp_instance(nursery, WEB_1, 53, port=0)
+    sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    await sock.bind(("127.0.0.1", 0))
+    for message in (b"first", b"", b"third"):
+        await sock.sendto(message, server.address)
+        with trio.fail_after(2):
+            assert await sock.recv(65536) == b"web_1: " + message
+    sock.close()
+
+
+async def test_all_starts_tcp_and_udp_on_one_port(nursery: trio.Nursery) -> None:
+    servers = await start_instance(
+        nursery, InstanceIdentity("dns", 0), TransportProtocol.ALL, 5353, port=0
+    )
+    assert [s.protocol for s in servers] == [TransportProtocol.TCP, TransportProtocol.UDP]
+    assert servers[0].port == servers[1].port
+    assert {s.backend_port for s in servers} == {5353}
+    stream = await _connect(servers[0])
+    assert await _read_line(stream) == b"lbsim instance dns_0\n"
+    await stream.aclose()
