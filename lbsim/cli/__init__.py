@@ -12,7 +12,8 @@ import sys
 from collections.abc import Callable, Sequence
 
 from lbsim import __version__
-from lbsim.cli import commands, render
+from lbsim.cli import commands, config, render
+from lbsim.cli.up import cmd_up
 from lbsim.errors import LbsimError, TemplateInvalid
 
 
@@ -61,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     _output(ports)
     ports.set_defaults(run=commands.cmd_ports)
     _check_parser(sub)
+    up = sub.add_parser("up", help="run the load balancer: listeners, NSGs, built-in instances")
+    _template_options(up)
+    config.add_arguments(up)
+    up.set_defaults(run=cmd_up)
     rules = sub.add_parser("rules", help="the effective security rules of an instance")
     _template_options(rules)
     rules.add_argument("--instance", required=True, metavar="SCALESET/N", help="or a VM name")

@@ -1,0 +1,239 @@
+"""``lbsim up`` settings: every setting has a flag, an ``LBSIM_*`` environment variable and a
+config-file key; precedence flag > environment > file > default (the README's table is made
+from ``SETTINGS``)."""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from lbsim.dataplane.settings import BackendPattern, DenyMode, RuntimeSettings, SourceMap
+from lbsim.errors import ConfigError
+
+
+def _positive(kind: Callable[[str], Any]) -> Callable[[Any], Any]:
+    def parse(value: Any) -> Any:
+        result = kind(str(value))
+        if result < 0:
+            raise ValueError("must not be negative")
+        return result
+
+    return parse
+
+
+def _choice(*options: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = str(value).lower()
+        if text not in options:
+            raise ValueError(f"choose one of {', '.join(options)}")
+        return text
+
+    return parse
+
+
+def _port(value: Any) -> int:
+    port = int(str(value))
+    if not 0 <= port <= 65535:
+        raise ValueError("not a port number")
+    return port
+
+
+@attrs.frozen
+class Setting:
+    key: str  # config-file key; the flag is --key-with-dashes, the variable LBSIM_KEY
+    default: Any
+    parse: Callable[[Any], Any]
+    help: str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.key.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return "LBSIM_" + self.key.upper()
+
+
+SETTINGS = (
+    Setting("metrics_port", 9150, _port, "port of the Prometheus metrics endpoint (0: off)"),
+    Setting("metrics_address", "127.0.0.1", str, "address of the metrics endpoint"),
+    Setting(
+        "deny_mode",
+        "reset",
+        _choice("reset", "drop"),
+        "denied TCP: reset at once, or drop (hold silently, then close)",
+    ),
+    Setting(
+        "deny_hold_seconds",
+        30.0,
+        _positive(float),
+        "how long --deny-mode drop holds a denied connection",
+    ),
+    Setting(
+        "idle_timeout_scale",
+        1.0,
+        _positive(float),
+        "multiplies every idle timeout (0.01 makes 4 minutes 2.4 s)",
+    ),
+    Setting(
+        "drain_seconds",
+        10.0,
+        _positive(float),
+        "on SIGINT/SIGTERM, how long open connections may finish",
+    ),
+    Setting(
+        "connect_timeout_seconds", 5.0, _positive(float), "how long to wait for a backend to accept"
+    ),
+    Setting(
+        "max_udp_flows", 4096, _positive(int), "UDP flows per listener before the idlest is evicted"
+    ),
+    Setting("log_format", "text", _choice("text", "json"), "flow log lines: text or JSON lines"),
+    Setting(
+        "log_flows",
+        True,
+        lambda v: str(v).lower() in ("1", "true", "yes", "on"),
+        "log every flow decision and close",
+    ),
+    Setting(
+        "ready_file",
+        None,
+        str,
+        "write the listener table as JSON here once every listener is bound",
+    ),
+)
+_MAPS = {
+    "frontends": "--frontend NAME=ADDRESS: bind a frontend (LB/NAME or NAME) to an address",
+    "sources": "--source LOCAL=PRESENTED: the NSGs see clients from LOCAL as PRESENTED",
+    "backends": "--backend SCALESET=PATTERN: local services serve a scale set's instances",
+}
+_KNOWN = [s.key for s in SETTINGS] + list(_MAPS)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="a TOML file of settings (see the README)")
+    for setting in SETTINGS:
+        parser.add_argument(setting.flag, dest=setting.key, default=None, help=setting.help)
+    parser.add_argument(
+        "--frontend", dest="frontends", action="append", default=[], metavar="NAME=ADDRESS"
+    )
+    parser.add_argument(
+        "--source", dest="sources", action="append", default=[], metavar="LOCAL=PRESENTED"
+    )
+    parser.add_argument(
+        "--backend", dest="backends", action="append", default=[], metavar="SCALESET=PATTERN"
+    )
+
+
+@attrs.frozen
+class UpConfig:
+    values: Mapping[str, Any]
+    frontends: Mapping[str, str]
+    runtime: RuntimeSettings
+
+
+def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> UpConfig:
+    env = os.environ if environ is None else environ
+    file = _read_file(args.config) if args.config else {}
+    values = {s.key: _value(s, args, env, file) for s in SETTINGS}
+    maps = {name: _map(name, args, env, file) for name in _MAPS}
+    runtime = RuntimeSettings(
+        deny_mode=DenyMode(values["deny_mode"]),
+        deny_hold_s=values["deny_hold_seconds"],
+        idle_timeout_scale=values["idle_timeout_scale"],
+        drain_timeout_s=values["drain_seconds"],
+        connect_timeout_s=values["connect_timeout_seconds"],
+        max_udp_flows=values["max_udp_flows"],
+        backends=_backends(maps["backends"], file.get("backends", {})),
+        sources=SourceMap.parse(maps["sources"]),
+    )
+    return UpConfig(values, maps["frontends"], runtime)
+
+
+def _value(
+    setting: Setting, args: argparse.Namespace, env: Mapping[str, str], file: Mapping[str, Any]
+) -> Any:
+    for origin, raw in (
+        (setting.flag, getattr(args, setting.key, None)),
+        (setting.env, env.get(setting.env)),
+        (f"config key {setting.key}", file.get(setting.key)),
+    ):
+        if raw is not None:
+            try:
+                return setting.parse(raw)
+            except ValueError as error:
+                raise ConfigError("InvalidSetting", f"{origin}: {raw!r}: {error}") from None
+    return setting.default
+
+
+def _map(
+    name: str, args: argparse.Namespace, env: Mapping[str, str], file: Mapping[str, Any]
+) -> dict[str, str]:
+    merged: dict[str, str] = {}
+    from_file = file.get(name, {})
+    if name != "backends":
+        merged.update({str(k): str(v) for k, v in from_file.items()})
+    env_text = env.get(f"LBSIM_{name.upper()}", "")
+    merged.update(_pairs([p for p in env_text.split(",") if p.strip()], f"LBSIM_{name.upper()}"))
+    merged.update(_pairs(getattr(args, name, []) or [], "--" + name.rstrip("s")))
+    return merged
+
+
+def _pairs(items: list[str], origin: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ConfigError("InvalidSetting", f"{origin} takes KEY=VALUE, got {item!r}.")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _backends(flags: Mapping[str, str], table: Mapping[str, Any]) -> dict[str, BackendPattern]:
+    out: dict[str, BackendPattern] = {}
+    for name, body in table.items():
+        _check_keys(body, ("pattern", "instances"), f"backends.{name}")
+        instances = {
+            int(k): str(v) for k, v in body.get("instances", {}).items() if str(k).isdigit()
+        }
+        out[name.lower()] = BackendPattern(body.get("pattern"), instances)
+    for name, pattern in flags.items():
+        out[name.lower()] = BackendPattern(pattern)
+    for name, backend in out.items():
+        _ = backend.address(0, 1)  # reject a malformed pattern now, not on the first flow
+        if backend.pattern is None and not backend.instances:
+            raise ConfigError("InvalidSetting", f"backends.{name} needs a pattern or instances.")
+    return out
+
+
+def _read_file(path: str) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError("ConfigFileNotFound", f"cannot read {path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError("InvalidConfigFile", f"{path}: {error}") from None
+    _check_keys(data, _KNOWN, path)
+    for name in _MAPS:
+        if name in data and not isinstance(data[name], dict):
+            raise ConfigError("InvalidConfigFile", f"{path}: [{name}] is a table.")
+    return data
+
+
+def _check_keys(data: Mapping[str, Any], known: list[str] | tuple[str, ...], where: str) -> None:
+    for key in data:
+        if key not in known:
+            near = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean '{near[0]}'?" if near else f"; known keys: {', '.join(known)}"
+            raise ConfigError("UnknownConfigKey", f"{where}: unknown key '{key}'{hint}")
+
+
+def settings_table() -> list[tuple[str, str, str, str]]:
+    """(config key, flag, environment variable, default) for the README."""
+    return [(s.key, s.flag, s.env, repr(s.default)) for s in SETTINGS]

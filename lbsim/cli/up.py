@@ -1,0 +1,145 @@
+"""``lbsim up``: load, plan, and run the load balancer until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import trio
+from prometheus_client import CollectorRegistry, start_http_server
+
+from lbsim.cli import render
+from lbsim.cli.config import UpConfig, resolve
+from lbsim.cli.files import Loaded, load
+from lbsim.dataplane.events import discard
+from lbsim.dataplane.listeners import Listener
+from lbsim.dataplane.runtime import Runtime
+from lbsim.errors import ConfigError, LbsimError
+from lbsim.observe import logs
+from lbsim.observe.metrics import RuntimeCollector
+
+UP_HEADERS = ("FRONTEND", "PROTOCOL", "RULE", "INSTANCE", "BACKEND PORT", "BACKEND IP", "SERVED BY")
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    config = resolve(args)
+    loaded = load(args, frontends=dict(config.frontends))
+    render.problems(loaded.warnings, prefix="warning: ")
+    try:
+        trio.run(_up, loaded, config)
+    except BaseExceptionGroup as group:
+        raise _lbsim_error(group) from None
+    return 0
+
+
+def _lbsim_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The lbsim error inside trio's exception groups (a bind failure, say), else the group."""
+    error: BaseException | None = group.split(LbsimError)[0]
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error if error is not None else group
+
+
+async def _up(loaded: Loaded, config: UpConfig) -> None:
+    fmt, log_flows = config.values["log_format"], config.values["log_flows"]
+    runtime = Runtime(loaded.plan, config.runtime, logs.sink(fmt) if log_flows else discard)
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(runtime.run)
+            metrics = _start_metrics(runtime, config)
+            try:
+                _announce(runtime, config, metrics[0] if metrics else None)
+                async for signum in signals:
+                    print(f"lbsim: {signal.Signals(signum).name}: draining", file=sys.stderr)
+                    runtime.stop()
+                    break
+            finally:
+                if metrics:
+                    metrics[1].shutdown()
+                    metrics[1].server_close()
+
+
+def _start_metrics(runtime: Runtime, config: UpConfig) -> tuple[str, Any] | None:
+    port, address = config.values["metrics_port"], config.values["metrics_address"]
+    if port == 0:
+        return None
+    registry = CollectorRegistry()
+    registry.register(RuntimeCollector(runtime))
+    try:
+        server, _thread = start_http_server(port, addr=address, registry=registry)
+    except OSError as error:
+        raise ConfigError(
+            "MetricsBindFailed", f"cannot serve metrics on {address}:{port}: {error.strerror}"
+        ) from None
+    host = f"[{address}]" if ":" in address else address
+    return f"http://{host}:{server.server_port}/metrics", server
+
+
+def _announce(runtime: Runtime, config: UpConfig, metrics_url: str | None) -> None:
+    listeners = runtime.listeners
+    builtin = len({s.identity.name for s in runtime.instances})
+    print(
+        f"lbsim: ready listeners={len(listeners)} builtin_instances={builtin} "
+        f"metrics={metrics_url or 'off'}",
+        flush=True,
+    )
+    rows = [_row(listener) for listener in listeners]
+    print(render.table(rows, UP_HEADERS), flush=True)
+    ready_file = config.values["ready_file"]
+    if ready_file:
+        _write_ready_file(Path(ready_file), runtime, metrics_url)
+
+
+def _row(listener: Listener) -> list[Any]:
+    route = listener.routes[0]
+    instance = (
+        route.backend.label if len(listener.routes) == 1 else f"{len(listener.routes)} backends"
+    )
+    return [
+        listener.label,
+        listener.protocol.value,
+        listener.entry.rule_name,
+        instance,
+        route.backend_port,
+        route.backend.private_ip_address if len(listener.routes) == 1 else "-",
+        f"{route.target[0]}:{route.target[1]}",
+    ]
+
+
+def listener_json(listener: Listener) -> dict[str, Any]:
+    entry = listener.entry
+    return {
+        "loadBalancer": entry.load_balancer,
+        "ruleName": entry.rule_name,
+        "frontendIPConfiguration": entry.frontend.name,
+        "frontendIPAddress": entry.frontend.address,
+        "frontendPort": entry.frontend_port,
+        "protocol": listener.protocol.value,
+        "backendPort": entry.backend_port,
+        "backends": [
+            {
+                "scaleSet": r.backend.scale_set,
+                "instanceId": r.backend.instance_id,
+                "name": r.backend.name,
+                "backendIPAddress": r.backend.private_ip_address,
+                "servedBy": f"{r.target[0]}:{r.target[1]}",
+            }
+            for r in listener.routes
+        ],
+    }
+
+
+def _write_ready_file(path: Path, runtime: Runtime, metrics_url: str | None) -> None:
+    data = {
+        "pid": os.getpid(),
+        "metrics": metrics_url,
+        "listeners": [listener_json(listener) for listener in runtime.listeners],
+    }
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    temporary.replace(path)

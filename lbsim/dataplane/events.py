@@ -1,0 +1,36 @@
+"""What the data plane reports about each flow: one event per decision and per close."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import attrs
+
+
+@attrs.frozen
+class FlowEvent:
+    """``kind`` is "decision" (an NSG verdict on a new flow), "close" (a relayed flow ended)
+    or "unreachable" (the backend refused or did not answer)."""
+
+    kind: str
+    time: float  # wall clock, seconds since the epoch
+    protocol: str
+    frontend: str  # address:port
+    rule: str  # the NAT entry or load-balancing rule
+    client: str  # address:port as seen on loopback
+    source: str  # the client's address as the NSGs saw it
+    backend: str  # instance label
+    target: str  # address:port lbsim connected to
+    access: str = ""  # Allow / Deny, for decisions
+    nsg_rule: str = ""  # the deciding rule's flow-log name (UserRule_x, DefaultRule_y)
+    bytes_in: int = 0  # client to backend
+    bytes_out: int = 0  # backend to client
+    duration_s: float = 0.0
+    reason: str = ""
+
+
+EventSink = Callable[[FlowEvent], None]
+
+
+def discard(_event: FlowEvent) -> None:
+    """The sink that keeps nothing."""

@@ -1,0 +1,326 @@
+"""The Runtime: executes a Plan. Built-in instance servers, a listener per NAT entry and
+load-balancing rule, the NSG verdict on every new flow, relays, counters, flow events.
+
+It is the only mutable root of the data plane. ``run`` starts everything and reports itself
+ready through ``task_status``; ``stop`` stops accepting, lets open flows drain for a bounded
+time, then ends.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import trio
+
+from lbsim.control.check import Guard
+from lbsim.control.types import Backend, BalancingEntry, NatEntry, Plan
+from lbsim.dataplane import fastpath
+from lbsim.dataplane.events import EventSink, FlowEvent, discard
+from lbsim.dataplane.instances import InstanceIdentity, InstanceServer, start_instance
+from lbsim.dataplane.listeners import Listener, Route
+from lbsim.dataplane.relay import connect_or_reset, relay_sockets, reset_socket
+from lbsim.dataplane.settings import DenyMode, RuntimeSettings
+from lbsim.dataplane.udp import UdpRelay, open_udp_socket
+from lbsim.errors import LbsimError
+from lbsim.model import TransportProtocol
+
+
+class Runtime:
+    def __init__(
+        self, plan: Plan, settings: RuntimeSettings | None = None, sink: EventSink = discard
+    ) -> None:
+        self.plan = plan
+        self.settings = settings or RuntimeSettings()
+        self.sink = sink
+        self.guard = Guard(plan)
+        self.listeners: list[Listener] = []
+        self.instances: list[InstanceServer] = []
+        self.nsg_decisions: dict[tuple[str, str, str, str], int] = {}
+        self.started_at = time.time()
+        self._stop = trio.Event()
+        self._fast = fastpath.FastPath()
+
+    def stop(self) -> None:
+        """Stop accepting new flows; ``run`` returns once open flows drained (or the drain
+        time ran out)."""
+        self._stop.set()
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[Runtime] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        try:
+            async with trio.open_nursery() as servers:
+                targets = await self._start_instances(servers)
+                self.listeners = list(self._listeners(targets))
+                sockets = self._bind_all()
+                await self._serve(sockets, task_status)
+                servers.cancel_scope.cancel()
+        finally:
+            self._fast.close()
+
+    async def _serve(
+        self, sockets: list[tuple[Listener, socket.socket]], task_status: trio.TaskStatus[Runtime]
+    ) -> None:
+        async with trio.open_nursery() as flows:
+            async with trio.open_nursery() as accepting:
+                for listener, sock in sockets:
+                    serve = (
+                        self._accept_tcp
+                        if listener.protocol is TransportProtocol.TCP
+                        else self._serve_udp
+                    )
+                    accepting.start_soon(
+                        serve, listener, sock, flows, name=f"lbsim listener {listener.label}"
+                    )
+                task_status.started(self)
+                await self._stop.wait()
+                accepting.cancel_scope.cancel()
+            flows.cancel_scope.deadline = trio.current_time() + self.settings.drain_timeout_s
+
+    # --- backends -------------------------------------------------------------------------
+    async def _start_instances(
+        self, nursery: trio.Nursery
+    ) -> dict[tuple[str, str, int], tuple[str, int]]:
+        """Start a built-in server for every (backend, transport, port) no user service
+        covers; the local address of each (backend, transport, port)."""
+        targets: dict[tuple[str, str, int], tuple[str, int]] = {}
+        hosts = self._instance_hosts()
+        for backend, protocol, port in self._needs():
+            key = (backend.key, protocol.value, port)
+            user = self._user_target(backend, port)
+            if user is not None:
+                targets[key] = user
+                continue
+            identity = InstanceIdentity(
+                backend.scale_set or backend.name,
+                backend.instance_id if backend.instance_id is not None else 0,
+                backend.private_ip_address,
+            )
+            servers = await self._start_one(nursery, identity, protocol, port, hosts[backend.key])
+            self.instances += servers
+            targets[key] = servers[0].address
+        return targets
+
+    async def _start_one(
+        self,
+        nursery: trio.Nursery,
+        identity: InstanceIdentity,
+        protocol: TransportProtocol,
+        port: int,
+        host: str,
+    ) -> list[InstanceServer]:
+        try:
+            return await start_instance(nursery, identity, protocol, port, host=host)
+        except OSError:  # a privileged or busy port: any free port stands in for it
+            return await start_instance(nursery, identity, protocol, port, host=host, port=0)
+
+    def _needs(self) -> list[tuple[Backend, TransportProtocol, int]]:
+        seen: dict[tuple[str, str, int], tuple[Backend, TransportProtocol, int]] = {}
+        for entry in self._entries():
+            for backend in _backends_of(entry):
+                seen.setdefault(
+                    (backend.key, entry.protocol.value, entry.backend_port),
+                    (backend, entry.protocol, entry.backend_port),
+                )
+        return list(seen.values())
+
+    def _instance_hosts(self) -> dict[str, str]:
+        network = ipaddress.ip_network(self.settings.instance_network)
+        return {
+            b.key: str(network.network_address + i + 1) for i, b in enumerate(self.plan.backends)
+        }
+
+    def _user_target(self, backend: Backend, port: int) -> tuple[str, int] | None:
+        names = [backend.scale_set, backend.name] if backend.scale_set else [backend.name]
+        for name in names:
+            pattern = self.settings.backends.get((name or "").lower())
+            if pattern is not None:
+                return pattern.address(backend.instance_id or 0, port)
+        return None
+
+    # --- listeners ------------------------------------------------------------------------
+    def _entries(self) -> Iterator[NatEntry | BalancingEntry]:
+        yield from (e for e in self.plan.nat if e.backend is not None)
+        yield from (
+            e for e in self.plan.balancing if e.backends and e.protocol is TransportProtocol.TCP
+        )
+
+    def _listeners(
+        self, targets: dict[tuple[str, str, int], tuple[str, int]]
+    ) -> Iterator[Listener]:
+        scale = self.settings.idle_timeout_scale
+        for entry in self._entries():
+            routes = tuple(
+                Route(
+                    b,
+                    entry.backend_port,
+                    targets[(b.key, entry.protocol.value, entry.backend_port)],
+                )
+                for b in _backends_of(entry)
+            )
+            yield Listener(entry, routes, entry.idle_timeout_s * scale)
+
+    def _bind_all(self) -> list[tuple[Listener, socket.socket]]:
+        bound: list[tuple[Listener, socket.socket]] = []
+        failures: list[str] = []
+        for listener in self.listeners:
+            try:
+                sock = _bind(listener)
+            except OSError as error:
+                what = f"{listener.protocol.value} {listener.label} ({listener.entry.rule_name})"
+                failures.append(f"{what}: {error.strerror}")
+                continue
+            listener.bound = sock.getsockname()[:2]
+            bound.append((listener, sock))
+        if failures:
+            for _, sock in bound:
+                sock.close()
+            raise LbsimError("FrontendBindFailed", "cannot listen on " + "; ".join(failures))
+        return bound
+
+    # --- TCP ----------------------------------------------------------------------------------
+    async def _accept_tcp(
+        self, listener: Listener, sock: socket.socket, flows: trio.Nursery
+    ) -> None:
+        with trio.socket.from_stdlib_socket(sock) as lsock:
+            while True:
+                conn, peer = await lsock.accept()
+                flows.start_soon(self._tcp_flow, listener, conn, peer[:2], name="lbsim tcp flow")
+
+    async def _tcp_flow(
+        self, listener: Listener, conn: trio.socket.SocketType, peer: tuple[str, int]
+    ) -> None:
+        route = listener.pick(peer)
+        source = self.settings.sources.present(peer[0])
+        if not self._admit(listener, route, source, peer):
+            await self._deny(conn)
+            return
+        backend = await connect_or_reset(
+            conn, route.target, timeout_s=self.settings.connect_timeout_s, rule=listener.stats
+        )
+        if backend is None:
+            self._emit("unreachable", listener, route, source, peer, reason="backend-unreachable")
+            return
+        started = trio.current_time()
+        stats = listener.stats.open_flow(started)
+        result = await relay_sockets(
+            conn,
+            backend,
+            idle_timeout_s=listener.idle_timeout_s,
+            tcp_reset=listener.entry.enable_tcp_reset,
+            stats=stats,
+            fast=self._fast,
+        )
+        self._emit(
+            "close",
+            listener,
+            route,
+            source,
+            peer,
+            bytes_in=result.bytes_in,
+            bytes_out=result.bytes_out,
+            duration_s=trio.current_time() - started,
+            reason=str(result.reason),
+        )
+
+    async def _deny(self, conn: trio.socket.SocketType) -> None:
+        if self.settings.deny_mode is DenyMode.RESET:
+            reset_socket(conn)
+            return
+        with conn, trio.move_on_after(self.settings.deny_hold_s):
+            await trio.sleep_forever()
+
+    # --- UDP ----------------------------------------------------------------------------------
+    async def _serve_udp(
+        self, listener: Listener, sock: socket.socket, _flows: trio.Nursery
+    ) -> None:
+        route = listener.routes[0]
+
+        def admit(client: tuple[str, int]) -> bool:
+            return self._admit(listener, route, self.settings.sources.present(client[0]), client)
+
+        relay = UdpRelay(
+            sock,
+            route.target,
+            idle_timeout_s=listener.idle_timeout_s,
+            max_flows=self.settings.max_udp_flows,
+            admit=admit,
+            rule=listener.stats,
+        )
+        await relay.serve()
+
+    # --- decisions and events -------------------------------------------------------------------
+    def _admit(self, listener: Listener, route: Route, source: str, peer: tuple[str, int]) -> bool:
+        """The NSG verdict on a new flow, counted and reported."""
+        try:
+            flow = self.guard.flow(
+                listener.protocol, source, peer[1], route.backend, route.backend_port
+            )
+            decision = self.guard.decide(flow, route.backend)
+        except LbsimError:  # an address the NSGs cannot judge (mixed IP versions): refuse
+            listener.stats.denied += 1
+            return False
+        rule = decision.rule.flow_log_name if decision.rule else ""
+        nsg = (decision.network_security_group or "").rsplit("/", 1)[-1]
+        key = (nsg, decision.level or "", rule, decision.access.value)
+        self.nsg_decisions[key] = self.nsg_decisions.get(key, 0) + 1
+        if not decision.allowed and listener.protocol is TransportProtocol.TCP:
+            listener.stats.denied += 1
+        elif listener.protocol is TransportProtocol.TCP:
+            listener.stats.allowed += 1
+        self._emit(
+            "decision", listener, route, source, peer, access=decision.access.value, nsg_rule=rule
+        )
+        return decision.allowed
+
+    def _emit(
+        self,
+        kind: str,
+        listener: Listener,
+        route: Route,
+        source: str,
+        peer: tuple[str, int],
+        **extra: Any,
+    ) -> None:
+        if self.sink is discard:
+            return
+        event = FlowEvent(
+            kind=kind,
+            time=time.time(),
+            protocol=listener.protocol.value,
+            frontend=listener.label,
+            rule=listener.entry.rule_name,
+            client=f"{peer[0]}:{peer[1]}",
+            source=source,
+            backend=route.backend.label,
+            target=f"{route.target[0]}:{route.target[1]}",
+            **extra,
+        )
+        self.sink(event)
+
+
+def _backends_of(entry: NatEntry | BalancingEntry) -> tuple[Backend, ...]:
+    if isinstance(entry, NatEntry):
+        return (entry.backend,) if entry.backend is not None else ()
+    return entry.backends
+
+
+def _bind(listener: Listener) -> socket.socket:
+    host, port = listener.address
+    if listener.protocol is TransportProtocol.UDP:
+        return open_udp_socket(host, port)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock

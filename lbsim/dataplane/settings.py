@@ -1,0 +1,124 @@
+"""How the data plane runs a Plan: values only (the CLI reads them from flags, environment and
+the config file)."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from enum import Enum
+
+import attrs
+
+from lbsim.errors import ConfigError
+
+
+class DenyMode(Enum):
+    RESET = "reset"  # a denied TCP connection is reset at once
+    DROP = "drop"  # held silently, then closed: closer to Azure's silent drop
+
+
+@attrs.frozen
+class SourceRule:
+    """Clients from ``local`` are presented to the NSGs as ``presented`` (host bits kept)."""
+
+    local: ipaddress.IPv4Network | ipaddress.IPv6Network
+    presented: ipaddress.IPv4Network | ipaddress.IPv6Network
+
+    def present(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+        offset = int(address) - int(self.local.network_address)
+        return str(self.presented.network_address + (offset % self.presented.num_addresses))
+
+
+@attrs.frozen
+class SourceMap:
+    """The address the NSGs see for a client. By default a client is presented as itself:
+    a loopback address is outside every virtual network, so it counts as ``Internet``."""
+
+    rules: tuple[SourceRule, ...] = ()
+
+    @classmethod
+    def parse(cls, entries: Mapping[str, str]) -> SourceMap:
+        rules = []
+        for local, presented in entries.items():
+            try:
+                lo = ipaddress.ip_network(local, strict=False)
+                pr = ipaddress.ip_network(presented, strict=False)
+            except ValueError as error:
+                raise ConfigError(
+                    "InvalidSourceMap", f"sources: {local} = {presented}: {error}"
+                ) from None
+            rules.append(SourceRule(lo, pr))
+        # most specific first
+        return cls(tuple(sorted(rules, key=lambda r: -r.local.prefixlen)))
+
+    def present(self, client: str) -> str:
+        if not self.rules:
+            return client
+        address = ipaddress.ip_address(client)
+        for rule in self.rules:
+            if address.version == rule.local.version and address in rule.local:
+                return rule.present(address)
+        return client
+
+
+_TERM = re.compile(r"\{([^{}]*)\}")
+
+
+@attrs.frozen
+class BackendPattern:
+    """Where a user's own service for a scale set's instances listens: a pattern such as
+    ``127.0.0.1:{2200+instance}`` (``instance`` and ``port``, the backend port, may be
+    added to integers), or an explicit address per instance."""
+
+    pattern: str | None = None
+    instances: Mapping[int, str] = attrs.Factory(dict)
+
+    def address(self, instance: int, port: int) -> tuple[str, int] | None:
+        text = self.instances.get(instance)
+        if text is None and self.pattern is not None:
+            text = _TERM.sub(lambda m: str(_sum(m.group(1), instance, port)), self.pattern)
+        return None if text is None else split_address(text)
+
+
+def _sum(expression: str, instance: int, port: int) -> int:
+    total = 0
+    for term in expression.replace(" ", "").split("+"):
+        if term == "instance":
+            total += instance
+        elif term == "port":
+            total += port
+        elif term.isdigit():
+            total += int(term)
+        else:
+            raise ConfigError(
+                "InvalidBackendPattern",
+                f"'{{{expression}}}': a term is 'instance', 'port' or an integer, not {term!r}.",
+            )
+    return total
+
+
+def split_address(text: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port``) to a pair, with a clear error."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError("InvalidAddress", f"{text!r} is not IP:PORT.") from None
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError("InvalidAddress", f"{text!r} has no valid port.")
+    return host, int(port)
+
+
+@attrs.frozen
+class RuntimeSettings:
+    deny_mode: DenyMode = DenyMode.RESET
+    deny_hold_s: float = 30.0
+    idle_timeout_scale: float = 1.0
+    drain_timeout_s: float = 10.0
+    connect_timeout_s: float = 5.0
+    max_udp_flows: int = 4096
+    instance_network: str = "127.1.0.0/16"  # built-in instances get addresses from here
+    backends: Mapping[str, BackendPattern] = attrs.Factory(dict)  # lower-cased name ->
+    sources: SourceMap = SourceMap()

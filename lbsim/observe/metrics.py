@@ -1,0 +1,152 @@
+"""Prometheus metrics modelled on Azure Monitor's load balancer metrics (azure-facts.md §6).
+
+The collector reads the runtime's plain counters at scrape time; the data plane never touches
+prometheus_client. Names follow Prometheus conventions:
+
+| lbsim metric | Azure Monitor metric |
+|---|---|
+| ``lbsim_byte_count_total{direction}`` | ByteCount (Direction) |
+| ``lbsim_packet_count_total{direction}`` | PacketCount: datagrams for UDP, reads for TCP |
+| ``lbsim_syn_count_total`` | SYNCount: new TCP flows admitted |
+| ``lbsim_vip_availability`` | VipAvailability: 100 while the frontend port listens |
+| ``lbsim_dip_availability`` | DipAvailability: 100 for a backend lbsim can reach |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from lbsim.dataplane.listeners import Listener
+    from lbsim.dataplane.runtime import Runtime
+
+_LISTENER_LABELS = ("load_balancer", "frontend_ip", "frontend_port", "protocol", "rule")
+
+
+def _labels(listener: Listener) -> list[str]:
+    entry = listener.entry
+    return [
+        entry.load_balancer,
+        entry.frontend.address,
+        str(entry.frontend_port),
+        listener.protocol.value,
+        entry.rule_name,
+    ]
+
+
+class RuntimeCollector(Collector):
+    """Everything a Runtime counts, as Prometheus metrics."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._traffic()
+        yield from self._flows()
+        yield self._nsg()
+        yield from self._availability()
+
+    def _traffic(self) -> Iterator[Metric]:
+        names = ("bytes", "packets")
+        docs = (
+            "Bytes relayed (ByteCount)",
+            "Packets relayed: datagrams, or TCP reads (PacketCount)",
+        )
+        for name, doc in zip(names, docs, strict=True):
+            family = CounterMetricFamily(
+                f"lbsim_{name[:-1]}_count", doc, labels=[*_LISTENER_LABELS, "direction"]
+            )
+            for listener in self.runtime.listeners:
+                stats = listener.stats
+                for direction, traffic in (
+                    ("Inbound", stats.inbound),
+                    ("Outbound", stats.outbound),
+                ):
+                    value = traffic.bytes if name == "bytes" else traffic.packets
+                    family.add_metric([*_labels(listener), direction], value)
+            yield family
+
+    def _flows(self) -> Iterator[Metric]:
+        syn = CounterMetricFamily(
+            "lbsim_syn_count", "New TCP flows admitted (SYNCount)", labels=_LISTENER_LABELS
+        )
+        total = CounterMetricFamily(
+            "lbsim_flows",
+            "Flows opened (TCP connections, UDP client flows)",
+            labels=_LISTENER_LABELS,
+        )
+        active = GaugeMetricFamily("lbsim_flows_active", "Flows open now", labels=_LISTENER_LABELS)
+        failures = CounterMetricFamily(
+            "lbsim_backend_connect_failures",
+            "Backends that refused or did not answer",
+            labels=_LISTENER_LABELS,
+        )
+        denied = CounterMetricFamily(
+            "lbsim_flows_denied", "New flows refused by an NSG", labels=_LISTENER_LABELS
+        )
+        dropped = CounterMetricFamily(
+            "lbsim_datagrams_dropped", "Datagrams lost to full buffers", labels=_LISTENER_LABELS
+        )
+        closes = CounterMetricFamily(
+            "lbsim_flow_closes", "Flows closed, by reason", labels=[*_LISTENER_LABELS, "reason"]
+        )
+        for listener in self.runtime.listeners:
+            labels, stats = _labels(listener), listener.stats
+            if listener.protocol.value == "Tcp":
+                syn.add_metric(labels, stats.flows_total)
+            total.add_metric(labels, stats.flows_total)
+            active.add_metric(labels, stats.flows_active)
+            failures.add_metric(labels, stats.backend_failures)
+            denied.add_metric(labels, stats.denied)
+            dropped.add_metric(labels, stats.dropped)
+            for reason, count in list(stats.closes.items()):
+                closes.add_metric([*labels, reason], count)
+        yield from (syn, total, active, failures, denied, dropped, closes)
+
+    def _nsg(self) -> Metric:
+        family = CounterMetricFamily(
+            "lbsim_nsg_decisions",
+            "NSG decisions on new flows, by deciding rule (flow-log name) and access",
+            labels=["network_security_group", "level", "rule", "access"],
+        )
+        for (nsg, level, rule, access), count in list(self.runtime.nsg_decisions.items()):
+            family.add_metric([nsg or "(none)", level or "(none)", rule or "(none)", access], count)
+        return family
+
+    def _availability(self) -> Iterator[Metric]:
+        vip = GaugeMetricFamily(
+            "lbsim_vip_availability",
+            "Data path availability in percent (VipAvailability)",
+            labels=["frontend_ip", "frontend_port", "protocol"],
+        )
+        for listener in self.runtime.listeners:
+            up = 100.0 if listener.bound is not None else 0.0
+            vip.add_metric(
+                [
+                    listener.entry.frontend.address,
+                    str(listener.entry.frontend_port),
+                    listener.protocol.value,
+                ],
+                up,
+            )
+        yield vip
+        dip = GaugeMetricFamily(
+            "lbsim_dip_availability",
+            "Backend availability in percent (DipAvailability)",
+            labels=["backend", "backend_ip", "backend_port", "protocol"],
+        )
+        for server in list(self.runtime.instances):
+            dip.add_metric(
+                [
+                    server.identity.name,
+                    server.identity.private_ip,
+                    str(server.backend_port),
+                    server.protocol.value,
+                ],
+                100.0,
+            )
+        yield dip
