@@ -178,9 +178,10 @@ def check_text(result: FlowCheck) -> str:
         f"{result.backend.label} {flow['destinationAddress']}:{flow['destinationPort']}{via}",
     ]
     if data["ruleName"]:
+        where = f"at {data['at']}" if data["at"] else "(a default rule)"
         lines.append(
             f"decided by rule {data['ruleName']} of NSG {data['networkSecurityGroup']} "
-            f"({data['level']}) at {data['at']}"
+            f"({data['level']}) {where}"
         )
     else:
         lines.append("no network security group applies: allowed")

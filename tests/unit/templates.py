@@ -83,6 +83,7 @@ def parameters_file(**values: Any) -> Json:
 
 def resource(rtype: str, name: str, properties: Mapping[str, Any] | None = None, **extra: Any) -> Json:
     out: Json = {"type": rtype, "apiVersion": "2023-09-01", "name": name}
+    out["location"] = "[resourceGroup().location]"
     out.update(extra)
     out["properties"] = dict(properties or {})
     return out
