@@ -7,7 +7,14 @@ from collections import Counter
 
 from lbsim.cli import render
 from lbsim.cli.files import Loaded, load
-from lbsim.control.check import FlowCheck, check_direct, check_nat, find_nat_entry
+from lbsim.control.check import (
+    FlowCheck,
+    check_balancing,
+    check_direct,
+    check_nat,
+    find_balancing_entry,
+    find_nat_entry,
+)
 from lbsim.control.nsg import effective_rules
 from lbsim.errors import LbsimError
 from lbsim.model import SecurityRuleDirection, TransportProtocol
@@ -87,8 +94,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     protocol = TransportProtocol(args.protocol)
     source, source_port = parse_endpoint(args.source, "--source", args.source_port_default)
     if args.frontend_port is not None:
-        entry = find_nat_entry(loaded.plan, protocol, args.frontend_port, args.frontend)
-        result: FlowCheck = check_nat(loaded.plan, entry, source, source_port)
+        balancing = find_balancing_entry(loaded.plan, protocol, args.frontend_port, args.frontend)
+        if balancing is not None:
+            result: FlowCheck = check_balancing(loaded.plan, balancing, source, source_port)
+        else:
+            entry = find_nat_entry(loaded.plan, protocol, args.frontend_port, args.frontend)
+            result = check_nat(loaded.plan, entry, source, source_port)
     else:
         address, port = parse_endpoint(args.destination, "--destination", None)
         result = check_direct(

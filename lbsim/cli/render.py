@@ -173,6 +173,8 @@ def check_text(result: FlowCheck) -> str:
     data = check_json(result)
     flow = data["flow"]
     via = f" via NAT rule {data['natRule']}" if data["natRule"] else ""
+    if data["loadBalancingRule"]:
+        via = f" via load-balancing rule {data['loadBalancingRule']}"
     lines = [
         f"{data['access']}: {flow['protocol']} {flow['sourceAddress']}:{flow['sourcePort']} -> "
         f"{result.backend.label} {flow['destinationAddress']}:{flow['destinationPort']}{via}",

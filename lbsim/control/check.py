@@ -11,6 +11,7 @@ import functools
 
 import attrs
 
+from lbsim.control.distribution import pick
 from lbsim.control.nsg import Decision, Flow, NetworkContext, Verdict, decide, evaluate
 from lbsim.control.types import Backend, BalancingEntry, NatEntry, Plan
 from lbsim.errors import LbsimError
@@ -69,6 +70,35 @@ class Guard:
     def explain(self, flow: Flow, backend: Backend) -> Verdict:
         ctx = self.context(backend.virtual_network_prefixes)
         return evaluate(flow, backend.subnet_nsg, backend.nic_nsg, ctx)
+
+
+def find_balancing_entry(
+    plan: Plan, protocol: TransportProtocol, port: int, frontend: str | None = None
+) -> BalancingEntry | None:
+    """The load-balancing rule on ``port`` (None if there is none)."""
+    found = [
+        e
+        for e in plan.balancing
+        if e.protocol is protocol
+        and e.frontend_port == port
+        and e.backends
+        and (
+            frontend is None
+            or frontend.lower()
+            in (e.frontend.label.lower(), e.frontend.name.lower(), e.frontend.address)
+        )
+    ]
+    return found[0] if found else None
+
+
+def check_balancing(plan: Plan, entry: BalancingEntry, source: str, source_port: int) -> FlowCheck:
+    """The verdict for a flow through a load-balancing rule, on the backend it would reach."""
+    client = (source, source_port)
+    frontend = (entry.frontend.address, entry.frontend_port)
+    backend = pick(entry.backends, entry.load_distribution, entry.protocol, client, frontend)
+    guard = Guard(plan)
+    flow = guard.flow(entry.protocol, source, source_port, backend, entry.backend_port)
+    return FlowCheck(flow, backend, guard.explain(flow, backend), balancing=entry)
 
 
 def find_nat_entry(

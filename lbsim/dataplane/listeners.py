@@ -3,10 +3,9 @@ route(s) its flows take and the counters they bump."""
 
 from __future__ import annotations
 
-import zlib
-
 import attrs
 
+from lbsim.control.distribution import pick
 from lbsim.control.types import Backend, BalancingEntry, NatEntry
 from lbsim.dataplane.stats import RuleStats
 from lbsim.model import LoadDistribution, TransportProtocol
@@ -44,16 +43,7 @@ class Listener:
         return f"{self.entry.frontend.address}:{self.entry.frontend_port}"
 
     def pick(self, client: tuple[str, int]) -> Route:
-        """The route of a new flow: a NAT entry has one; a load-balancing rule hashes the
-        flow's tuple as its distribution mode says (azure-facts.md §3.1)."""
-        if len(self.routes) == 1:
-            return self.routes[0]
+        """The route of a new flow: a NAT entry has one; a load-balancing rule chooses as its
+        distribution mode says, exactly as ``lbsim check`` does."""
         mode = getattr(self.entry, "load_distribution", LoadDistribution.DEFAULT)
-        frontend = self.label
-        if mode is LoadDistribution.SOURCE_IP:
-            key = f"{client[0]}|{frontend.rpartition(':')[0]}"
-        elif mode is LoadDistribution.SOURCE_IP_PROTOCOL:
-            key = f"{client[0]}|{frontend.rpartition(':')[0]}|{self.protocol.value}"
-        else:
-            key = f"{client[0]}|{client[1]}|{frontend}|{self.protocol.value}"
-        return self.routes[zlib.crc32(key.encode()) % len(self.routes)]
+        return pick(self.routes, mode, self.protocol, client, self.address)
