@@ -7,6 +7,7 @@ import attrs
 
 from lbsim.control.distribution import pick
 from lbsim.control.types import Backend, BalancingEntry, NatEntry
+from lbsim.dataplane.probes import ProbeState
 from lbsim.dataplane.stats import RuleStats
 from lbsim.model import LoadDistribution, TransportProtocol
 
@@ -27,6 +28,7 @@ class Listener:
     entry: NatEntry | BalancingEntry
     routes: tuple[Route, ...]
     idle_timeout_s: float
+    health: tuple[ProbeState | None, ...] = ()  # per route, for a rule with a probe
     stats: RuleStats = attrs.Factory(RuleStats)
     bound: tuple[str, int] | None = None
 
@@ -42,8 +44,16 @@ class Listener:
     def label(self) -> str:
         return f"{self.entry.frontend.address}:{self.entry.frontend_port}"
 
-    def pick(self, client: tuple[str, int]) -> Route:
-        """The route of a new flow: a NAT entry has one; a load-balancing rule chooses as its
-        distribution mode says, exactly as ``lbsim check`` does."""
+    def pick(self, client: tuple[str, int]) -> Route | None:
+        """The route of a new flow: a NAT entry has one; a load-balancing rule chooses among
+        its healthy backends as its distribution mode says, exactly as ``lbsim check`` does.
+        None when every backend is probed down (Azure then admits no new flow)."""
+        routes = self.routes
+        if self.health:
+            routes = tuple(
+                r for r, h in zip(self.routes, self.health, strict=True) if h is None or h.healthy
+            )
+            if not routes:
+                return None
         mode = getattr(self.entry, "load_distribution", LoadDistribution.DEFAULT)
-        return pick(self.routes, mode, self.protocol, client, self.address)
+        return pick(routes, mode, self.protocol, client, self.address)

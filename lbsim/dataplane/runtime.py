@@ -17,11 +17,12 @@ from typing import Any
 import trio
 
 from lbsim.control.check import Guard
-from lbsim.control.types import Backend, BalancingEntry, NatEntry, Plan
-from lbsim.dataplane import fastpath
+from lbsim.control.types import Backend, BalancingEntry, NatEntry, Plan, PlannedProbe
+from lbsim.dataplane import fastpath, probes
 from lbsim.dataplane.events import EventSink, FlowEvent, discard
 from lbsim.dataplane.instances import InstanceIdentity, InstanceServer, start_instance
 from lbsim.dataplane.listeners import Listener, Route
+from lbsim.dataplane.probes import ProbeState
 from lbsim.dataplane.relay import connect_or_reset, relay_sockets, reset_socket
 from lbsim.dataplane.settings import DenyMode, RuntimeSettings
 from lbsim.dataplane.udp import UdpRelay, open_udp_socket
@@ -40,6 +41,7 @@ class Runtime:
         self.listeners: list[Listener] = []
         self.instances: list[InstanceServer] = []
         self.nsg_decisions: dict[tuple[str, str, str, str], int] = {}
+        self.probes: list[ProbeState] = []
         self.started_at = time.time()
         self._stop = trio.Event()
         self._fast = fastpath.FastPath()
@@ -55,6 +57,7 @@ class Runtime:
         try:
             async with trio.open_nursery() as servers:
                 targets = await self._start_instances(servers)
+                await self._start_probes(servers, targets)
                 self.listeners = list(self._listeners(targets))
                 sockets = self._bind_all()
                 await self._serve(sockets, task_status)
@@ -119,14 +122,46 @@ class Runtime:
             return await start_instance(nursery, identity, protocol, port, host=host, port=0)
 
     def _needs(self) -> list[tuple[Backend, TransportProtocol, int]]:
+        """Every (backend, transport, port) that flows or probes reach."""
+        tcp = TransportProtocol.TCP
         seen: dict[tuple[str, str, int], tuple[Backend, TransportProtocol, int]] = {}
         for entry in self._entries():
             for backend in _backends_of(entry):
-                seen.setdefault(
-                    (backend.key, entry.protocol.value, entry.backend_port),
-                    (backend, entry.protocol, entry.backend_port),
-                )
+                key = (backend.key, entry.protocol.value, entry.backend_port)
+                seen.setdefault(key, (backend, entry.protocol, entry.backend_port))
+        for probe, backend in self._probed():
+            seen.setdefault((backend.key, tcp.value, probe.port), (backend, tcp, probe.port))
         return list(seen.values())
+
+    def _probed(self) -> Iterator[tuple[PlannedProbe, Backend]]:
+        for entry in self.plan.balancing:
+            if entry.probe is not None and entry.protocol is TransportProtocol.TCP:
+                for backend in entry.backends:
+                    yield entry.probe, backend
+
+    async def _start_probes(
+        self, nursery: trio.Nursery, targets: dict[tuple[str, str, int], tuple[str, int]]
+    ) -> None:
+        """One prober per (probe, backend), all started at once; returns after every first
+        result, so a rule's backends are known up or down before lbsim reports ready."""
+        found: dict[tuple[str, str, str], ProbeState] = {}
+        for probe, backend in self._probed():
+            key = (probe.load_balancer, probe.name, backend.key)
+            target = targets.get((backend.key, TransportProtocol.TCP.value, probe.port))
+            if target is not None and key not in found:
+                found[key] = ProbeState(probe, backend, target)
+        self.probes = list(found.values())
+        async with trio.open_nursery() as starting:
+            for state in self.probes:
+                starting.start_soon(nursery.start, probes.run, state)
+
+    def _probe_of(self, entry: NatEntry | BalancingEntry, backend: Backend) -> ProbeState | None:
+        probe = getattr(entry, "probe", None)
+        if probe is None:
+            return None
+        return next(
+            (s for s in self.probes if s.probe == probe and s.backend.key == backend.key), None
+        )
 
     def _instance_hosts(self) -> dict[str, str]:
         network = ipaddress.ip_network(self.settings.instance_network)
@@ -162,7 +197,8 @@ class Runtime:
                 )
                 for b in _backends_of(entry)
             )
-            yield Listener(entry, routes, entry.idle_timeout_s * scale)
+            health = tuple(self._probe_of(entry, r.backend) for r in routes)
+            yield Listener(entry, routes, entry.idle_timeout_s * scale, health=health)
 
     def _bind_all(self) -> list[tuple[Listener, socket.socket]]:
         bound: list[tuple[Listener, socket.socket]] = []
@@ -195,6 +231,10 @@ class Runtime:
         self, listener: Listener, conn: trio.socket.SocketType, peer: tuple[str, int]
     ) -> None:
         route = listener.pick(peer)
+        if route is None:  # every backend of the rule is probed down: no new flows
+            listener.stats.backend_failures += 1
+            reset_socket(conn)
+            return
         source = self.settings.sources.present(peer[0])
         if not self._admit(listener, route, source, peer):
             await self._deny(conn)

@@ -9,7 +9,7 @@ prometheus_client. Names follow Prometheus conventions:
 | ``lbsim_packet_count_total{direction}`` | PacketCount: datagrams for UDP, reads for TCP |
 | ``lbsim_syn_count_total`` | SYNCount: new TCP flows admitted |
 | ``lbsim_vip_availability`` | VipAvailability: 100 while the frontend port listens |
-| ``lbsim_dip_availability`` | DipAvailability: 100 for a backend lbsim can reach |
+| ``lbsim_dip_availability`` | DipAvailability: health probe status, 100 up or 0 down |
 """
 
 from __future__ import annotations
@@ -136,17 +136,12 @@ class RuntimeCollector(Collector):
         yield vip
         dip = GaugeMetricFamily(
             "lbsim_dip_availability",
-            "Backend availability in percent (DipAvailability)",
-            labels=["backend", "backend_ip", "backend_port", "protocol"],
+            "Health probe status of a backend in percent (DipAvailability)",
+            labels=["load_balancer", "probe", "backend", "backend_ip", "backend_port", "protocol"],
         )
-        for server in list(self.runtime.instances):
-            dip.add_metric(
-                [
-                    server.identity.name,
-                    server.identity.private_ip,
-                    str(server.backend_port),
-                    server.protocol.value,
-                ],
-                100.0,
-            )
+        for state in list(self.runtime.probes):
+            probe, backend = state.probe, state.backend
+            labels = [probe.load_balancer, probe.name, backend.label, backend.private_ip_address]
+            up = 100.0 if state.healthy else 0.0
+            dip.add_metric([*labels, str(probe.port), probe.protocol.value], up)
         yield dip

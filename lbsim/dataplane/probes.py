@@ -1,0 +1,96 @@
+"""Health probes of load-balancing rules, as Azure runs them (azure-facts.md §3.2).
+
+A TCP probe is up when a connection completes within the interval; an HTTP probe when
+``GET requestPath`` answers 200 within min(interval, 30 s) (an HTTPS probe is run as a TCP
+probe: lbsim does not speak TLS to backends). The first result sets the state; after that,
+``probeThreshold`` (or the legacy ``numberOfProbes``) consecutive contrary results flip it.
+A probed-down backend gets no new flows from a load-balancing rule; flows already open go on;
+NAT entries are never gated by probes.
+"""
+
+from __future__ import annotations
+
+import attrs
+import trio
+
+from lbsim.control.types import Backend, PlannedProbe
+from lbsim.model import ProbeProtocol
+
+_MAX_WAIT_S = 30.0
+_REPLY_LIMIT = 4096
+
+
+@attrs.define(eq=False)
+class ProbeState:
+    """What one probe knows of one backend."""
+
+    probe: PlannedProbe
+    backend: Backend
+    target: tuple[str, int]
+    up: bool | None = None  # None until the first result
+    streak: int = 0  # consecutive results contrary to ``up``
+    checks: int = 0
+    failures: int = 0
+
+    @property
+    def healthy(self) -> bool:
+        return self.up is True
+
+    def record(self, ok: bool) -> None:
+        """One probe result; the state flips after ``threshold`` contrary results in a row."""
+        self.checks += 1
+        self.failures += 0 if ok else 1
+        if self.up is None:
+            self.up = ok
+            return
+        if ok == self.up:
+            self.streak = 0
+            return
+        self.streak += 1
+        if self.streak >= self.probe.threshold:
+            self.up, self.streak = ok, 0
+
+
+async def check(state: ProbeState) -> bool:
+    """One probe of one backend: True when it answered as Azure requires."""
+    wait = min(state.probe.interval_s, _MAX_WAIT_S)
+    with trio.move_on_after(wait):
+        try:
+            stream = await trio.open_tcp_stream(*state.target)
+        except OSError:
+            return False
+        async with stream:
+            if state.probe.protocol is not ProbeProtocol.HTTP:
+                return True
+            return await _http_ok(stream, state.probe.request_path or "/", state.target)
+    return False
+
+
+async def _http_ok(stream: trio.SocketStream, path: str, target: tuple[str, int]) -> bool:
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: {target[0]}:{target[1]}\r\n"
+        "User-Agent: Load Balancer Agent\r\nConnection: close\r\n\r\n"
+    )
+    try:
+        await stream.send_all(request.encode("ascii", "replace"))
+        head = b""
+        while b"\r\n" not in head and len(head) < _REPLY_LIMIT:
+            chunk = await stream.receive_some(_REPLY_LIMIT)
+            if not chunk:
+                break
+            head += chunk
+    except (trio.BrokenResourceError, OSError):
+        return False
+    parts = head.split(b"\r\n", 1)[0].split()
+    return len(parts) >= 2 and parts[0].startswith(b"HTTP/") and parts[1] == b"200"
+
+
+async def run(
+    state: ProbeState, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Probe every interval until cancelled; reports started after the first result."""
+    state.record(await check(state))
+    task_status.started()
+    while True:
+        await trio.sleep(state.probe.interval_s)
+        state.record(await check(state))

@@ -1,0 +1,131 @@
+"""Health probes: the state machine, TCP and HTTP checks on loopback, and a load-balancing
+rule that sends new flows only to backends its probe finds up."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from lbsim.arm.jsontext import load_json_text
+from lbsim.arm.loader import LoadOptions, load_template
+from lbsim.control.plan import plan
+from lbsim.control.types import Backend, Plan, PlannedProbe
+from lbsim.dataplane.probes import ProbeState, check
+from lbsim.dataplane.runtime import Runtime
+from lbsim.dataplane.settings import BackendPattern, RuntimeSettings
+from lbsim.model import ProbeProtocol
+
+EXAMPLE = Path(__file__).parents[2] / "arm-examples" / "lb-rules-probe" / "azuredeploy.json"
+BACKEND = Backend("id", "web_0", "10.0.0.4", "web", 0)
+
+
+def state(
+    protocol: ProbeProtocol = ProbeProtocol.TCP, threshold: int = 2, port: int = 1
+) -> ProbeState:
+    probe = PlannedProbe(
+        "lb", "p", protocol, port, interval_s=1.0, threshold=threshold, request_path="/health"
+    )
+    return ProbeState(probe, BACKEND, ("127.0.0.1", port))
+
+
+def test_first_result_sets_the_state() -> None:
+    up, down = state(), state()
+    up.record(True)
+    down.record(False)
+    assert (up.healthy, down.healthy) == (True, False)
+
+
+def test_threshold_contrary_results_in_a_row_flip_the_state() -> None:
+    s = state(threshold=3)
+    s.record(True)
+    for ok in (False, False, True, False, False):  # the success in between resets the streak
+        s.record(ok)
+        assert s.healthy
+    s.record(False)
+    assert not s.healthy
+    assert (s.checks, s.failures) == (7, 5)
+
+
+async def _http_server(status: bytes, task_status: trio.TaskStatus[int]) -> None:
+    async def answer(stream: trio.SocketStream) -> None:
+        async with stream:
+            await stream.receive_some(4096)
+            await stream.send_all(b"HTTP/1.1 " + status + b"\r\nContent-Length: 0\r\n\r\n")
+
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    task_status.started(listeners[0].socket.getsockname()[1])
+    await trio.serve_listeners(answer, listeners)
+
+
+@pytest.fixture
+async def servers(nursery: trio.Nursery) -> AsyncIterator[dict[str, int]]:
+    ports = {s: await nursery.start(_http_server, s.encode()) for s in ("200 OK", "503 Busy")}
+    yield ports
+    nursery.cancel_scope.cancel()
+
+
+async def test_http_probe_wants_200(servers: dict[str, int]) -> None:
+    assert await check(state(ProbeProtocol.HTTP, port=servers["200 OK"]))
+    assert not await check(state(ProbeProtocol.HTTP, port=servers["503 Busy"]))
+
+
+async def test_tcp_probe_wants_a_completed_connection(servers: dict[str, int]) -> None:
+    assert await check(state(ProbeProtocol.TCP, port=servers["503 Busy"]))
+    closed = trio.socket.socket()
+    await closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now
+    assert not await check(state(ProbeProtocol.TCP, port=port))
+
+
+def _plan(address: str) -> Plan:
+    """The web example with its frontend on ``address`` (each test its own)."""
+    template = load_json_text(EXAMPLE.read_bytes(), str(EXAMPLE))
+    deployment = load_template(template, str(EXAMPLE), LoadOptions(fill_missing=True))
+    return plan(deployment, {"web-lb/fe": address})
+
+
+async def _get(address: str, port: int) -> bytes:
+    stream = await trio.open_tcp_stream(address, port)
+    async with stream:
+        await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        with trio.move_on_after(2):
+            return await stream.receive_some(4096)
+    return b""
+
+
+async def test_rule_sends_new_flows_only_to_backends_probed_up(
+    servers: dict[str, int], nursery: trio.Nursery
+) -> None:
+    good, busy = servers["200 OK"], servers["503 Busy"]
+    instances = {0: f"127.0.0.1:{good}", 1: f"127.0.0.1:{busy}", 2: f"127.0.0.1:{good}"}
+    settings = RuntimeSettings(backends={"web": BackendPattern(instances=instances)})
+    runtime: Runtime = await nursery.start(Runtime(_plan("127.0.0.91"), settings).run)
+    health = {(s.probe.name, s.backend.label): s.healthy for s in runtime.probes}
+    assert health[("probe-80", "web/1")] is False
+    assert health[("probe-80", "web/0")]
+    assert health[("probe-80", "web/2")]
+    rule = next(x for x in runtime.listeners if x.entry.rule_name == "http-80")
+    for port in range(40000, 40040):  # many client ports: the 5-tuple hash spreads them
+        route = rule.pick(("127.0.0.1", port))
+        assert route is not None
+        assert route.backend.label != "web/1"
+    assert (await _get("127.0.0.91", 80)).startswith(b"HTTP/1.1 200")
+    runtime.stop()
+
+
+async def test_no_backend_up_means_no_new_flow(
+    servers: dict[str, int], nursery: trio.Nursery
+) -> None:
+    busy = f"127.0.0.1:{servers['503 Busy']}"
+    settings = RuntimeSettings(backends={"web": BackendPattern(pattern=busy)})
+    runtime: Runtime = await nursery.start(Runtime(_plan("127.0.0.92"), settings).run)
+    rule = next(x for x in runtime.listeners if x.entry.rule_name == "http-80")
+    assert rule.pick(("127.0.0.1", 40000)) is None
+    with pytest.raises((trio.BrokenResourceError, ConnectionResetError)):
+        await _get("127.0.0.92", 80)  # reset: no backend takes the flow
+    assert rule.stats.backend_failures == 1
+    runtime.stop()
