@@ -15,12 +15,23 @@ from hypothesis import strategies as st
 from lbsim.control.nsg import Flow, NetworkContext
 from lbsim.control.nsg.syntax import parse_port_range, parse_prefix
 from lbsim.model import (
+    Deployment,
+    FrontendIPConfiguration,
+    InboundNatPool,
+    IPConfiguration,
+    LoadBalancer,
     NetworkSecurityGroup,
+    PublicIPAddress,
     SecurityRule,
     SecurityRuleAccess,
     SecurityRuleDirection,
     SecurityRuleProtocol,
+    Subnet,
     SubResource,
+    TransportProtocol,
+    VirtualMachineScaleSet,
+    VirtualMachineScaleSetNetworkConfiguration,
+    VirtualNetwork,
 )
 from lbsim.model.nsg_defaults import default_security_rules
 
@@ -269,4 +280,105 @@ def flows_near(draw: st.DrawFn, groups: Sequence[NetworkSecurityGroup | None]) -
         source_port=draw(ports),
         destination_address=draw(addresses),
         destination_port=draw(ports),
+    )
+
+
+# --- plans: NAT pools over scale sets ----------------------------------------------------------
+NETWORK_ID = f"{RESOURCE_GROUP_ID}/providers/Microsoft.Network"
+NAT_LB_ID = f"{NETWORK_ID}/loadBalancers/lb"
+NAT_SUBNET_ID = f"{NETWORK_ID}/virtualNetworks/vnet/subnets/default"
+_POOL_PROTOCOLS = st.sampled_from(
+    (TransportProtocol.TCP, TransportProtocol.UDP, TransportProtocol.ALL)
+)
+_BACKEND_PORTS = st.sampled_from((22, 80, 3389, 8080))
+# Each pool's range lies in its own block of this many ports, so pools never overlap.
+POOL_BLOCK = 1000
+
+
+def _nat_frontend(index: int) -> tuple[FrontendIPConfiguration, PublicIPAddress]:
+    pip = PublicIPAddress(
+        id=f"{NETWORK_ID}/publicIPAddresses/pip{index}",
+        name=f"pip{index}",
+        ip_address=f"127.0.0.{index + 1}",
+    )
+    frontend = FrontendIPConfiguration(
+        id=f"{NAT_LB_ID}/frontendIPConfigurations/fe{index}",
+        name=f"fe{index}",
+        public_ip_address=SubResource(pip.id),
+    )
+    return frontend, pip
+
+
+def _nat_scale_set(
+    index: int, capacity: int, pools: Sequence[InboundNatPool]
+) -> VirtualMachineScaleSet:
+    vmss_id = f"{RESOURCE_GROUP_ID}/providers/Microsoft.Compute/virtualMachineScaleSets/set{index}"
+    ipc = IPConfiguration(
+        id=f"{vmss_id}/networkInterfaceConfigurations/nic/ipConfigurations/ipconfig",
+        name="ipconfig",
+        subnet=SubResource(NAT_SUBNET_ID),
+        primary=True,
+        load_balancer_inbound_nat_pools=tuple(SubResource(p.id) for p in pools),
+    )
+    nic = VirtualMachineScaleSetNetworkConfiguration(
+        name="nic", primary=True, ip_configurations=(ipc,)
+    )
+    return VirtualMachineScaleSet(
+        id=vmss_id, name=f"set{index}", capacity=capacity, network_interface_configurations=(nic,)
+    )
+
+
+@st.composite
+def nat_pool_deployments(
+    draw: st.DrawFn, *, max_pools: int = 3, max_scale_sets: int = 2, max_capacity: int = 6
+) -> Deployment:
+    """One public load balancer (one or two frontends) with NAT pools, and scale sets whose
+    instances use some of them; every range is wide enough, so Azure would accept it."""
+    frontends = [_nat_frontend(i) for i in range(draw(st.integers(1, 2)))]
+    pool_count = draw(st.integers(1, max_pools))
+    uses = draw(
+        st.lists(
+            st.tuples(
+                st.integers(0, max_capacity),
+                st.sets(st.integers(0, pool_count - 1), min_size=1),
+            ),
+            min_size=1,
+            max_size=max_scale_sets,
+        )
+    )
+    pools = []
+    for i in range(pool_count):
+        needed = sum(capacity for capacity, used in uses if i in used)
+        start = 50000 + POOL_BLOCK * i + draw(st.integers(0, 10))
+        frontend = draw(st.sampled_from(frontends))[0]
+        pools.append(
+            InboundNatPool(
+                id=f"{NAT_LB_ID}/inboundNatPools/pool{i}",
+                name=f"pool{i}",
+                frontend_ip_configuration=SubResource(frontend.id),
+                protocol=draw(_POOL_PROTOCOLS),
+                frontend_port_range_start=start,
+                frontend_port_range_end=start + max(needed, 1) - 1 + draw(st.integers(0, 3)),
+                backend_port=draw(_BACKEND_PORTS),
+            )
+        )
+    lb = LoadBalancer(
+        id=NAT_LB_ID,
+        name="lb",
+        frontend_ip_configurations=tuple(f for f, _ in frontends),
+        inbound_nat_pools=tuple(pools),
+    )
+    subnet = Subnet(NAT_SUBNET_ID, "default", ("10.0.0.0/16",))
+    return Deployment(
+        load_balancers=(lb,),
+        virtual_networks=(
+            VirtualNetwork(
+                f"{NETWORK_ID}/virtualNetworks/vnet", "vnet", ("10.0.0.0/16",), (subnet,)
+            ),
+        ),
+        public_ip_addresses=tuple(p for _, p in frontends),
+        virtual_machine_scale_sets=tuple(
+            _nat_scale_set(j, capacity, [pools[i] for i in sorted(used)])
+            for j, (capacity, used) in enumerate(uses)
+        ),
     )

@@ -8,6 +8,7 @@ the way is gathered; if any is an error, one ``TemplateInvalid`` carries them al
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -115,8 +116,13 @@ class Loader:
         decls, problems = params.declarations(raw.get("parameters"), state.base / "parameters")
         self.problems += [p.located(state.file) for p in problems]
         self._unknown_parameters(decls, supplied, cli or {}, state)
+        # A default may use a parameter declared after it: each is bound on first use.
+        state.unbound = {
+            d.name.lower(): functools.partial(self._bind, state, d, supplied, cli or {})
+            for d in decls
+        }
         for decl in decls:
-            self._bind(state, decl, supplied, cli or {})
+            state.bind_parameter(decl.name)
         state.declare_variables(raw.get("variables"), state.base / "variables")
         state.user_functions = _user_functions(raw.get("functions"), state.base / "functions")
 
@@ -189,9 +195,9 @@ class Loader:
     ) -> Any:
         file = at.document
         if params.is_key_vault_reference(value):
-            self.warn(
-                "KeyVaultReferencePlaceholder",
-                f"The parameter '{decl.name}' is a Key Vault reference; lbsim uses a placeholder.",
+            msg = f"The parameter '{decl.name}' is a Key Vault reference; lbsim uses a placeholder."
+            self.problems.append(
+                Problem("KeyVaultReferencePlaceholder", msg, at, file, Severity.WARNING)
             )
             return params.placeholder(decl)
         complaint = params.type_problem(decl, value)

@@ -3,7 +3,7 @@ the copy loops an expression sits in. ``Scope`` implements ``EvalContext``."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -36,6 +36,14 @@ class TemplateState:
     variables: dict[str, Any] = attrs.Factory(dict)
     user_functions: dict[str, UserFunction] = attrs.Factory(dict)
     parent: TemplateState | None = None  # the template that deploys this one
+    unbound: dict[str, Callable[[], None]] = attrs.Factory(dict)  # lower-case name -> binder
+
+    def bind_parameter(self, name: str) -> None:
+        """Bind a declared parameter that has no value yet (at most once: a default that
+        comes back to its own parameter finds it unbound, and fails as not found)."""
+        bind = self.unbound.pop(name.lower(), None)
+        if bind is not None:
+            bind()
 
     def variable(self, name: str) -> Any:
         key = name.lower()
@@ -100,6 +108,7 @@ class Scope:
 
     def parameter(self, name: str) -> Any:
         key = name.lower()
+        self.state.bind_parameter(key)
         if key not in self.state.parameters:
             known = ", ".join(sorted(self.state.parameters)) or "none"
             raise ExpressionError(

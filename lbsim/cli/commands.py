@@ -36,7 +36,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         (len(d.virtual_machines), "virtual machine"),
         (len(d.virtual_machine_scale_sets), "scale set"),
     ]
-    emulated = ", ".join(f"{n} {what}{'s' if n != 1 else ''}" for n, what in counts if n)
+    emulated = ", ".join(f"{n} {_plural(what, n)}" for n, what in counts if n)
     print(f"  emulated: {emulated or 'nothing'}")
     for vmss in d.virtual_machine_scale_sets:
         print(
@@ -52,6 +52,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
         f"{len(plan.backends)} backends, {len(loaded.warnings)} warning(s)"
     )
     return EXIT_OK
+
+
+def _plural(noun: str, count: int) -> str:
+    if count == 1:
+        return noun
+    return noun + ("es" if noun.endswith("s") else "s")
 
 
 def cmd_ports(args: argparse.Namespace) -> int:

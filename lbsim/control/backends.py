@@ -38,6 +38,7 @@ def backends(deployment: Deployment, index: Index, addresses: Addresses) -> list
     for nic in deployment.network_interfaces:
         nsg = index.resolve(nic.network_security_group, NetworkSecurityGroup, nic.id)
         for ipc in nic.ip_configurations:
+            facts = _subnet_facts(ipc, index, addresses, nic.id)  # before the subnet is in use
             address = ipc.private_ip_address
             if ipc.private_ip_allocation_method.lower() != "static" or not address:
                 address = addresses.dynamic(_subnet_id(ipc), ipc.at)
@@ -47,7 +48,7 @@ def backends(deployment: Deployment, index: Index, addresses: Addresses) -> list
                 private_ip_address=address,
                 network_interface=nic.name,
                 nic_nsg=nsg,
-                **_subnet_facts(ipc, index, addresses, nic.id),
+                **facts,
             )
             members.append(Member(backend, ipc))
     for vmss in deployment.virtual_machine_scale_sets:

@@ -101,7 +101,8 @@ class NatExpander:
                 r.key == pool.id.lower() for r in m.ip_configuration.load_balancer_inbound_nat_pools
             )
         ]
-        if frontend is None or not users:
+        inverted = pool.frontend_port_range_start > pool.frontend_port_range_end
+        if frontend is None or not users or inverted:  # inverted: InvalidFrontendPortRange
             return []
         ports = PortRange(pool.frontend_port_range_start, pool.frontend_port_range_end)
         entries: list[NatEntry] = []
@@ -177,8 +178,9 @@ class NatExpander:
         complete = (
             rule.frontend_port_range_start is not None and rule.frontend_port_range_end is not None
         )
-        if ((rule.is_v2 or has_range) and not complete) or (
-            rule.frontend_port is None and not has_range
+        v2_shaped = rule.is_v2 or has_range
+        if (v2_shaped and not (complete and rule.is_v2)) or (
+            rule.frontend_port is None and not v2_shaped
         ):
             self.problems.append(
                 Problem(
@@ -195,9 +197,10 @@ class NatExpander:
         self, lb: LoadBalancer, rule: InboundNatRule, frontend: Frontend
     ) -> list[NatEntry]:
         pool = self.index.resolve(rule.backend_address_pool, BackendAddressPool, rule.id)
-        if pool is None:
+        start, end = rule.frontend_port_range_start or 0, rule.frontend_port_range_end or 0
+        if pool is None or start > end:  # start > end: InvalidFrontendPortRange
             return []
-        ports = PortRange(rule.frontend_port_range_start or 0, rule.frontend_port_range_end or 0)
+        ports = PortRange(start, end)
         entries: list[NatEntry] = []
         members = pool_members(pool, self.members)
         for backend in members:

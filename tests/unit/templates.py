@@ -81,7 +81,9 @@ def parameters_file(**values: Any) -> Json:
     }
 
 
-def resource(rtype: str, name: str, properties: Mapping[str, Any] | None = None, **extra: Any) -> Json:
+def resource(
+    rtype: str, name: str, properties: Mapping[str, Any] | None = None, **extra: Any
+) -> Json:
     out: Json = {"type": rtype, "apiVersion": "2023-09-01", "name": name}
     out["location"] = "[resourceGroup().location]"
     out.update(extra)
@@ -114,7 +116,7 @@ def vnet(name: str = "vnet", prefix: str = "10.0.0.0/16", *subnets: Json) -> Jso
 
 def security_rule(
     name: str,
-    priority: int,
+    priority: int | str,
     access: str = "Allow",
     *,
     source: str = "*",
@@ -156,9 +158,9 @@ def internal_frontend(
 
 def nat_pool(
     name: str,
-    start: int,
-    end: int,
-    backend_port: int,
+    start: int | str,
+    end: int | str,
+    backend_port: int | str,
     *,
     lb: str = "lb",
     frontend: str = "fe",
@@ -227,7 +229,7 @@ def lb_rule(
     return {"name": name, "properties": props}
 
 
-def probe(name: str, port: int) -> Json:
+def probe(name: str, port: int | str) -> Json:
     return {"name": name, "properties": {"protocol": "Tcp", "port": port}}
 
 
