@@ -118,6 +118,20 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK if result.verdict.allowed else EXIT_DENY
 
 
+RULES_HEADERS = (
+    "NSG",
+    "LEVEL",
+    "PRIORITY",
+    "RULE",
+    "ACCESS",
+    "PROTOCOL",
+    "SOURCE",
+    "SPORT",
+    "DESTINATION",
+    "DPORT",
+)
+
+
 def cmd_rules(args: argparse.Namespace) -> int:
     loaded: Loaded = load(args)
     backend = loaded.plan.backend(args.instance)
@@ -127,37 +141,11 @@ def cmd_rules(args: argparse.Namespace) -> int:
     direction = SecurityRuleDirection(args.direction)
     rules = effective_rules(backend.subnet_nsg, backend.nic_nsg, direction)
     if args.output == "json":
-        render.dump(
-            {
-                "instance": backend.label,
-                "privateIPAddress": backend.private_ip_address,
-                "direction": direction.value,
-                "rules": [
-                    {
-                        "networkSecurityGroup": r.network_security_group_name,
-                        "level": r.level,
-                        **render.rule_json(r.rule),
-                    }
-                    for r in rules
-                ],
-            }
-        )
+        render.dump(render.rules_json(backend, direction, rules))
         return EXIT_OK
     print(f"{backend.label} ({backend.private_ip_address}), {direction.value}:")
-    if not rules:
+    if rules:
+        print(render.table(render.effective_rows(rules), RULES_HEADERS))
+    else:
         print("no network security group applies: every flow is allowed")
-        return EXIT_OK
-    headers = (
-        "NSG",
-        "LEVEL",
-        "PRIORITY",
-        "RULE",
-        "ACCESS",
-        "PROTOCOL",
-        "SOURCE",
-        "SPORT",
-        "DESTINATION",
-        "DPORT",
-    )
-    print(render.table(render.effective_rows(rules), headers))
     return EXIT_OK

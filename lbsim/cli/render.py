@@ -11,9 +11,9 @@ from tabulate import tabulate
 
 from lbsim.control.check import FlowCheck
 from lbsim.control.nsg import EffectiveRule, RuleEvaluation
-from lbsim.control.types import BalancingEntry, NatEntry
+from lbsim.control.types import Backend, BalancingEntry, NatEntry
 from lbsim.errors import Problem
-from lbsim.model import SecurityRule, SubResource
+from lbsim.model import SecurityRule, SecurityRuleDirection, SubResource
 
 
 def problems(items: Iterable[Problem], out: TextIO = sys.stderr, prefix: str = "") -> None:
@@ -169,54 +169,50 @@ def mark(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
-def check_text(result: FlowCheck) -> str:
-    data = check_json(result)
+_FLAGS = ("protocol", "source", "sourcePort", "destination", "destinationPort")
+EVALUATED_HEADERS = (
+    "NSG",
+    "LEVEL",
+    "PRIORITY",
+    "RULE",
+    "ACCESS",
+    "PROTO",
+    "SRC",
+    "SPORT",
+    "DST",
+    "DPORT",
+    "",
+)
+
+
+def _evaluated_row(item: dict[str, Any]) -> list[Any]:
+    head = [item[k] for k in ("networkSecurityGroup", "level", "priority", "rule", "access")]
+    return [*head, *(mark(item[k]) for k in _FLAGS), "MATCH" if item["matched"] else ""]
+
+
+def _verdict_lines(data: dict[str, Any], backend: str) -> list[str]:
     flow = data["flow"]
     via = f" via NAT rule {data['natRule']}" if data["natRule"] else ""
     if data["loadBalancingRule"]:
         via = f" via load-balancing rule {data['loadBalancingRule']}"
-    lines = [
+    first = (
         f"{data['access']}: {flow['protocol']} {flow['sourceAddress']}:{flow['sourcePort']} -> "
-        f"{result.backend.label} {flow['destinationAddress']}:{flow['destinationPort']}{via}",
-    ]
-    if data["ruleName"]:
-        where = f"at {data['at']}" if data["at"] else "(a default rule)"
-        lines.append(
-            f"decided by rule {data['ruleName']} of NSG {data['networkSecurityGroup']} "
-            f"({data['level']}) {where}"
-        )
-    else:
-        lines.append("no network security group applies: allowed")
-    rows = [
-        [
-            e["networkSecurityGroup"],
-            e["level"],
-            e["priority"],
-            e["rule"],
-            e["access"],
-            *(
-                mark(e[k])
-                for k in ("protocol", "source", "sourcePort", "destination", "destinationPort")
-            ),
-            "MATCH" if e["matched"] else "",
-        ]
-        for e in data["evaluated"]
-    ]
-    headers = (
-        "NSG",
-        "LEVEL",
-        "PRIORITY",
-        "RULE",
-        "ACCESS",
-        "PROTO",
-        "SRC",
-        "SPORT",
-        "DST",
-        "DPORT",
-        "",
+        f"{backend} {flow['destinationAddress']}:{flow['destinationPort']}{via}"
     )
+    if not data["ruleName"]:
+        return [first, "no network security group applies: allowed"]
+    where = f"at {data['at']}" if data["at"] else "(a default rule)"
+    nsg, level = data["networkSecurityGroup"], data["level"]
+    return [first, f"decided by rule {data['ruleName']} of NSG {nsg} ({level}) {where}"]
+
+
+def check_text(result: FlowCheck) -> str:
+    """The verdict, the deciding rule, and every rule evaluated with its five match flags."""
+    data = check_json(result)
+    lines = _verdict_lines(data, result.backend.label)
+    rows = [_evaluated_row(e) for e in data["evaluated"]]
     if rows:
-        lines += ["", table(rows, headers)]
+        lines += ["", table(rows, EVALUATED_HEADERS)]
     return "\n".join(lines)
 
 
@@ -244,3 +240,21 @@ def effective_rows(rules: Sequence[EffectiveRule]) -> list[list[Any]]:
 def _side(prefixes: tuple[str, ...], groups: tuple[SubResource, ...]) -> str:
     names = [*prefixes, *(f"asg:{g.name}" for g in groups)]
     return ",".join(names) or "*"
+
+
+def rules_json(
+    backend: Backend, direction: SecurityRuleDirection, rules: Sequence[EffectiveRule]
+) -> dict[str, Any]:
+    return {
+        "instance": backend.label,
+        "privateIPAddress": backend.private_ip_address,
+        "direction": direction.value,
+        "rules": [
+            {
+                "networkSecurityGroup": r.network_security_group_name,
+                "level": r.level,
+                **rule_json(r.rule),
+            }
+            for r in rules
+        ],
+    }
