@@ -8,16 +8,15 @@ the way is gathered; if any is an error, one ``TemplateInvalid`` carries them al
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
 
 from lbsim.arm import parameters as params
-from lbsim.arm.context import Placeholder, RuntimeObject, UserFunction
+from lbsim.arm.binding import Binder, user_functions
+from lbsim.arm.context import Placeholder, RuntimeObject
 from lbsim.arm.convert import convert
-from lbsim.arm.deepeval import evaluate_value
 from lbsim.arm.nested import nested_state, nested_template, outputs
 from lbsim.arm.resources import DEPLOYMENTS, ExpandedResource, declared_resources, expand
 from lbsim.arm.runtime import full_object, runtime_properties
@@ -77,7 +76,9 @@ class Loader:
         self._expand_deployments()
         self._evaluate_all()
         deployment, found = convert(self.resources, self.sourcemap, self.public_ip_address)
-        self.problems += found
+        # a value the schemas already rejected is not reported again by the conversion
+        known = {(p.file, p.at) for p in self.problems if p.severity is Severity.ERROR}
+        self.problems += [p for p in found if (p.file, p.at) not in known]
         self._check(self.problems)
         return attrs.evolve(
             deployment, context=self.options.context, warnings=tuple(self._warnings())
@@ -112,111 +113,10 @@ class Loader:
         cli: Mapping[str, str] | None = None,
     ) -> None:
         """Give ``state`` its parameter values, variables and user functions."""
-        raw = state.raw
-        decls, problems = params.declarations(raw.get("parameters"), state.base / "parameters")
-        self.problems += [p.located(state.file) for p in problems]
-        self._unknown_parameters(decls, supplied, cli or {}, state)
-        # A default may use a parameter declared after it: each is bound on first use.
-        state.unbound = {
-            d.name.lower(): functools.partial(self._bind, state, d, supplied, cli or {})
-            for d in decls
-        }
-        for decl in decls:
-            state.bind_parameter(decl.name)
-        state.declare_variables(raw.get("variables"), state.base / "variables")
-        state.user_functions = _user_functions(raw.get("functions"), state.base / "functions")
-
-    def _unknown_parameters(
-        self,
-        decls: list[params.ParameterDecl],
-        supplied: Mapping[str, Any],
-        cli: Mapping[str, str],
-        state: TemplateState,
-    ) -> None:
-        known = {d.name.lower() for d in decls}
-        for name in [*supplied, *cli]:
-            if name.lower() not in known:
-                where = supplied[name][1] if name in supplied else None
-                declared = ", ".join(d.name for d in decls) or "none"
-                msg = (
-                    f"The parameter '{name}' is supplied but the template does not declare it, "
-                    f"so it cannot be given at deployment time; the template declares: {declared}."
-                )
-                file = self.options.parameters_file_name if name in supplied else None
-                self.problems.append(Problem("InvalidTemplate", msg, where, file or state.file))
-
-    def _bind(
-        self,
-        state: TemplateState,
-        decl: params.ParameterDecl,
-        supplied: Mapping[str, tuple[Any, Pointer]],
-        cli: Mapping[str, str],
-    ) -> None:
-        value = self._parameter_value(state, decl, supplied, cli)
-        if value is _MISSING:
-            return
-        state.parameters[decl.name.lower()] = value
-        for message in params.constraint_problems(decl, value):
-            self.problems.append(Problem("InvalidTemplate", message, decl.at, state.file))
-
-    def _parameter_value(
-        self,
-        state: TemplateState,
-        decl: params.ParameterDecl,
-        supplied: Mapping[str, tuple[Any, Pointer]],
-        cli: Mapping[str, str],
-    ) -> Any:
-        lookup = {k.lower(): v for k, v in cli.items()}
-        if decl.name.lower() in lookup:
-            return self._cli_value(state, decl, lookup[decl.name.lower()])
-        by_name = {k.lower(): v for k, v in supplied.items()}
-        if decl.name.lower() in by_name:
-            return self._file_value(state, decl, *by_name[decl.name.lower()])
-        if decl.has_default:
-            try:
-                return evaluate_value(
-                    decl.raw["defaultValue"], Scope(state), decl.at / "defaultValue"
-                )
-            except LbsimError as error:
-                self.problems.append(error.problem(state.file))
-                return _MISSING
-        return self._missing(state, decl)
-
-    def _cli_value(self, state: TemplateState, decl: params.ParameterDecl, text: str) -> Any:
-        try:
-            return params.convert_cli_value(decl, text)
-        except ValueError as error:
-            msg = f"--param {decl.name}={text!r}: not a valid {decl.type} ({error})."
-            self.problems.append(Problem("InvalidTemplate", msg, decl.at, state.file))
-            return _MISSING
-
-    def _file_value(
-        self, state: TemplateState, decl: params.ParameterDecl, value: Any, at: Pointer
-    ) -> Any:
-        file = at.document
-        if params.is_key_vault_reference(value):
-            msg = f"The parameter '{decl.name}' is a Key Vault reference; lbsim uses a placeholder."
-            self.problems.append(
-                Problem("KeyVaultReferencePlaceholder", msg, at, file, Severity.WARNING)
-            )
-            return params.placeholder(decl)
-        complaint = params.type_problem(decl, value)
-        if complaint:
-            self.problems.append(Problem("InvalidTemplate", complaint, at, file))
-            return _MISSING
-        return value
-
-    def _missing(self, state: TemplateState, decl: params.ParameterDecl) -> Any:
-        if self.options.fill_missing:
-            value = params.placeholder(decl)
-            self.problems.append(params.placeholder_warning(decl, value).located(state.file))
-            return value
-        msg = (
-            f"The value for the template parameter '{decl.name}' is not provided "
-            "(give it with -p FILE, --param NAME=VALUE, or use --fill-missing)."
-        )
-        self.problems.append(Problem("InvalidTemplate", msg, decl.at, state.file))
-        return _MISSING
+        binder = Binder(state, supplied, cli or {}, self.options.fill_missing, self.problems)
+        binder.bind(self.options.parameters_file_name)
+        state.declare_variables(state.raw.get("variables"), state.base / "variables")
+        state.user_functions = user_functions(state.raw.get("functions"), state.base / "functions")
 
     # --- resources ------------------------------------------------------------------------------
     def _expand_template(self, state: TemplateState) -> None:
@@ -347,33 +247,6 @@ class Loader:
             return
         self._warned.add((code, message))
         self.problems.append(Problem(code, message, at, file, Severity.WARNING))
-
-
-_MISSING = object()
-
-
-def _user_functions(raw: Any, at: Pointer) -> dict[str, UserFunction]:
-    out: dict[str, UserFunction] = {}
-    if not isinstance(raw, list):
-        return out
-    for i, namespace in enumerate(raw):
-        members = namespace.get("members") if isinstance(namespace, Mapping) else None
-        if not isinstance(members, Mapping):
-            continue
-        ns = str(namespace.get("namespace", ""))
-        for name, member in members.items():
-            declared = member.get("parameters") or []
-            output = member.get("output") or {}
-            fn = UserFunction(
-                ns,
-                name,
-                tuple((str(p.get("name")), str(p.get("type"))) for p in declared),
-                str(output.get("type", "")),
-                output.get("value"),
-                at / i / "members" / name,
-            )
-            out[f"{ns}.{name}".lower()] = fn
-    return out
 
 
 def _without_nulls(value: Any) -> Any:
