@@ -12,6 +12,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_network
 import attrs
 from hypothesis import strategies as st
 
+from lbsim.arm.parameters import TYPES, ParameterDecl
 from lbsim.control.nsg import Flow, NetworkContext
 from lbsim.control.nsg.syntax import parse_port_range, parse_prefix
 from lbsim.model import (
@@ -34,6 +35,7 @@ from lbsim.model import (
     VirtualNetwork,
 )
 from lbsim.model.nsg_defaults import default_security_rules
+from lbsim.pointer import Pointer
 
 RESOURCE_GROUP_ID = "/subscriptions/s/resourceGroups/rg"
 
@@ -382,3 +384,31 @@ def nat_pool_deployments(
             for j, (capacity, used) in enumerate(uses)
         ),
     )
+
+
+# --- ARM parameters ----------------------------------------------------------------------------
+_LENGTHS = st.integers(min_value=0, max_value=40)
+_PARAMETER_NAMES = st.from_regex(r"[a-zA-Z][a-zA-Z0-9]{0,8}", fullmatch=True)
+
+
+@st.composite
+def parameter_declarations(draw: st.DrawFn) -> ParameterDecl:
+    """A parameter declaration of any type whose constraints some value meets: a length or
+    value range (min not above max), or allowed values."""
+    kind = draw(st.sampled_from(sorted(TYPES.values())))
+    raw: dict[str, object] = {"type": kind}
+    if kind == "Int" and draw(st.booleans()):
+        low = draw(st.integers(min_value=-1000, max_value=1000))
+        raw["minValue"] = low
+        if draw(st.booleans()):
+            raw["maxValue"] = low + draw(st.integers(min_value=0, max_value=5))
+    elif kind in ("String", "SecureString", "Array"):
+        short = draw(_LENGTHS)
+        raw["minLength"] = short
+        if draw(st.booleans()):
+            raw["maxLength"] = short + draw(st.integers(min_value=0, max_value=3))
+    if kind in ("String", "Int") and draw(st.booleans()):
+        values = st.text(max_size=5) if kind == "String" else st.integers()
+        raw = {"type": kind, "allowedValues": draw(st.lists(values, min_size=1, max_size=3))}
+    name = draw(_PARAMETER_NAMES)
+    return ParameterDecl(name, kind, raw, Pointer(("parameters", name)))

@@ -16,12 +16,15 @@ from lbsim.errors import Problem
 from lbsim.model import SecurityRule, SecurityRuleDirection, SubResource
 
 
-def problems(items: Iterable[Problem], out: TextIO = sys.stderr, prefix: str = "") -> None:
+# The streams are looked up at each call (not bound as defaults at import), so that output
+# follows a redirected sys.stdout / sys.stderr.
+def problems(items: Iterable[Problem], out: TextIO | None = None, prefix: str = "") -> None:
     for item in items:
-        print(f"{prefix}{item}", file=out)
+        print(f"{prefix}{item}", file=out or sys.stderr)
 
 
-def dump(value: Any, out: TextIO = sys.stdout) -> None:
+def dump(value: Any, out: TextIO | None = None) -> None:
+    out = out or sys.stdout
     json.dump(value, out, indent=2)
     out.write("\n")
 
