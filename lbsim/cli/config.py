@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import math
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -14,13 +15,21 @@ from typing import Any
 
 import attrs
 
-from lbsim.dataplane.settings import BackendPattern, DenyMode, RuntimeSettings, SourceMap
+from lbsim.dataplane.settings import (
+    BackendPattern,
+    DenyMode,
+    RuntimeSettings,
+    SourceMap,
+    split_address,
+)
 from lbsim.errors import ConfigError
 
 
 def _positive(kind: Callable[[str], Any]) -> Callable[[Any], Any]:
     def parse(value: Any) -> Any:
         result = kind(str(value))
+        if math.isnan(result):
+            raise ValueError("not a number")
         if result < 0:
             raise ValueError("must not be negative")
         return result
@@ -36,6 +45,15 @@ def _choice(*options: str) -> Callable[[Any], str]:
         return text
 
     return parse
+
+
+def _switch(value: Any) -> bool:
+    text = str(value).lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("choose true or false")
 
 
 def _port(value: Any) -> int:
@@ -98,7 +116,7 @@ SETTINGS = (
     Setting(
         "log_flows",
         True,
-        lambda v: str(v).lower() in ("1", "true", "yes", "on"),
+        _switch,
         "log every flow decision and close",
     ),
     Setting(
@@ -196,20 +214,36 @@ def _pairs(items: list[str], origin: str) -> dict[str, str]:
 
 
 def _backends(flags: Mapping[str, str], table: Mapping[str, Any]) -> dict[str, BackendPattern]:
-    out: dict[str, BackendPattern] = {}
-    for name, body in table.items():
-        _check_keys(body, ("pattern", "instances"), f"backends.{name}")
-        instances = {
-            int(k): str(v) for k, v in body.get("instances", {}).items() if str(k).isdigit()
-        }
-        out[name.lower()] = BackendPattern(body.get("pattern"), instances)
+    out = {name.lower(): _backend_table(f"backends.{name}", body) for name, body in table.items()}
     for name, pattern in flags.items():
         out[name.lower()] = BackendPattern(pattern)
     for name, backend in out.items():
-        _ = backend.address(0, 1)  # reject a malformed pattern now, not on the first flow
         if backend.pattern is None and not backend.instances:
             raise ConfigError("InvalidSetting", f"backends.{name} needs a pattern or instances.")
+        # reject a malformed pattern or address now, not on the first flow
+        if backend.pattern is not None:
+            BackendPattern(backend.pattern).address(0, 1)
+        for address in backend.instances.values():
+            split_address(address)
     return out
+
+
+def _backend_table(where: str, body: Any) -> BackendPattern:
+    if not isinstance(body, dict):
+        raise ConfigError("InvalidConfigFile", f"[{where}] is a table (pattern, instances).")
+    _check_keys(body, ("pattern", "instances"), where)
+    instances = body.get("instances", {})
+    if not isinstance(instances, dict):
+        raise ConfigError("InvalidConfigFile", f"[{where}.instances] is a table: id = address.")
+    for key in instances:
+        if not str(key).isdigit():
+            raise ConfigError(
+                "InvalidSetting", f"{where}.instances: {key!r} is not an instance id (0, 1, ...)."
+            )
+    pattern = body.get("pattern")
+    return BackendPattern(
+        None if pattern is None else str(pattern), {int(k): str(v) for k, v in instances.items()}
+    )
 
 
 def _read_file(path: str) -> dict[str, Any]:
@@ -217,7 +251,7 @@ def _read_file(path: str) -> dict[str, Any]:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as error:
         raise ConfigError("ConfigFileNotFound", f"cannot read {path}: {error.strerror}") from None
-    except tomllib.TOMLDecodeError as error:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ConfigError("InvalidConfigFile", f"{path}: {error}") from None
     _check_keys(data, _KNOWN, path)
     for name in _MAPS:

@@ -48,20 +48,21 @@ def _lbsim_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
 async def _up(loaded: Loaded, config: UpConfig) -> None:
     fmt, log_flows = config.values["log_format"], config.values["log_flows"]
     runtime = Runtime(loaded.plan, config.runtime, logs.sink(fmt) if log_flows else discard)
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(runtime.run)
-            metrics = _start_metrics(runtime, config)
-            try:
+    metrics = None
+    try:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(runtime.run)
+                metrics = _start_metrics(runtime, config)
                 _announce(runtime, config, metrics[0] if metrics else None)
                 async for signum in signals:
                     print(f"lbsim: {signal.Signals(signum).name}: draining", file=sys.stderr)
                     runtime.stop()
                     break
-            finally:
-                if metrics:
-                    metrics[1].shutdown()
-                    metrics[1].server_close()
+    finally:  # after the drain: metrics stay up while flows finish, and shutdown() blocks
+        if metrics:
+            metrics[1].shutdown()
+            metrics[1].server_close()
 
 
 def _start_metrics(runtime: Runtime, config: UpConfig) -> tuple[str, Any] | None:
@@ -81,6 +82,9 @@ def _start_metrics(runtime: Runtime, config: UpConfig) -> tuple[str, Any] | None
 
 
 def _announce(runtime: Runtime, config: UpConfig, metrics_url: str | None) -> None:
+    ready_file = config.values["ready_file"]
+    if ready_file:  # first: a file that cannot be written is an error before "ready"
+        _write_ready_file(Path(ready_file), runtime, metrics_url)
     listeners = runtime.listeners
     builtin = len({s.identity.name for s in runtime.instances})
     print(
@@ -90,9 +94,6 @@ def _announce(runtime: Runtime, config: UpConfig, metrics_url: str | None) -> No
     )
     rows = [_row(listener) for listener in listeners]
     print(render.table(rows, UP_HEADERS), flush=True)
-    ready_file = config.values["ready_file"]
-    if ready_file:
-        _write_ready_file(Path(ready_file), runtime, metrics_url)
 
 
 def _row(listener: Listener) -> list[Any]:
@@ -141,5 +142,8 @@ def _write_ready_file(path: Path, runtime: Runtime, metrics_url: str | None) -> 
         "listeners": [listener_json(listener) for listener in runtime.listeners],
     }
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    temporary.replace(path)
+    try:
+        temporary.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        temporary.replace(path)
+    except OSError as error:
+        raise ConfigError("ReadyFileFailed", f"cannot write {path}: {error.strerror}") from None

@@ -102,10 +102,14 @@ class FastPath:
         mine, agg = flow.traffic(way)
         sfd, dfd, size, flags = src.fileno(), dst.fileno(), self.pipe_size, _SPLICE_FLAGS
         pipe: Pipe | None = None
-        dirty = waited = False
+        dirty = waited = starved = False
         try:
             while True:
-                pipe = pipe or self.take_pipe()
+                try:
+                    pipe = pipe or self.take_pipe()
+                except OSError:  # out of descriptors: this direction copies instead
+                    starved = True
+                    break
                 try:
                     n = os.splice(sfd, pipe[1], size, flags=flags)
                 except BlockingIOError:
@@ -135,6 +139,9 @@ class FastPath:
         finally:
             if pipe is not None:
                 self.give_pipe(pipe, empty=not dirty)
+        if starved:
+            await self.copy_pump(flow, way)
+            return
         _half_close(flow, way, dst)
 
     async def copy_pump(self, flow: Flow[trio.socket.SocketType], way: Way) -> None:

@@ -331,7 +331,10 @@ async def connect_backend(
     Raises within ``timeout_s``; the attempt uses one raw non-blocking connect.
     """
     family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as exc:  # out of descriptors: no connection can be made now
+        raise BackendUnreachableError(address, str(exc)) from exc
     try:
         err = await _connect(sock, address, timeout_s)
     except (OSError, OverflowError, TypeError) as exc:  # not an address lbsim can reach

@@ -8,6 +8,7 @@ time, then ends.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import socket
 import time
@@ -224,7 +225,11 @@ class Runtime:
     ) -> None:
         with trio.socket.from_stdlib_socket(sock) as lsock:
             while True:
-                conn, peer = await lsock.accept()
+                try:
+                    conn, peer = await lsock.accept()
+                except OSError as error:
+                    await _accept_failed(error)
+                    continue
                 flows.start_soon(self._tcp_flow, listener, conn, peer[:2], name="lbsim tcp flow")
 
     async def _tcp_flow(
@@ -247,32 +252,34 @@ class Runtime:
             return
         started = trio.current_time()
         stats = listener.stats.open_flow(started)
-        result = await relay_sockets(
-            conn,
-            backend,
-            idle_timeout_s=listener.idle_timeout_s,
-            tcp_reset=listener.entry.enable_tcp_reset,
-            stats=stats,
-            fast=self._fast,
-        )
-        self._emit(
-            "close",
-            listener,
-            route,
-            source,
-            peer,
-            bytes_in=result.bytes_in,
-            bytes_out=result.bytes_out,
-            duration_s=trio.current_time() - started,
-            reason=str(result.reason),
-        )
+        try:
+            await relay_sockets(
+                conn,
+                backend,
+                idle_timeout_s=listener.idle_timeout_s,
+                tcp_reset=listener.entry.enable_tcp_reset,
+                stats=stats,
+                fast=self._fast,
+            )
+        finally:  # a flow cut at the end of the drain is logged too
+            self._emit(
+                "close",
+                listener,
+                route,
+                source,
+                peer,
+                bytes_in=stats.inbound.bytes,
+                bytes_out=stats.outbound.bytes,
+                duration_s=trio.current_time() - started,
+                reason=str(stats.close_reason or "cancelled"),
+            )
 
     async def _deny(self, conn: trio.socket.SocketType) -> None:
         if self.settings.deny_mode is DenyMode.RESET:
             reset_socket(conn)
             return
         with conn, trio.move_on_after(self.settings.deny_hold_s):
-            await trio.sleep_forever()
+            await self._stop.wait()  # a held connection is no flow to drain
 
     # --- UDP ----------------------------------------------------------------------------------
     async def _serve_udp(
@@ -302,7 +309,8 @@ class Runtime:
             )
             decision = self.guard.decide(flow, route.backend)
         except LbsimError:  # an address the NSGs cannot judge (mixed IP versions): refuse
-            listener.stats.denied += 1
+            if listener.protocol is TransportProtocol.TCP:  # the UDP relay counts its own
+                listener.stats.denied += 1
             return False
         rule = decision.rule.flow_log_name if decision.rule else ""
         nsg = (decision.network_security_group or "").rsplit("/", 1)[-1]
@@ -341,6 +349,20 @@ class Runtime:
             **extra,
         )
         self.sink(event)
+
+
+# Out of descriptors or memory: the connection waits in the backlog while lbsim waits a little.
+_ACCEPT_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+# The client went away before it was accepted: nothing to do.
+_ACCEPT_GONE = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM})
+
+
+async def _accept_failed(error: OSError) -> None:
+    """A failed accept ends no listener, unless the listening socket itself is broken."""
+    if error.errno in _ACCEPT_EXHAUSTED:
+        await trio.sleep(0.1)
+    elif error.errno not in _ACCEPT_GONE:
+        raise error
 
 
 def _backends_of(entry: NatEntry | BalancingEntry) -> tuple[Backend, ...]:
