@@ -236,11 +236,12 @@ class Runtime:
         self, listener: Listener, conn: trio.socket.SocketType, peer: tuple[str, int]
     ) -> None:
         route = listener.pick(peer)
+        source = self.settings.sources.present(_same_family(peer[0], route))
         if route is None:  # every backend of the rule is probed down: no new flows
             listener.stats.backend_failures += 1
             reset_socket(conn)
+            self._emit("unreachable", listener, None, source, peer, reason="no-healthy-backend")
             return
-        source = self.settings.sources.present(peer[0])
         if not self._admit(listener, route, source, peer):
             await self._deny(conn)
             return
@@ -288,7 +289,12 @@ class Runtime:
         route = listener.routes[0]
 
         def admit(client: tuple[str, int]) -> bool:
-            return self._admit(listener, route, self.settings.sources.present(client[0]), client)
+            return self._admit(
+                listener,
+                route,
+                self.settings.sources.present(_same_family(client[0], route)),
+                client,
+            )
 
         relay = UdpRelay(
             sock,
@@ -329,13 +335,15 @@ class Runtime:
         self,
         kind: str,
         listener: Listener,
-        route: Route,
+        route: Route | None,
         source: str,
         peer: tuple[str, int],
         **extra: Any,
     ) -> None:
         if self.sink is discard:
             return
+        backend = route.backend.label if route else "-"
+        target = f"{route.target[0]}:{route.target[1]}" if route else "-"
         event = FlowEvent(
             kind=kind,
             time=time.time(),
@@ -344,8 +352,8 @@ class Runtime:
             rule=listener.entry.rule_name,
             client=f"{peer[0]}:{peer[1]}",
             source=source,
-            backend=route.backend.label,
-            target=f"{route.target[0]}:{route.target[1]}",
+            backend=backend,
+            target=target,
             **extra,
         )
         self.sink(event)
@@ -386,3 +394,20 @@ def _bind(listener: Listener) -> socket.socket:
         raise
     sock.setblocking(False)
     return sock
+
+
+def _same_family(source: str, route: Route | None) -> str:
+    """A loopback client presented in the backend's IP version: an IPv6 loopback client of
+    an IPv4 backend is judged as 127.0.0.1, an IPv4-mapped one as its IPv4 address (and an
+    IPv4 loopback client of an IPv6 backend as ::1). Other addresses stay as they are."""
+    if route is None:
+        return source
+    address = ipaddress.ip_address(source)
+    wanted = ipaddress.ip_address(route.backend.private_ip_address).version
+    if address.version == wanted:
+        return source
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    if address.is_loopback:
+        return "127.0.0.1" if wanted == 4 else "::1"
+    return source

@@ -13,6 +13,7 @@ from lbsim.arm.jsontext import load_json_text
 from lbsim.arm.loader import LoadOptions, load_template
 from lbsim.control.plan import plan
 from lbsim.control.types import Backend, Plan, PlannedProbe
+from lbsim.dataplane.events import FlowEvent
 from lbsim.dataplane.probes import ProbeState, check
 from lbsim.dataplane.runtime import Runtime
 from lbsim.dataplane.settings import BackendPattern, RuntimeSettings
@@ -122,10 +123,15 @@ async def test_no_backend_up_means_no_new_flow(
 ) -> None:
     busy = f"127.0.0.1:{servers['503 Busy']}"
     settings = RuntimeSettings(backends={"web": BackendPattern(pattern=busy)})
-    runtime: Runtime = await nursery.start(Runtime(_plan("127.0.0.92"), settings).run)
+    events: list[FlowEvent] = []
+    runtime: Runtime = await nursery.start(
+        Runtime(_plan("127.0.0.92"), settings, events.append).run
+    )
     rule = next(x for x in runtime.listeners if x.entry.rule_name == "http-80")
     assert rule.pick(("127.0.0.1", 40000)) is None
     with pytest.raises((trio.BrokenResourceError, ConnectionResetError)):
         await _get("127.0.0.92", 80)  # reset: no backend takes the flow
     assert rule.stats.backend_failures == 1
+    (event,) = [e for e in events if e.kind == "unreachable"]
+    assert (event.rule, event.reason, event.backend) == ("http-80", "no-healthy-backend", "-")
     runtime.stop()
