@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -52,17 +53,36 @@ async def _up(loaded: Loaded, config: UpConfig) -> None:
     try:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
-                await nursery.start(runtime.run)
+                await nursery.start(_run_until_drained, runtime, nursery.cancel_scope)
                 metrics = _start_metrics(runtime, config)
                 _announce(runtime, config, metrics[0] if metrics else None)
-                async for signum in signals:
-                    print(f"lbsim: {signal.Signals(signum).name}: draining", file=sys.stderr)
-                    runtime.stop()
-                    break
+                nursery.start_soon(_on_signals, signals, runtime, nursery.cancel_scope)
     finally:  # after the drain: metrics stay up while flows finish, and shutdown() blocks
         if metrics:
             metrics[1].shutdown()
             metrics[1].server_close()
+
+
+async def _run_until_drained(
+    runtime: Runtime, done: trio.CancelScope, *, task_status: trio.TaskStatus[Runtime]
+) -> None:
+    await runtime.run(task_status=task_status)
+    done.cancel()  # drained: stop listening for signals too
+
+
+async def _on_signals(
+    signals: AsyncIterator[int], runtime: Runtime, everything: trio.CancelScope
+) -> None:
+    """The first SIGINT/SIGTERM drains; a second one stops at once (open flows are reset)."""
+    async for signum in signals:
+        name = signal.Signals(signum).name
+        if not runtime.stopping:
+            print(f"lbsim: {name}: draining (again to stop at once)", file=sys.stderr)
+            runtime.stop()
+        else:
+            print(f"lbsim: {name}: stopping now", file=sys.stderr)
+            everything.cancel()
+            return
 
 
 def _start_metrics(runtime: Runtime, config: UpConfig) -> tuple[str, Any] | None:

@@ -47,6 +47,11 @@ class Runtime:
         self._stop = trio.Event()
         self._fast = fastpath.FastPath()
 
+    @property
+    def stopping(self) -> bool:
+        """Whether ``stop`` was called."""
+        return self._stop.is_set()
+
     def stop(self) -> None:
         """Stop accepting new flows; ``run`` returns once open flows drained (or the drain
         time ran out)."""

@@ -376,3 +376,38 @@ def test_flow_log_lines() -> None:
     assert text_line(unreachable).endswith("target=127.1.0.2:22 reason=backend-unreachable")
     data = json.loads(json_line(event))
     assert data == {**attrs.asdict(event), "time": "2023-11-14T22:13:20.250Z"}
+
+
+def test_a_second_signal_stops_at_once_without_waiting_for_the_drain(tmp_path: Path) -> None:
+    config = CONFIG.replace("drain_seconds = 3", "drain_seconds = 60")
+    ready = tmp_path / "ready.json"
+    command = up_command(tmp_path, config, "--ready-file", str(ready), "--metrics-port", "0")
+    with subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        try:
+            deadline = time.monotonic() + 15
+            while not ready.exists():
+                assert proc.poll() is None, proc.communicate()[1]
+                assert time.monotonic() < deadline, "lbsim up did not get ready"
+                time.sleep(0.05)
+            with socket.create_connection((FRONTEND, 50000), 3, (ALLOWED, 0)) as held:
+                assert held.recv(256).startswith(b"SSH-2.0-lbsim_web_0 ")
+                proc.send_signal(signal.SIGTERM)
+                assert refused_within(50001, 3)  # draining, and would for 60 s
+                proc.send_signal(signal.SIGINT)
+                assert proc.wait(timeout=5) == 0
+                held.settimeout(3)
+                try:
+                    ended = held.recv(256) == b""
+                except ConnectionResetError:
+                    ended = True
+                assert ended  # the open flow was cut, not left hanging
+            assert proc.stderr is not None
+            err = proc.stderr.read()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert "Traceback" not in err
+    assert "SIGINT: stopping now" in err
