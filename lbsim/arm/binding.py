@@ -36,7 +36,10 @@ class Binder:
 
     def bind(self, parameters_file_name: str | None) -> None:
         state = self.state
-        decls, found = params.declarations(state.raw.get("parameters"), state.base / "parameters")
+        raw = state.raw
+        decls, found = params.declarations(
+            raw.get("parameters"), state.base / "parameters", raw.get("definitions")
+        )
         self.problems += [p.located(state.file) for p in found]
         self._unknown_parameters(decls, parameters_file_name)
         state.unbound = {d.name.lower(): functools.partial(self._bind, d) for d in decls}
@@ -111,6 +114,8 @@ class Binder:
 
     def _missing(self, decl: params.ParameterDecl) -> Any:
         state = self.state
+        if decl.nullable:
+            return None
         if self.fill_missing:
             value = params.placeholder(decl)
             self.problems.append(params.placeholder_warning(decl, value).located(state.file))

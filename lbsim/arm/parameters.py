@@ -32,25 +32,38 @@ TYPES = {
 class ParameterDecl:
     name: str
     type: str  # Azure's canonical spelling, from TYPES
-    raw: Mapping[str, Any]
+    raw: Mapping[str, Any]  # the declaration, with a ``$ref`` type resolved into it
     at: Pointer
 
     @property
     def has_default(self) -> bool:
         return "defaultValue" in self.raw
 
+    @property
+    def nullable(self) -> bool:
+        """A ``nullable`` parameter (languageVersion 2.0) may have no value: it is null."""
+        return self.raw.get("nullable") is True
+
     def constraint(self, key: str) -> Any:
         return self.raw.get(key)
 
 
-def declarations(raw: Any, at: Pointer) -> tuple[list[ParameterDecl], list[Problem]]:
-    """The template's parameter declarations, with a problem for each malformed one."""
+def declarations(
+    raw: Any, at: Pointer, definitions: Any = None
+) -> tuple[list[ParameterDecl], list[Problem]]:
+    """The template's parameter declarations, with a problem for each malformed one. A
+    declaration typed by ``"$ref": "#/definitions/NAME"`` (user-defined types) takes the
+    referenced definition's type and constraints, its own keys winning."""
     decls: list[ParameterDecl] = []
     problems: list[Problem] = []
     if not isinstance(raw, Mapping):
         return decls, problems
-    for name, body in raw.items():
+    for name, declared in raw.items():
         where = at / name
+        body, problem = _resolve_type(declared, definitions, where)
+        if problem is not None:
+            problems.append(problem)
+            continue
         kind = body.get("type") if isinstance(body, Mapping) else None
         if not isinstance(kind, str) or kind.lower() not in TYPES:
             msg = f"The parameter '{name}' has no valid type (got {kind!r}); allowed: " + ", ".join(
@@ -60,6 +73,25 @@ def declarations(raw: Any, at: Pointer) -> tuple[list[ParameterDecl], list[Probl
             continue
         decls.append(ParameterDecl(name, TYPES[kind.lower()], body, where))
     return decls, problems
+
+
+_MAX_REF_DEPTH = 16
+
+
+def _resolve_type(declared: Any, definitions: Any, at: Pointer) -> tuple[Any, Problem | None]:
+    """``declared`` with its ``$ref`` chain into ``definitions`` merged in."""
+    body = declared
+    for _ in range(_MAX_REF_DEPTH):
+        ref = body.get("$ref") if isinstance(body, Mapping) else None
+        if not isinstance(ref, str):
+            return body, None
+        name = ref.removeprefix("#/definitions/")
+        target = definitions.get(name) if isinstance(definitions, Mapping) else None
+        if not ref.startswith("#/definitions/") or not isinstance(target, Mapping):
+            msg = f"The type reference '{ref}' names no entry of the template's definitions."
+            return body, Problem("InvalidTemplate", msg, at / "$ref")
+        body = {**target, **{k: v for k, v in body.items() if k != "$ref"}}
+    return body, Problem("InvalidTemplate", "Type references nest too deeply.", at / "$ref")
 
 
 def convert_cli_value(decl: ParameterDecl, text: str) -> Any:
