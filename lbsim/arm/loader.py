@@ -75,13 +75,17 @@ class Loader:
         self._expand_template(root)
         self._expand_deployments()
         self._evaluate_all()
+        results = outputs(root, self.problems)
         deployment, found = convert(self.resources, self.sourcemap, self.public_ip_address)
         # a value the schemas already rejected is not reported again by the conversion
         known = {(p.file, p.at) for p in self.problems if p.severity is Severity.ERROR}
         self.problems += [p for p in found if (p.file, p.at) not in known]
         self._check(self.problems)
         return attrs.evolve(
-            deployment, context=self.options.context, warnings=tuple(self._warnings())
+            deployment,
+            context=self.options.context,
+            warnings=tuple(self._warnings()),
+            outputs=tuple((name, o["value"]) for name, o in results.items()),
         )
 
     def _check(self, problems: list[Problem]) -> None:

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from lbsim.arm.deepeval import evaluate_value
+from lbsim.arm.deepeval import copy_count, evaluate_value
 from lbsim.arm.scope import Scope, TemplateState
-from lbsim.errors import Problem, Severity
+from lbsim.errors import LbsimError, Problem, Severity
 from lbsim.pointer import Pointer
 
 if TYPE_CHECKING:
@@ -108,14 +108,41 @@ def _values(supplied: Any, at: Pointer) -> dict[str, tuple[Any, Pointer]]:
     }
 
 
-def outputs(state: TemplateState) -> dict[str, Any]:
-    """A nested deployment's ``outputs`` as ``reference()`` shows them."""
+def outputs(state: TemplateState, problems: list[Problem] | None = None) -> dict[str, Any]:
+    """A template's ``outputs`` as ``reference()`` shows them (``{name: {type, value}}``).
+    With ``problems``, an output that fails is reported there and left out; without, the
+    error propagates."""
     raw = state.raw.get("outputs")
     out: dict[str, Any] = {}
-    if not isinstance(raw, Mapping):
-        return out
-    for name, decl in raw.items():
-        if isinstance(decl, Mapping) and "value" in decl:
-            value = evaluate_value(decl["value"], Scope(state), state.base / "outputs" / name)
+    for name, decl in raw.items() if isinstance(raw, Mapping) else ():
+        at = state.base / "outputs" / name
+        try:
+            value = _output(decl, Scope(state), at)
+        except LbsimError as error:
+            if problems is None:
+                raise
+            problems.append(error.problem(state.file))
+            continue
+        if value is not _SKIPPED:
             out[name] = {"type": decl.get("type", "String"), "value": value}
     return out
+
+
+_SKIPPED = object()
+
+
+def _output(decl: Any, scope: Scope, at: Pointer) -> Any:
+    """One output's value: ``value``, or the array of an output ``copy`` loop."""
+    if not isinstance(decl, Mapping):
+        return _SKIPPED
+    if "condition" in decl and not evaluate_value(decl["condition"], scope, at / "condition"):
+        return _SKIPPED
+    loop = decl.get("copy")
+    if isinstance(loop, Mapping):
+        count = copy_count(loop.get("count"), scope, at / "copy" / "count")
+        element = at / "copy" / "input"
+        return [
+            evaluate_value(loop.get("input"), scope.with_copy(None, i), element)
+            for i in range(count)
+        ]
+    return evaluate_value(decl.get("value"), scope, at / "value") if "value" in decl else _SKIPPED

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from collections import Counter
 
 from lbsim.cli import render
@@ -46,6 +47,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     types = Counter(r.type for r in d.not_emulated)
     if types:
         print("  not emulated: " + ", ".join(f"{t} ({n})" for t, n in sorted(types.items())))
+    for name, value in d.outputs:
+        print(f"  output {name}: {json.dumps(value) if not isinstance(value, str) else value}")
     plan = loaded.plan
     print(
         f"  plan: {len(plan.nat)} NAT entries, {len(plan.balancing)} load-balancing entries, "

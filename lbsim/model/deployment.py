@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 
 from lbsim.errors import Problem
@@ -56,3 +58,4 @@ class Deployment:
     virtual_machines: tuple[VirtualMachine, ...] = ()
     not_emulated: tuple[NotEmulatedResource, ...] = ()
     warnings: tuple[Problem, ...] = ()
+    outputs: tuple[tuple[str, Any], ...] = ()  # the template's outputs, (name, value)
