@@ -125,6 +125,13 @@ SETTINGS = (
         str,
         "write the listener table as JSON here once every listener is bound",
     ),
+    Setting("flow_log_dir", None, str, "write NSG flow logs (version 2) under this directory"),
+    Setting(
+        "flow_log_interval_seconds",
+        60.0,
+        _positive(float),
+        "how often flow-log records are appended (Azure: every minute)",
+    ),
 )
 _MAPS = {
     "frontends": "--frontend NAME=ADDRESS: bind a frontend (LB/NAME or NAME) to an address",
@@ -170,6 +177,7 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
         max_udp_flows=values["max_udp_flows"],
         backends=_backends(maps["backends"], file.get("backends", {})),
         sources=SourceMap.parse(maps["sources"]),
+        explain_nsg=values["flow_log_dir"] is not None,
     )
     return UpConfig(values, maps["frontends"], runtime)
 

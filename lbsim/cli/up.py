@@ -17,11 +17,12 @@ from prometheus_client import CollectorRegistry, start_http_server
 from lbsim.cli import render
 from lbsim.cli.config import UpConfig, resolve
 from lbsim.cli.files import Loaded, load
-from lbsim.dataplane.events import discard
+from lbsim.dataplane.events import EventSink, fanout
 from lbsim.dataplane.listeners import Listener
 from lbsim.dataplane.runtime import Runtime
 from lbsim.errors import ConfigError, LbsimError
 from lbsim.observe import logs
+from lbsim.observe.flowlogs import FlowLogWriter
 from lbsim.observe.metrics import RuntimeCollector
 
 UP_HEADERS = ("FRONTEND", "PROTOCOL", "RULE", "INSTANCE", "BACKEND PORT", "BACKEND IP", "SERVED BY")
@@ -46,13 +47,26 @@ def _lbsim_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return error if error is not None else group
 
 
+def _sinks(config: UpConfig) -> tuple[EventSink, FlowLogWriter | None]:
+    """Where flow events go: the log lines, and the NSG flow logs if asked for."""
+    values = config.values
+    sinks: list[EventSink] = [logs.sink(values["log_format"])] if values["log_flows"] else []
+    writer = None
+    if values["flow_log_dir"] is not None:
+        writer = FlowLogWriter(Path(values["flow_log_dir"]), values["flow_log_interval_seconds"])
+        sinks.append(writer)
+    return fanout(*sinks), writer
+
+
 async def _up(loaded: Loaded, config: UpConfig) -> None:
-    fmt, log_flows = config.values["log_format"], config.values["log_flows"]
-    runtime = Runtime(loaded.plan, config.runtime, logs.sink(fmt) if log_flows else discard)
+    sink, flow_logs = _sinks(config)
+    runtime = Runtime(loaded.plan, config.runtime, sink)
     metrics = None
     try:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
+                if flow_logs is not None:
+                    nursery.start_soon(flow_logs.run)
                 await nursery.start(_run_until_drained, runtime, nursery.cancel_scope)
                 metrics = _start_metrics(runtime, config)
                 _announce(runtime, config, metrics[0] if metrics else None)

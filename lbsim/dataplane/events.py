@@ -8,6 +8,16 @@ import attrs
 
 
 @attrs.frozen
+class NsgHit:
+    """The rule of one NSG that matched a flow (only with ``explain_nsg``): what that NSG's
+    flow log records."""
+
+    network_security_group: str  # the NSG's id
+    rule: str  # flow-log name: UserRule_x / DefaultRule_y
+    access: str  # Allow / Deny
+
+
+@attrs.frozen
 class FlowEvent:
     """``kind`` is "decision" (an NSG verdict on a new flow), "close" (a relayed flow ended)
     or "unreachable" (the backend refused or did not answer)."""
@@ -27,6 +37,11 @@ class FlowEvent:
     bytes_out: int = 0  # backend to client
     duration_s: float = 0.0
     reason: str = ""
+    destination: str = ""  # the backend's private address:port, as the NSGs saw the flow
+    interface: str = ""  # the backend's ipConfiguration id
+    packets_in: int = 0
+    packets_out: int = 0
+    nsg_hits: tuple[NsgHit, ...] = ()  # per NSG level evaluated, with ``explain_nsg``
 
 
 EventSink = Callable[[FlowEvent], None]
@@ -34,3 +49,17 @@ EventSink = Callable[[FlowEvent], None]
 
 def discard(_event: FlowEvent) -> None:
     """The sink that keeps nothing."""
+
+
+def fanout(*sinks: EventSink) -> EventSink:
+    """One sink that hands each event to every one of ``sinks`` (``discard`` for none)."""
+    if not sinks:
+        return discard
+    if len(sinks) == 1:
+        return sinks[0]
+
+    def every(event: FlowEvent) -> None:
+        for sink in sinks:
+            sink(event)
+
+    return every

@@ -18,9 +18,10 @@ from typing import Any
 import trio
 
 from lbsim.control.check import Guard
+from lbsim.control.nsg import Decision, Flow
 from lbsim.control.types import Backend, BalancingEntry, NatEntry, Plan, PlannedProbe
 from lbsim.dataplane import fastpath, probes
-from lbsim.dataplane.events import EventSink, FlowEvent, discard
+from lbsim.dataplane.events import EventSink, FlowEvent, NsgHit, discard
 from lbsim.dataplane.instances import InstanceIdentity, InstanceServer, start_instance
 from lbsim.dataplane.listeners import Listener, Route
 from lbsim.dataplane.probes import ProbeState
@@ -247,7 +248,8 @@ class Runtime:
             reset_socket(conn)
             self._emit("unreachable", listener, None, source, peer, reason="no-healthy-backend")
             return
-        if not self._admit(listener, route, source, peer):
+        allowed, hits = self._admit(listener, route, source, peer)
+        if not allowed:
             await self._deny(conn)
             return
         backend = await connect_or_reset(
@@ -276,6 +278,9 @@ class Runtime:
                 peer,
                 bytes_in=stats.inbound.bytes,
                 bytes_out=stats.outbound.bytes,
+                packets_in=stats.inbound.packets,
+                packets_out=stats.outbound.packets,
+                nsg_hits=hits,
                 duration_s=trio.current_time() - started,
                 reason=str(stats.close_reason or "cancelled"),
             )
@@ -294,12 +299,8 @@ class Runtime:
         route = listener.routes[0]
 
         def admit(client: tuple[str, int]) -> bool:
-            return self._admit(
-                listener,
-                route,
-                self.settings.sources.present(_same_family(client[0], route)),
-                client,
-            )
+            source = self.settings.sources.present(_same_family(client[0], route))
+            return self._admit(listener, route, source, client)[0]
 
         relay = UdpRelay(
             sock,
@@ -312,17 +313,20 @@ class Runtime:
         await relay.serve()
 
     # --- decisions and events -------------------------------------------------------------------
-    def _admit(self, listener: Listener, route: Route, source: str, peer: tuple[str, int]) -> bool:
-        """The NSG verdict on a new flow, counted and reported."""
+    def _admit(
+        self, listener: Listener, route: Route, source: str, peer: tuple[str, int]
+    ) -> tuple[bool, tuple[NsgHit, ...]]:
+        """The NSG verdict on a new flow, counted and reported; with ``explain_nsg``, the
+        rule each NSG matched."""
         try:
             flow = self.guard.flow(
                 listener.protocol, source, peer[1], route.backend, route.backend_port
             )
-            decision = self.guard.decide(flow, route.backend)
+            decision, hits = self._decide(flow, route.backend)
         except LbsimError:  # an address the NSGs cannot judge (mixed IP versions): refuse
             if listener.protocol is TransportProtocol.TCP:  # the UDP relay counts its own
                 listener.stats.denied += 1
-            return False
+            return False, ()
         rule = decision.rule.flow_log_name if decision.rule else ""
         nsg = (decision.network_security_group or "").rsplit("/", 1)[-1]
         key = (nsg, decision.level or "", rule, decision.access.value)
@@ -332,9 +336,28 @@ class Runtime:
         elif listener.protocol is TransportProtocol.TCP:
             listener.stats.allowed += 1
         self._emit(
-            "decision", listener, route, source, peer, access=decision.access.value, nsg_rule=rule
+            "decision",
+            listener,
+            route,
+            source,
+            peer,
+            access=decision.access.value,
+            nsg_rule=rule,
+            nsg_hits=hits,
         )
-        return decision.allowed
+        return decision.allowed, hits
+
+    def _decide(self, flow: Flow, backend: Backend) -> tuple[Decision, tuple[NsgHit, ...]]:
+        """The fast decision; or, for flow logs, the explained one with each NSG's rule."""
+        if not self.settings.explain_nsg:
+            return self.guard.decide(flow, backend), ()
+        verdict = self.guard.explain(flow, backend)
+        hits = tuple(
+            NsgHit(e.network_security_group, e.rule.flow_log_name, e.rule.access.value)
+            for e in verdict.evaluated
+            if e.matched
+        )
+        return verdict.decision, hits
 
     def _emit(
         self,
@@ -349,6 +372,11 @@ class Runtime:
             return
         backend = route.backend.label if route else "-"
         target = f"{route.target[0]}:{route.target[1]}" if route else "-"
+        if route is not None:
+            extra.setdefault("interface", route.backend.ip_configuration_id)
+            extra.setdefault(
+                "destination", _endpoint(route.backend.private_ip_address, route.backend_port)
+            )
         event = FlowEvent(
             kind=kind,
             time=time.time(),
@@ -416,3 +444,7 @@ def _same_family(source: str, route: Route | None) -> str:
     if address.is_loopback:
         return "127.0.0.1" if wanted == 4 else "::1"
     return source
+
+
+def _endpoint(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"

@@ -122,3 +122,4 @@ class RuntimeSettings:
     instance_network: str = "127.1.0.0/16"  # built-in instances get addresses from here
     backends: Mapping[str, BackendPattern] = attrs.Factory(dict)  # lower-cased name ->
     sources: SourceMap = SourceMap()
+    explain_nsg: bool = False  # evaluate rule by rule, so events name each NSG's rule

@@ -1,0 +1,91 @@
+"""NSG flow log v2 records and files, from flow events."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lbsim.dataplane.events import FlowEvent, NsgHit
+from lbsim.observe.flowlogs import CONTAINER, FlowLogWriter, flow_tuple, mac_address
+
+NSG = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/web-nsg"
+NIC = (
+    "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachineScaleSets/web"
+    "/virtualMachines/0/networkInterfaces/nic/ipConfigurations/ip"
+)
+ALLOW = NsgHit(NSG, "UserRule_allow-ssh", "Allow")
+DENY = NsgHit(NSG, "DefaultRule_DenyAllInBound", "Deny")
+NOON = 1795435200.25  # 2026-11-23T12:00:00.25Z
+
+
+def event(kind: str, **extra: object) -> FlowEvent:
+    base: dict[str, object] = {
+        "kind": kind,
+        "time": NOON,
+        "protocol": "Tcp",
+        "frontend": "127.0.0.1:50000",
+        "rule": "ssh.0",
+        "client": "127.0.0.1:40000",
+        "source": "203.0.113.7",
+        "backend": "web/0",
+        "target": "127.1.0.1:22",
+        "destination": "10.0.0.4:22",
+        "interface": NIC,
+    }
+    return FlowEvent(**{**base, **extra})  # type: ignore[arg-type]
+
+
+def test_begin_and_end_tuples_in_azures_field_order() -> None:
+    assert (
+        flow_tuple(event("decision"), ALLOW)
+        == "1795435200,203.0.113.7,10.0.0.4,40000,22,T,I,A,B,,,,"
+    )
+    closed = event("close", packets_in=3, bytes_in=120, packets_out=2, bytes_out=4096)
+    assert (
+        flow_tuple(closed, ALLOW) == "1795435200,203.0.113.7,10.0.0.4,40000,22,T,I,A,E,3,120,2,4096"
+    )
+    assert flow_tuple(event("decision", protocol="Udp"), DENY).endswith(",U,I,D,B,,,,")
+
+
+def test_mac_addresses_are_stable_azure_style() -> None:
+    mac = mac_address(NIC)
+    assert mac == mac_address(NIC.upper())
+    assert len(mac) == 12
+    assert mac.startswith("000D3A")
+    assert mac != mac_address(NIC + "2")
+
+
+def test_records_are_appended_per_nsg_nic_and_hour(tmp_path: Path) -> None:
+    writer = FlowLogWriter(tmp_path, clock=lambda: NOON)
+    writer(event("decision", nsg_hits=(ALLOW,)))
+    writer(event("close", nsg_hits=(ALLOW,), bytes_in=5, packets_in=1))
+    writer(event("decision", client="127.0.0.66:1", source="198.51.100.9", nsg_hits=(DENY,)))
+    writer(event("decision"))  # not explained: nothing to log
+    writer.flush()
+    writer(event("decision", nsg_hits=(ALLOW,)))
+    writer.flush()
+    path = (
+        tmp_path
+        / CONTAINER
+        / f"resourceId={NSG.upper()}"
+        / "y=2026/m=11/d=23/h=12/m=00"
+        / f"macAddress={mac_address(NIC)}"
+        / "PT1H.json"
+    )
+    records = json.loads(path.read_text(encoding="utf-8"))["records"]
+    assert len(records) == 2  # one per flush
+    first = records[0]
+    assert first["time"] == "2026-11-23T12:00:00.2500000Z"
+    assert first["category"] == "NetworkSecurityGroupFlowEvent"
+    assert first["operationName"] == "NetworkSecurityGroupFlowEvents"
+    assert first["resourceId"] == NSG.upper()
+    assert first["properties"]["Version"] == 2
+    flows = {f["rule"]: f["flows"][0]["flowTuples"] for f in first["properties"]["flows"]}
+    assert [t.split(",")[8] for t in flows["UserRule_allow-ssh"]] == ["B", "E"]
+    assert flows["DefaultRule_DenyAllInBound"][0].split(",")[1:3] == ["198.51.100.9", "10.0.0.4"]
+
+
+def test_nothing_pending_writes_nothing(tmp_path: Path) -> None:
+    writer = FlowLogWriter(tmp_path)
+    writer.flush()
+    assert list(tmp_path.iterdir()) == []
