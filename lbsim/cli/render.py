@@ -53,52 +53,34 @@ def nat_json(entry: NatEntry) -> dict[str, Any]:
     }
 
 
-NAT_HEADERS = (
-    "LOAD BALANCER",
-    "RULE",
-    "PROTOCOL",
-    "FRONTEND",
-    "BACKEND PORT",
-    "INSTANCE",
-    "BACKEND IP",
-)
+_RULE_HEADERS = ("LOAD BALANCER", "RULE", "PROTOCOL", "FRONTEND", "BACKEND PORT")
+NAT_HEADERS = (*_RULE_HEADERS, "INSTANCE", "BACKEND IP")
+BALANCING_HEADERS = (*_RULE_HEADERS, "BACKENDS", "PROBE")
+
+
+def _rule_cells(entry: NatEntry | BalancingEntry) -> list[Any]:
+    """The columns NAT entries and load-balancing rules share."""
+    frontend = f"{entry.frontend.address}:{entry.frontend_port}"
+    return [
+        entry.load_balancer,
+        entry.rule_name,
+        entry.protocol.value,
+        frontend,
+        entry.backend_port,
+    ]
 
 
 def nat_row(entry: NatEntry) -> list[Any]:
     backend = entry.backend
-    return [
-        entry.load_balancer,
-        entry.rule_name,
-        entry.protocol.value,
-        f"{entry.frontend.address}:{entry.frontend_port}",
-        entry.backend_port,
-        backend.label if backend else "(none)",
-        backend.private_ip_address if backend else "-",
-    ]
-
-
-BALANCING_HEADERS = (
-    "LOAD BALANCER",
-    "RULE",
-    "PROTOCOL",
-    "FRONTEND",
-    "BACKEND PORT",
-    "BACKENDS",
-    "PROBE",
-)
+    if backend is None:  # a V1 rule no NIC references
+        return [*_rule_cells(entry), "(none)", "-"]
+    return [*_rule_cells(entry), backend.label, backend.private_ip_address]
 
 
 def balancing_row(entry: BalancingEntry) -> list[Any]:
     probe = entry.probe
-    return [
-        entry.load_balancer,
-        entry.rule_name,
-        entry.protocol.value,
-        f"{entry.frontend.address}:{entry.frontend_port}",
-        entry.backend_port,
-        len(entry.backends),
-        f"{probe.name} ({probe.protocol.value}:{probe.port})" if probe else "-",
-    ]
+    shown = f"{probe.name} ({probe.protocol.value}:{probe.port})" if probe else "-"
+    return [*_rule_cells(entry), len(entry.backends), shown]
 
 
 def rule_json(rule: SecurityRule) -> dict[str, Any]:

@@ -74,11 +74,13 @@ def up_command(tmp_path: Path, config: str, *extra: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def lbsim_up(tmp_path: Path, metrics_port: int) -> Iterator[tuple[subprocess.Popen[str], Path]]:
+def lbsim_up(
+    tmp_path: Path, metrics_port: int, config: str = CONFIG
+) -> Iterator[tuple[subprocess.Popen[str], Path]]:
     """``lbsim up`` on the SSH example, ready; killed on the way out if still running."""
     ready = tmp_path / "ready.json"
     command = up_command(
-        tmp_path, CONFIG, "--ready-file", str(ready), "--metrics-port", str(metrics_port)
+        tmp_path, config, "--ready-file", str(ready), "--metrics-port", str(metrics_port)
     )
     env = {"PATH": "/usr/bin:/bin", "LBSIM_LOG_FORMAT": "json"}
     with subprocess.Popen(
@@ -380,34 +382,20 @@ def test_flow_log_lines() -> None:
 
 def test_a_second_signal_stops_at_once_without_waiting_for_the_drain(tmp_path: Path) -> None:
     config = CONFIG.replace("drain_seconds = 3", "drain_seconds = 60")
-    ready = tmp_path / "ready.json"
-    command = up_command(tmp_path, config, "--ready-file", str(ready), "--metrics-port", "0")
-    with subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    ) as proc:
-        try:
-            deadline = time.monotonic() + 15
-            while not ready.exists():
-                assert proc.poll() is None, proc.communicate()[1]
-                assert time.monotonic() < deadline, "lbsim up did not get ready"
-                time.sleep(0.05)
-            with socket.create_connection((FRONTEND, 50000), 3, (ALLOWED, 0)) as held:
-                assert held.recv(256).startswith(b"SSH-2.0-lbsim_web_0 ")
-                proc.send_signal(signal.SIGTERM)
-                assert refused_within(50001, 3)  # draining, and would for 60 s
-                proc.send_signal(signal.SIGINT)
-                assert proc.wait(timeout=5) == 0
-                held.settimeout(3)
-                try:
-                    ended = held.recv(256) == b""
-                except ConnectionResetError:
-                    ended = True
-                assert ended  # the open flow was cut, not left hanging
-            assert proc.stderr is not None
-            err = proc.stderr.read()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    with lbsim_up(tmp_path, 0, config) as (proc, _ready):
+        with socket.create_connection((FRONTEND, 50000), 3, (ALLOWED, 0)) as held:
+            assert held.recv(256).startswith(b"SSH-2.0-lbsim_web_0 ")
+            proc.send_signal(signal.SIGTERM)
+            assert refused_within(50001, 3)  # draining, and would for 60 s
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=5) == 0
+            held.settimeout(3)
+            try:
+                ended = held.recv(256) == b""
+            except ConnectionResetError:
+                ended = True
+            assert ended  # the open flow was cut, not left hanging
+        assert proc.stderr is not None
+        err = proc.stderr.read()
     assert "Traceback" not in err
     assert "SIGINT: stopping now" in err
