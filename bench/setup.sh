@@ -27,7 +27,7 @@ install_packages() {
     local guard=/usr/sbin/policy-rc.d
     if [ ! -e "$guard" ]; then  # keep the packages' own services from starting
         printf '#!/bin/sh\nexit 101\n' >"$guard" && chmod +x "$guard"
-        trap 'rm -f "$guard"' RETURN
+        trap 'rm -f /usr/sbin/policy-rc.d; trap - RETURN' RETURN
     fi
     apt-get update -q >/dev/null || note "apt-get update failed"
     for pkg in "${missing[@]}"; do

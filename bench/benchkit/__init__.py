@@ -1,0 +1,4 @@
+"""lbsim's benchmark suite: processes, comparison points, workloads and the report.
+
+Run it with ``python bench/run.py``; see bench/README.md.
+"""
