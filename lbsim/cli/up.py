@@ -7,7 +7,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,8 @@ from lbsim.dataplane.events import EventSink, fanout
 from lbsim.dataplane.listeners import Listener
 from lbsim.dataplane.runtime import Runtime
 from lbsim.errors import ConfigError, LbsimError
-from lbsim.observe import logs
 from lbsim.observe.flowlogs import FlowLogWriter
+from lbsim.observe.logs import LogWriter
 from lbsim.observe.metrics import RuntimeCollector
 
 UP_HEADERS = ("FRONTEND", "PROTOCOL", "RULE", "INSTANCE", "BACKEND PORT", "BACKEND IP", "SERVED BY")
@@ -47,26 +47,28 @@ def _lbsim_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return error if error is not None else group
 
 
-def _sinks(config: UpConfig) -> tuple[EventSink, FlowLogWriter | None]:
-    """Where flow events go: the log lines, and the NSG flow logs if asked for."""
+def _sinks(config: UpConfig) -> tuple[EventSink, list[Callable[[], Awaitable[None]]]]:
+    """Where flow events go (the log lines, and the NSG flow logs if asked for), and the
+    tasks that write them out."""
     values = config.values
-    sinks: list[EventSink] = [logs.sink(values["log_format"])] if values["log_flows"] else []
-    writer = None
+    writers: list[LogWriter | FlowLogWriter] = []
+    if values["log_flows"]:
+        writers.append(LogWriter(values["log_format"]))
     if values["flow_log_dir"] is not None:
-        writer = FlowLogWriter(Path(values["flow_log_dir"]), values["flow_log_interval_seconds"])
-        sinks.append(writer)
-    return fanout(*sinks), writer
+        interval = values["flow_log_interval_seconds"]
+        writers.append(FlowLogWriter(Path(values["flow_log_dir"]), interval))
+    return fanout(*writers), [w.run for w in writers]
 
 
 async def _up(loaded: Loaded, config: UpConfig) -> None:
-    sink, flow_logs = _sinks(config)
+    sink, writers = _sinks(config)
     runtime = Runtime(loaded.plan, config.runtime, sink)
     metrics = None
     try:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
-                if flow_logs is not None:
-                    nursery.start_soon(flow_logs.run)
+                for write in writers:
+                    nursery.start_soon(write)
                 await nursery.start(_run_until_drained, runtime, nursery.cancel_scope)
                 metrics = _start_metrics(runtime, config)
                 _announce(runtime, config, metrics[0] if metrics else None)
