@@ -8,15 +8,25 @@ private address and backend port as destination (azure-facts.md §5.3).
 from __future__ import annotations
 
 import functools
+import ipaddress
 
 import attrs
 
 from lbsim.control.distribution import pick
-from lbsim.control.nsg import Decision, Flow, NetworkContext, Verdict, decide, evaluate
+from lbsim.control.nsg import (
+    Decision,
+    Flow,
+    IPAddress,
+    NetworkContext,
+    Verdict,
+    decide,
+    evaluate,
+)
 from lbsim.control.types import Backend, BalancingEntry, NatEntry, Plan
 from lbsim.errors import LbsimError
 from lbsim.model import SecurityRuleDirection, SecurityRuleProtocol, TransportProtocol
 
+_MAX_CACHED = 65536
 _NSG_PROTOCOL = {
     TransportProtocol.TCP: SecurityRuleProtocol.TCP,
     TransportProtocol.UDP: SecurityRuleProtocol.UDP,
@@ -40,6 +50,7 @@ class Guard:
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
         self._asg = plan.application_security_group_members()
+        self._addresses: dict[str, IPAddress] = {}
 
     @functools.lru_cache(maxsize=1024)  # noqa: B019  (one Guard per plan, bounded)
     def context(self, prefixes: tuple[str, ...]) -> NetworkContext:
@@ -56,11 +67,23 @@ class Guard:
         return Flow(
             protocol=_NSG_PROTOCOL[protocol],
             direction=SecurityRuleDirection.INBOUND,
-            source_address=source,
+            source_address=self._address(source),
             source_port=source_port,
-            destination_address=backend.private_ip_address,
+            destination_address=self._address(backend.private_ip_address),
             destination_port=backend_port,
         )
+
+    def _address(self, text: str) -> IPAddress | str:
+        """An address parsed once (bounded cache): flows are judged on every new connection."""
+        found = self._addresses.get(text)
+        if found is None:
+            if len(self._addresses) >= _MAX_CACHED:
+                self._addresses.clear()
+            try:
+                found = self._addresses[text] = ipaddress.ip_address(text)
+            except ValueError:  # left to Flow, which reports it
+                return text
+        return found
 
     def decide(self, flow: Flow, backend: Backend) -> Decision:
         """The fast decision, for the data plane's every new flow."""
