@@ -25,10 +25,11 @@ import trio
 from lbsim.dataplane.relay import CloseReason
 from lbsim.dataplane.stats import FlowStats, RuleStats
 
-__all__ = ["Address", "Admit", "UdpRelay", "open_udp_socket"]
+__all__ = ["Address", "Admit", "Choose", "UdpRelay", "open_udp_socket"]
 
 Address = tuple[str, int]
 Admit = Callable[[Address], bool]
+Choose = Callable[[Address], Address | None]
 
 _BURST = 64  # datagrams handled in a row before letting other tasks run
 
@@ -80,14 +81,18 @@ class UdpRelay:
         idle_timeout_s: float,
         max_flows: int = 4096,
         admit: Admit | None = None,
+        choose: Choose | None = None,
         rule: RuleStats | None = None,
     ) -> None:
         """A relay that owns ``frontend`` (a bound non-blocking UDP socket) from now on;
-        without ``admit`` every client is admitted."""
+        without ``admit`` every client is admitted. ``choose``, if given, picks each new
+        flow's backend instead of ``backend`` (None refuses the flow): a load-balancing rule
+        spreads its flows that way."""
         self.backend = backend
         self.idle_timeout_s = idle_timeout_s
         self.max_flows = max_flows
         self.admit = admit or _allow_all
+        self.choose = choose
         self.rule = rule or RuleStats()
         self._sock = frontend
         self._flows: OrderedDict[Address, _UdpFlow] = OrderedDict()
@@ -175,7 +180,8 @@ class UdpRelay:
 
     def _open(self, client: Address) -> _UdpFlow | None:
         """A new flow for ``client`` if admitted (else None, counted as denied)."""
-        if not self.admit(client):
+        target = self.choose(client) if self.choose is not None else self.backend
+        if target is None or not self.admit(client):
             self.rule.denied += 1
             return None
         self.rule.allowed += 1
@@ -183,12 +189,12 @@ class UdpRelay:
             _, oldest = self._flows.popitem(last=False)
             self._close(oldest, CloseReason.EVICTED)
         try:
-            sock = socket.socket(_family(self.backend[0]), socket.SOCK_DGRAM)
+            sock = socket.socket(_family(target[0]), socket.SOCK_DGRAM)
         except OSError:  # out of descriptors: drop, as an overloaded router would
             self.rule.dropped += 1
             return None
         sock.setblocking(False)
-        sock.connect(self.backend)
+        sock.connect(target)
         flow = _UdpFlow(client, sock, self.rule.open_flow(trio.current_time()))
         self._flows[client] = flow
         if self._wake is not None and self._wake.deadline == math.inf:
