@@ -24,7 +24,7 @@ import trio
 from lbsim.errors import LbsimError
 
 if TYPE_CHECKING:
-    from lbsim.dataplane.relay import Flow, Way
+    from lbsim.dataplane.relay import AnySocket, Flow, Way
 
 __all__ = ["HAVE_SPLICE", "FastPath", "default"]
 
@@ -91,67 +91,78 @@ class FastPath:
         """Close the pooled pipes (pipes in use are closed when their flows give them back)."""
         self._finalizer()
 
-    async def splice_pump(self, flow: Flow[trio.socket.SocketType], way: Way) -> None:
+    async def splice_pump(self, flow: Flow[AnySocket], way: Way) -> None:
         """Splice src to dst until src's end of stream, then half-close dst.
 
         Holds one pipe (at most ``pipe_size`` bytes) only while bytes are in it; a failing
-        side ends the flow with that side's error reason. Never awaits inside an ``except``
-        (a waiting task would keep the exception and its traceback alive).
+        side ends the flow with that side's error reason; a stopped flow returns at its next
+        wait. After a short splice the source is drained: it waits at once rather than try
+        again. Never awaits inside an ``except`` (a waiting task would keep the exception
+        and its traceback alive).
         """
         src, dst = flow.sides[way.src], flow.sides[way.dst]
         mine, agg = flow.traffic(way)
-        sfd, dfd, size, flags = src.fileno(), dst.fileno(), self.pipe_size, _SPLICE_FLAGS
+        sfd, dfd, size = src.fileno(), dst.fileno(), self.pipe_size
         pipe: Pipe | None = None
-        dirty = waited = starved = False
+        dirty = False
         try:
-            while True:
+            while not flow.stopped:
                 try:
                     pipe = pipe or self.take_pipe()
                 except OSError:  # out of descriptors: this direction copies instead
-                    starved = True
                     break
-                try:
-                    n = os.splice(sfd, pipe[1], size, flags=flags)
-                except BlockingIOError:
-                    n = -1
-                except OSError:
-                    flow.end(way.src_error)
+                n = _splice_in(sfd, pipe[1], size)
+                if n in _DONE:
+                    _source_done(flow, way, dst, n)
                     return
-                if n < 0:
-                    self.give_pipe(pipe)
-                    pipe = None
+                if n > 0:
+                    moved = _splice_some(pipe[0], dfd, n)
+                    if moved != n:
+                        dirty = True  # until drained the pipe holds bytes: never pool it
+                        if moved < 0 or not await _drain(pipe[0], dst, n - moved):
+                            flow.end(way.dst_error)
+                            return
+                        dirty = False
+                    flow.moved(mine, agg, n)
+                    if n == size:  # more may be waiting: go on, letting other tasks run
+                        await trio.lowlevel.checkpoint()
+                        continue
+                self.give_pipe(pipe)
+                pipe = None
+                try:
                     await trio.lowlevel.wait_readable(src)
-                    waited = True
-                    continue
-                if n == 0:
-                    break
-                moved = _splice_some(pipe[0], dfd, n)
-                if moved != n:
-                    waited = dirty = True  # until drained the pipe holds bytes: never pool it
-                    if moved < 0 or not await _drain(pipe[0], dst, n - moved):
-                        flow.end(way.dst_error)
-                        return
-                    dirty = False
-                flow.moved(mine, agg, n)
-                if not waited:
-                    await trio.lowlevel.checkpoint()  # a direction that never blocks must yield
-                waited = False
+                except trio.ClosedResourceError:  # the flow was stopped
+                    return
+            if not flow.stopped:  # starved of pipes
+                await self._copy(flow, way)
+        except BaseException:
+            flow.abort()
+            raise
         finally:
             if pipe is not None:
                 self.give_pipe(pipe, empty=not dirty)
-        if starved:
-            await self.copy_pump(flow, way)
-            return
-        _half_close(flow, way, dst)
+            flow.left(way)
 
-    async def copy_pump(self, flow: Flow[trio.socket.SocketType], way: Way) -> None:
+    async def copy_pump(self, flow: Flow[AnySocket], way: Way) -> None:
         """Copy src to dst through the shared buffer until src's end of stream, then
-        half-close dst; what dst does not take at once (at most one read) is set aside."""
+        half-close dst; what dst does not take at once (at most one read) is set aside.
+        A failing side ends the flow with that side's error reason; a stopped flow returns
+        at its next wait."""
+        try:
+            await self._copy(flow, way)
+        except BaseException:
+            flow.abort()
+            raise
+        finally:
+            flow.left(way)
+
+    async def _copy(self, flow: Flow[AnySocket], way: Way) -> None:
+        """The copying loop of :meth:`copy_pump`."""
         src, dst = flow.sides[way.src], flow.sides[way.dst]
         mine, agg = flow.traffic(way)
         sfd, dfd, buffers, view = src.fileno(), dst.fileno(), self._buffers, self._view
-        waited = False
-        while True:
+        size = len(view)
+        while not flow.stopped:
             try:
                 n = os.readv(sfd, buffers)
             except BlockingIOError:
@@ -159,23 +170,47 @@ class FastPath:
             except OSError:
                 flow.end(way.src_error)
                 return
-            if n < 0:
-                await trio.lowlevel.wait_readable(src)
-                waited = True
-                continue
             if n == 0:
-                break
-            sent = _write_some(dfd, view[:n])
-            if sent < n:
-                waited = True
-                if sent < 0 or not await _write_rest(dst, view[sent:n].tobytes()):
+                _half_close(flow, way, dst)
+                return
+            if n > 0:
+                sent = _write_some(dfd, view[:n])
+                if sent < n and (sent < 0 or not await _write_rest(dst, view[sent:n].tobytes())):
                     flow.end(way.dst_error)
                     return
-            flow.moved(mine, agg, n)
-            if not waited:
-                await trio.lowlevel.checkpoint()  # a direction that never blocks must yield
-            waited = False
+                flow.moved(mine, agg, n)
+                if n == size:  # more may be waiting: go on, letting other tasks run
+                    await trio.lowlevel.checkpoint()
+                    continue
+            try:
+                await trio.lowlevel.wait_readable(src)
+            except trio.ClosedResourceError:  # the flow was stopped
+                return
+
+
+_FAILED = -2
+
+
+def _splice_in(src_fd: int, write_fd: int, size: int) -> int:
+    """Bytes spliced from a socket into a pipe: 0 at end of stream, -1 if it would block,
+    ``_FAILED`` if the socket failed."""
+    try:
+        return os.splice(src_fd, write_fd, size, flags=_SPLICE_FLAGS)
+    except BlockingIOError:
+        return -1
+    except OSError:
+        return _FAILED
+
+
+_DONE = frozenset({0, _FAILED})
+
+
+def _source_done(flow: Flow[AnySocket], way: Way, dst: AnySocket, n: int) -> None:
+    """After src's end of stream (``n`` 0) forward it to dst; after its failure, end the flow."""
+    if n == 0:
         _half_close(flow, way, dst)
+    else:
+        flow.end(way.src_error)
 
 
 def _splice_some(read_fd: int, dst_fd: int, count: int) -> int:
@@ -189,12 +224,15 @@ def _splice_some(read_fd: int, dst_fd: int, count: int) -> int:
         return -1
 
 
-async def _drain(read_fd: int, dst: trio.socket.SocketType, left: int) -> bool:
+async def _drain(read_fd: int, dst: AnySocket, left: int) -> bool:
     """Splice the ``left`` bytes still in a pipe into dst, waiting as needed; False if dst
     failed."""
     dfd = dst.fileno()
     while left:
-        await trio.lowlevel.wait_writable(dst)
+        try:
+            await trio.lowlevel.wait_writable(dst)
+        except trio.ClosedResourceError:  # the flow was stopped
+            return False
         moved = _splice_some(read_fd, dfd, left)
         if moved < 0:
             return False
@@ -212,7 +250,7 @@ def _write_some(fd: int, data: memoryview) -> int:
         return -1
 
 
-def _half_close(flow: Flow[trio.socket.SocketType], way: Way, dst: trio.socket.SocketType) -> None:
+def _half_close(flow: Flow[AnySocket], way: Way, dst: AnySocket) -> None:
     """Forward an end of stream as a FIN (SHUT_WR) on dst and count the direction done."""
     try:
         dst.shutdown(socket.SHUT_WR)
@@ -222,11 +260,14 @@ def _half_close(flow: Flow[trio.socket.SocketType], way: Way, dst: trio.socket.S
     flow.eof(way.closed)
 
 
-async def _write_rest(dst: trio.socket.SocketType, data: bytes) -> bool:
+async def _write_rest(dst: AnySocket, data: bytes) -> bool:
     """Write all of ``data`` to dst, waiting as needed; False if dst failed."""
     rest, fd = memoryview(data), dst.fileno()
     while rest:
-        await trio.lowlevel.wait_writable(dst)
+        try:
+            await trio.lowlevel.wait_writable(dst)
+        except trio.ClosedResourceError:  # the flow was stopped
+            return False
         sent = _write_some(fd, rest)
         if sent < 0:
             return False

@@ -8,11 +8,14 @@ Two paths with the same behaviour:
   :mod:`lbsim.dataplane.fastpath` (``os.splice`` through a pipe on Linux, else a raw
   non-blocking copy through one shared buffer).
 
-Both copy each direction in its own task, forward an end of stream as a half-close while the
-other direction keeps flowing, hold a bounded number of bytes per direction (a reader that
-stops reading stops the writer), end the flow after ``idle_timeout_s`` without a byte either
-way, count into a :class:`~lbsim.dataplane.stats.FlowStats`, always close both sides, and
-return why the flow ended. A failing peer ends its own flow only: errors become a
+Both copy each direction in a task of its own (client to backend in the calling task; the
+socket relay starts the other in the caller's nursery if given, and stops a flow by waking
+what waits on its sockets rather than with a cancel scope: less memory and CPU per
+connection), forward an end of stream as a half-close while the other direction keeps
+flowing, hold a bounded number of bytes per direction (a reader that stops reading stops
+the writer), end the flow after ``idle_timeout_s`` without a byte either way, count into a
+:class:`~lbsim.dataplane.stats.FlowStats`, always close both sides, and return why the flow
+ended. A failing peer ends its own flow only: errors become a
 :class:`CloseReason`, never an exception.
 """
 
@@ -42,9 +45,11 @@ __all__ = [
     "RelayResult",
     "connect_backend",
     "connect_or_reset",
+    "connect_raw",
     "relay_sockets",
     "relay_streams",
     "reset_socket",
+    "reset_soon",
     "reset_stream",
 ]
 
@@ -118,7 +123,12 @@ _OUT = Way(
 
 
 class Flow(Generic[S]):
-    """State shared by the two copying loops of one flow and the idle watcher."""
+    """State shared by the two copying loops of one flow and the idle watcher.
+
+    A stream flow is stopped by cancelling its nursery's scope. A socket flow has no scope
+    of its own: it is stopped by waking whatever waits on its sockets (trio's
+    ``notify_closing``), and each copying loop checks ``stopped`` before it waits again.
+    """
 
     __slots__ = (
         "done",
@@ -126,12 +136,14 @@ class Flow(Generic[S]):
         "eofs",
         "first_eof",
         "idle_timeout_s",
+        "joiner",
         "last",
+        "out_done",
         "scope",
         "sides",
         "stats",
+        "stopped",
     )
-    scope: trio.CancelScope
 
     def __init__(self, sides: tuple[S, S], stats: FlowStats, idle_timeout_s: float | None) -> None:
         """A flow between ``sides`` (client, backend) that has just moved."""
@@ -142,7 +154,9 @@ class Flow(Generic[S]):
         self.eofs = 0
         self.first_eof: CloseReason | None = None
         self.ended: CloseReason | None = None
-        self.done = False
+        self.done = self.stopped = self.out_done = False
+        self.scope: trio.CancelScope | None = None
+        self.joiner: trio.lowlevel.Task | None = None
 
     def traffic(self, way: Way) -> tuple[Traffic, Traffic]:
         """The flow's and the rule's counters for one direction."""
@@ -159,16 +173,21 @@ class Flow(Generic[S]):
         self.last = trio.current_time()
 
     def eof(self, reason: CloseReason) -> None:
-        """Note one direction done; the flow ends once both are."""
+        """Note one direction done; the flow ends once both are (both loops have returned)."""
         self.eofs += 1
         self.first_eof = self.first_eof or reason
-        if self.eofs == 2:
+        if self.eofs == 2 and self.scope is not None:
             self.scope.cancel()
 
     def end(self, reason: CloseReason) -> None:
         """End the flow now for ``reason``; the first reason given wins."""
         self.ended = self.ended or reason
-        self.scope.cancel()
+        if self.scope is not None:
+            self.scope.cancel()
+        elif not self.stopped:
+            self.stopped = True
+            for side in self.sides:
+                trio.lowlevel.notify_closing(side)  # type: ignore[arg-type]
 
     def expire(self) -> None:
         """End the flow because no byte moved for ``idle_timeout_s``."""
@@ -179,6 +198,34 @@ class Flow(Generic[S]):
         if self.ended is not None:
             return self.ended
         return self.first_eof if self.eofs == 2 and self.first_eof else CloseReason.CANCELLED
+
+    def abort(self) -> None:
+        """End the flow as cancelled (a copying loop was cancelled or failed)."""
+        self.end(CloseReason.CANCELLED)
+
+    def left(self, way: Way) -> None:
+        """Note a copying loop of a socket flow returned, however it ended."""
+        if way.src == _BACKEND:
+            self.finish_out()
+
+    def finish_out(self) -> None:
+        """Note the backend-to-client loop returned; wake the task joining it."""
+        self.out_done = True
+        if self.joiner is not None:
+            trio.lowlevel.reschedule(self.joiner)
+            self.joiner = None
+
+    async def join_out(self) -> None:
+        """Return once the backend-to-client loop has returned (cancellable)."""
+        if self.out_done:
+            return
+        self.joiner = trio.lowlevel.current_task()
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            self.joiner = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
 
 
 async def _relay(
@@ -272,38 +319,76 @@ async def _copy_stream(
     flow.eof(way.closed)
 
 
+AnySocket = trio.socket.SocketType | socket.socket
+
+
 async def relay_sockets(
-    client: trio.socket.SocketType,
-    backend: trio.socket.SocketType,
+    client: AnySocket,
+    backend: AnySocket,
     *,
     idle_timeout_s: float | None = None,
     tcp_reset: bool = False,
     stats: FlowStats | None = None,
     fast: fastpath.FastPath | None = None,
+    nursery: trio.Nursery | None = None,
 ) -> RelayResult:
-    """Relay two connected TCP sockets as :func:`relay_streams` does; both end closed.
+    """Relay two connected TCP sockets (trio's or the standard library's, non-blocking) as
+    :func:`relay_streams` does; both end closed.
 
-    Bytes go through ``fast`` (default: one :class:`~lbsim.dataplane.fastpath.FastPath` per
-    trio run), waiting only when a call would block. TCP_NODELAY is set on both sockets so
-    that lbsim adds no Nagle delay of its own. A reset is a real RST (SO_LINGER 0).
+    Client to backend is copied in the calling task; backend to client in a task started
+    in ``nursery`` (default: a nursery of the call's own). If that task is cancelled, the
+    flow ends as cancelled; this call returns only once it has returned. Bytes go through
+    ``fast`` (default: one :class:`~lbsim.dataplane.fastpath.FastPath` per trio run),
+    waiting only when a call would block. TCP_NODELAY is set on both sockets so that lbsim
+    adds no Nagle delay of its own. A reset is a real RST (SO_LINGER 0).
     """
+    if nursery is None:
+        async with trio.open_nursery() as own:
+            return await relay_sockets(
+                client,
+                backend,
+                idle_timeout_s=idle_timeout_s,
+                tcp_reset=tcp_reset,
+                stats=stats,
+                fast=fast,
+                nursery=own,
+            )
     path = fast or fastpath.default()
     _nodelay(client)
     _nodelay(backend)
-    flow = Flow((client, backend), _stats(stats), idle_timeout_s)
+    flow: Flow[AnySocket] = Flow((client, backend), _stats(stats), idle_timeout_s)
     pump = path.splice_pump if path.use_splice else path.copy_pump
-    return await _relay(flow, pump, _close_socket, tcp_reset)
+    watcher = idle.reaper() if flow.idle_timeout_s < math.inf else None
+    if watcher is not None:
+        watcher.watch(flow)
+    nursery.start_soon(pump, flow, _OUT, name="lbsim relay out")
+    try:
+        await pump(flow, _IN)
+        await flow.join_out()
+    finally:
+        if not flow.out_done:  # cancelled here: stop the other loop, wait until it returns
+            flow.abort()
+            with trio.CancelScope(shield=True):
+                await flow.join_out()
+        if watcher is not None:
+            watcher.forget(flow)
+        reason = flow.outcome()
+        abort = reason in _ABORTS or (tcp_reset and reason is CloseReason.IDLE_TIMEOUT)
+        flow.stats.close(reason)
+        for side in flow.sides:
+            _close_socket(side, abort)
+    return RelayResult(reason, flow.stats.inbound.bytes, flow.stats.outbound.bytes)
 
 
-async def _close_socket(sock: trio.socket.SocketType, abort: bool) -> None:
-    """Reset or quietly close one side of a socket flow."""
+def _close_socket(sock: AnySocket, abort: bool) -> None:
+    """Reset or quietly close one side of a socket flow; no task waits on it any more."""
     if abort:
         reset_socket(sock)
     else:
         sock.close()
 
 
-def _nodelay(sock: trio.socket.SocketType) -> None:
+def _nodelay(sock: AnySocket) -> None:
     """Turn Nagle off on a TCP socket; a socket that refuses is left as it is."""
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -330,9 +415,15 @@ async def connect_backend(
 
     Raises within ``timeout_s``; the attempt uses one raw non-blocking connect.
     """
+    return trio.socket.from_stdlib_socket(await connect_raw(address, timeout_s=timeout_s))
+
+
+async def connect_raw(address: tuple[str, int], *, timeout_s: float = 5.0) -> socket.socket:
+    """As :func:`connect_backend`, but the standard library's non-blocking socket (lighter:
+    for :func:`relay_sockets`)."""
     family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
     try:
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
     except OSError as exc:  # out of descriptors: no connection can be made now
         raise BackendUnreachableError(address, str(exc)) from exc
     try:
@@ -346,34 +437,57 @@ async def connect_backend(
     if err:
         sock.close()
         raise BackendUnreachableError(address, os.strerror(err))
-    return trio.socket.from_stdlib_socket(sock)
+    return sock
 
 
 async def _connect(sock: socket.socket, address: tuple[str, int], timeout_s: float) -> int:
-    """Connect without blocking; the errno of the outcome (0 when connected)."""
-    sock.setblocking(False)
+    """Connect without blocking; the errno of the outcome (0 when connected). A loopback
+    connect has usually completed when ``connect_ex`` returns: then nothing is awaited. A
+    failed one is still awaited once, as any connect in progress (the client's own connect
+    completes before lbsim resets it)."""
     err = sock.connect_ex(address)
     if err != errno.EINPROGRESS:
         return err
+    if _connected(sock):
+        return 0
     with trio.move_on_after(timeout_s):
         await trio.lowlevel.wait_writable(sock)
         return sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
     return errno.ETIMEDOUT
 
 
+def _connected(sock: socket.socket) -> bool:
+    """Whether a connect in progress has completed."""
+    try:
+        sock.getpeername()
+    except OSError:
+        return False
+    return True
+
+
 async def connect_or_reset(
-    client: trio.socket.SocketType,
+    client: AnySocket,
     address: tuple[str, int],
     *,
     timeout_s: float = 5.0,
     rule: RuleStats | None = None,
-) -> trio.socket.SocketType | None:
-    """The backend socket; or None once ``client`` has been reset because the backend is
-    unreachable (then ``rule.backend_failures`` has gone up by one)."""
+) -> socket.socket | None:
+    """The backend socket (non-blocking, the standard library's); or None once ``client``
+    has been reset because the backend is unreachable (then ``rule.backend_failures`` has
+    gone up by one)."""
     try:
-        return await connect_backend(address, timeout_s=timeout_s)
+        return await connect_raw(address, timeout_s=timeout_s)
     except BackendUnreachableError:
-        reset_socket(client)
         if rule is not None:
             rule.backend_failures += 1
-        return None
+    await reset_soon(client)
+    return None
+
+
+async def reset_soon(sock: AnySocket) -> None:
+    """Reset ``sock`` after one checkpoint (even if cancelled): a client that has just
+    connected sees its connect complete, then the reset."""
+    try:
+        await trio.lowlevel.checkpoint()
+    finally:
+        reset_socket(sock)

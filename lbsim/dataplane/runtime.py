@@ -25,7 +25,7 @@ from lbsim.dataplane.events import EventSink, FlowEvent, NsgHit, discard
 from lbsim.dataplane.instances import InstanceIdentity, InstanceServer, start_instance
 from lbsim.dataplane.listeners import Listener, Route
 from lbsim.dataplane.probes import ProbeState
-from lbsim.dataplane.relay import connect_or_reset, relay_sockets, reset_socket
+from lbsim.dataplane.relay import connect_or_reset, relay_sockets, reset_soon
 from lbsim.dataplane.settings import DenyMode, RuntimeSettings
 from lbsim.dataplane.udp import UdpRelay, open_udp_socket
 from lbsim.errors import LbsimError
@@ -229,23 +229,41 @@ class Runtime:
     async def _accept_tcp(
         self, listener: Listener, sock: socket.socket, flows: trio.Nursery
     ) -> None:
-        with trio.socket.from_stdlib_socket(sock) as lsock:
+        """Accept on the raw listening socket until it would block, then wait for more
+        (yielding now and then, so that a storm of connections starves no flow)."""
+        with sock:
+            burst = 0
             while True:
                 try:
-                    conn, peer = await lsock.accept()
+                    conn, peer = sock.accept()
+                except BlockingIOError:
+                    burst = 0
+                    await trio.lowlevel.wait_readable(sock)
+                    continue
                 except OSError as error:
                     await _accept_failed(error)
                     continue
-                flows.start_soon(self._tcp_flow, listener, conn, peer[:2], name="lbsim tcp flow")
+                conn.setblocking(False)
+                flows.start_soon(
+                    self._tcp_flow, listener, conn, peer[:2], flows, name="lbsim tcp flow"
+                )
+                burst += 1
+                if burst == _ACCEPT_BURST:
+                    burst = 0
+                    await trio.lowlevel.checkpoint()
 
     async def _tcp_flow(
-        self, listener: Listener, conn: trio.socket.SocketType, peer: tuple[str, int]
+        self,
+        listener: Listener,
+        conn: socket.socket,
+        peer: tuple[str, int],
+        flows: trio.Nursery,
     ) -> None:
         route = listener.pick(peer)
         source = self.settings.sources.present(_same_family(peer[0], route))
         if route is None:  # every backend of the rule is probed down: no new flows
             listener.stats.backend_failures += 1
-            reset_socket(conn)
+            await reset_soon(conn)
             self._emit("unreachable", listener, None, source, peer, reason="no-healthy-backend")
             return
         allowed, hits = self._admit(listener, route, source, peer)
@@ -268,6 +286,7 @@ class Runtime:
                 tcp_reset=listener.entry.enable_tcp_reset,
                 stats=stats,
                 fast=self._fast,
+                nursery=flows,
             )
         finally:  # a flow cut at the end of the drain is logged too
             self._emit(
@@ -285,9 +304,9 @@ class Runtime:
                 reason=str(stats.close_reason or "cancelled"),
             )
 
-    async def _deny(self, conn: trio.socket.SocketType) -> None:
+    async def _deny(self, conn: socket.socket) -> None:
         if self.settings.deny_mode is DenyMode.RESET:
-            reset_socket(conn)
+            await reset_soon(conn)
             return
         with conn, trio.move_on_after(self.settings.deny_hold_s):
             await self._stop.wait()  # a held connection is no flow to drain
@@ -392,6 +411,8 @@ class Runtime:
         self.sink(event)
 
 
+# Connections accepted in a row before the listener lets other tasks run.
+_ACCEPT_BURST = 64
 # Out of descriptors or memory: the connection waits in the backlog while lbsim waits a little.
 _ACCEPT_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 # The client went away before it was accepted: nothing to do.

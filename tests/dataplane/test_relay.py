@@ -31,6 +31,7 @@ from lbsim.dataplane.relay import (
     RelayResult,
     connect_backend,
     connect_or_reset,
+    connect_raw,
     relay_sockets,
     relay_streams,
     reset_socket,
@@ -620,3 +621,55 @@ async def test_connect_backend_bad_address_is_a_clear_error(address: tuple[str, 
         await connect_backend(address, timeout_s=1)
     assert caught.value.code == "BackendUnreachable"
     assert caught.value.at is None
+
+
+async def test_connect_raw_is_connected_and_non_blocking() -> None:
+    front = await _listener(None)
+    sock = await connect_raw(front.getsockname(), timeout_s=1)
+    accepted, _ = await front.accept()
+    assert sock.getpeername() == front.getsockname()
+    assert sock.getblocking() is False
+    sock.send(b"raw")
+    assert await accepted.recv(10) == b"raw"
+    for s in (sock, accepted, front):
+        s.close()
+
+
+@pytest.mark.parametrize("use_splice", [True, False])
+async def test_relay_in_a_given_nursery_ends_cancelled_when_that_nursery_is(
+    use_splice: bool,
+) -> None:
+    """Backend to client runs in the caller's nursery; cancelling it ends the whole flow."""
+    front, back = await _listener(None), await _listener(None)
+    client = trio.socket.socket()
+    await client.connect(front.getsockname())
+    relay_client, _ = await front.accept()
+    relay_backend = await connect_raw(back.getsockname())
+    backend, _ = await back.accept()
+    rule, fast = RuleStats(), FastPath(use_splice=use_splice)
+    results: list[RelayResult] = []
+    async with trio.open_nursery() as outer, trio.open_nursery() as flows:
+
+        async def one() -> None:
+            results.append(
+                await relay_sockets(
+                    relay_client, relay_backend, stats=_flow(rule), fast=fast, nursery=flows
+                )
+            )
+
+        outer.start_soon(one)
+        await client.send(b"up")
+        assert await backend.recv(10) == b"up"
+        await backend.send(b"down")
+        assert await client.recv(10) == b"down"
+        flows.cancel_scope.cancel()  # only the backend-to-client direction runs here
+    assert [r.reason for r in results] == [CloseReason.CANCELLED]
+    assert (results[0].bytes_in, results[0].bytes_out) == (2, 4)
+    assert rule.closes == {"cancelled": 1}
+    assert rule.flows_active == 0
+    for end in (client, backend):
+        with trio.fail_after(2), pytest.raises(ConnectionResetError):
+            await end.recv(10)  # a cancelled flow resets both sides
+    for sock in (client, backend, front, back):
+        sock.close()
+    fast.close()
