@@ -142,7 +142,7 @@ class Runtime:
 
     def _probed(self) -> Iterator[tuple[PlannedProbe, Backend]]:
         for entry in self.plan.balancing:
-            if entry.probe is not None and entry.protocol is TransportProtocol.TCP:
+            if entry.probe is not None:
                 for backend in entry.backends:
                     yield entry.probe, backend
 
@@ -187,9 +187,7 @@ class Runtime:
     # --- listeners ------------------------------------------------------------------------
     def _entries(self) -> Iterator[NatEntry | BalancingEntry]:
         yield from (e for e in self.plan.nat if e.backend is not None)
-        yield from (
-            e for e in self.plan.balancing if e.backends and e.protocol is TransportProtocol.TCP
-        )
+        yield from (e for e in self.plan.balancing if e.backends)
 
     def _listeners(
         self, targets: dict[tuple[str, str, int], tuple[str, int]]
@@ -315,18 +313,20 @@ class Runtime:
     async def _serve_udp(
         self, listener: Listener, sock: socket.socket, _flows: trio.Nursery
     ) -> None:
-        route = listener.routes[0]
-
-        def admit(client: tuple[str, int]) -> bool:
+        def choose(client: tuple[str, int]) -> tuple[str, int] | None:
+            """Each new UDP flow: its backend (a rule spreads them), if the NSGs allow it."""
+            route = listener.pick(client)
+            if route is None:  # every backend of the rule is probed down
+                return None
             source = self.settings.sources.present(_same_family(client[0], route))
-            return self._admit(listener, route, source, client)[0]
+            return route.target if self._admit(listener, route, source, client)[0] else None
 
         relay = UdpRelay(
             sock,
-            route.target,
+            listener.routes[0].target,
             idle_timeout_s=listener.idle_timeout_s,
             max_flows=self.settings.max_udp_flows,
-            admit=admit,
+            choose=choose,
             rule=listener.stats,
         )
         await relay.serve()
