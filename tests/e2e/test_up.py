@@ -304,7 +304,7 @@ def test_runtime_collector_reports_every_counter() -> None:
         ("web-nsg", "subnet", "UserRule_allow-ssh", "Allow"): 4,
         ("", "", "", "Allow"): 2,
     }
-    runtime.probes = [ProbeState(_probe(), tcp_entry.backend, ("127.1.0.2", 22), up=True)]
+    runtime.backends.probes = [ProbeState(_probe(), tcp_entry.backend, ("127.1.0.2", 22), up=True)]
     registry = CollectorRegistry()
     registry.register(RuntimeCollector(runtime))
 
