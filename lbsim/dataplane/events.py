@@ -17,10 +17,13 @@ class NsgHit:
     access: str  # Allow / Deny
 
 
-@attrs.frozen
+@attrs.define(slots=True, eq=False)
 class FlowEvent:
     """``kind`` is "decision" (an NSG verdict on a new flow), "close" (a relayed flow ended)
-    or "unreachable" (the backend refused or did not answer)."""
+    or "unreachable" (the backend refused or did not answer).
+
+    Made on the hot path (twice per connection), so it is a plain slotted class rather than
+    a frozen one, whose every field costs an ``object.__setattr__``: sinks must not change it."""
 
     kind: str
     time: float  # wall clock, seconds since the epoch

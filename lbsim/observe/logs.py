@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -13,11 +14,14 @@ import trio
 from lbsim.dataplane.events import FlowEvent
 
 
+@functools.lru_cache(maxsize=4)
+def _second(whole: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+
+
 def _stamp(seconds: float) -> str:
-    return (
-        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-        + f".{int(seconds * 1000) % 1000:03d}Z"
-    )
+    """ISO 8601 with milliseconds, UTC; the seconds part is formatted once per second."""
+    return f"{_second(int(seconds))}.{int(seconds * 1000) % 1000:03d}Z"
 
 
 def text_line(event: FlowEvent) -> str:
