@@ -11,6 +11,8 @@ from lbsim.pointer import Pointer
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 # A subnet that the template does not deploy: lbsim places its members here.
 UNKNOWN_SUBNET = "10.255.0.0/16"
+# IPv6 members of a subnet without an IPv6 prefix (a unique local range).
+UNKNOWN_SUBNET6 = "fd00:ffff::/64"
 
 
 class SubnetAllocator:
@@ -44,26 +46,33 @@ class SubnetAllocator:
 
 
 class Addresses:
-    """Allocators for every subnet, by lower-cased subnet id."""
+    """Allocators for every subnet, by lower-cased subnet id and IP version: a dual-stack
+    subnet hands out IPv4 and IPv6 addresses from its two prefixes."""
 
     def __init__(self) -> None:
-        self._subnets: dict[str, SubnetAllocator] = {}
+        self._subnets: dict[tuple[str, int], SubnetAllocator] = {}
         self.problems: list[Problem] = []
 
     def add_subnet(self, subnet_id: str, prefixes: tuple[str, ...]) -> None:
-        try:
-            self._subnets[subnet_id.lower()] = SubnetAllocator(prefixes[0] if prefixes else "")
-        except ValueError:
-            self._subnets[subnet_id.lower()] = SubnetAllocator(UNKNOWN_SUBNET)
+        for prefix in reversed(prefixes):  # the first prefix of each version wins
+            try:
+                allocator = SubnetAllocator(prefix)
+            except ValueError:
+                continue
+            self._subnets[subnet_id.lower(), allocator.network.version] = allocator
+        if (subnet_id.lower(), 4) not in self._subnets:
+            self._subnets[subnet_id.lower(), 4] = SubnetAllocator(UNKNOWN_SUBNET)
 
-    def allocator(self, subnet_id: str | None) -> SubnetAllocator:
-        key = (subnet_id or "").lower()
+    def allocator(self, subnet_id: str | None, version: int = 4) -> SubnetAllocator:
+        key = ((subnet_id or "").lower(), version)
         if key not in self._subnets:
-            self._subnets[key] = SubnetAllocator(UNKNOWN_SUBNET)
+            self._subnets[key] = SubnetAllocator(
+                UNKNOWN_SUBNET6 if version == 6 else UNKNOWN_SUBNET
+            )
         return self._subnets[key]
 
     def static(self, subnet_id: str | None, address: str, at: Pointer | None) -> None:
-        if not self.allocator(subnet_id).reserve(address):
+        if not self.allocator(subnet_id, _version_of(address)).reserve(address):
             self.problems.append(
                 Problem(
                     "PrivateIPAddressNotInSubnet",
@@ -72,8 +81,9 @@ class Addresses:
                 )
             )
 
-    def dynamic(self, subnet_id: str | None, at: Pointer | None) -> str:
-        address = self.allocator(subnet_id).allocate()
+    def dynamic(self, subnet_id: str | None, at: Pointer | None, version: str = "IPv4") -> str:
+        """The next dynamic address; ``version`` is privateIPAddressVersion (IPv4 or IPv6)."""
+        address = self.allocator(subnet_id, 6 if version.lower() == "ipv6" else 4).allocate()
         if address is None:
             self.problems.append(
                 Problem("SubnetIsFull", f"The subnet {subnet_id} has no free address.", at)
@@ -82,7 +92,7 @@ class Addresses:
         return address
 
     def warn_unknown(self, subnet_id: str | None, at: Pointer | None) -> None:
-        if (subnet_id or "").lower() not in self._subnets:
+        if ((subnet_id or "").lower(), 4) not in self._subnets:
             self.problems.append(
                 Problem(
                     "SubnetOutsideTemplate",
@@ -92,3 +102,10 @@ class Addresses:
                     severity=Severity.WARNING,
                 )
             )
+
+
+def _version_of(address: str) -> int:
+    try:
+        return ipaddress.ip_address(address).version
+    except ValueError:
+        return 4

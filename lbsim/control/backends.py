@@ -41,7 +41,7 @@ def backends(deployment: Deployment, index: Index, addresses: Addresses) -> list
             facts = _subnet_facts(ipc, index, addresses, nic.id)  # before the subnet is in use
             address = ipc.private_ip_address
             if ipc.private_ip_allocation_method.lower() != "static" or not address:
-                address = addresses.dynamic(_subnet_id(ipc), ipc.at)
+                address = addresses.dynamic(_subnet_id(ipc), ipc.at, ipc.private_ip_address_version)
             backend = Backend(
                 ip_configuration_id=ipc.id,
                 name=vm_of_nic.get(nic.id.lower(), nic.name),
@@ -89,7 +89,9 @@ def _instances(
             backend = Backend(
                 ip_configuration_id=vmss.instance_ip_configuration_id(instance, nic_name, ipc.name),
                 name=f"{vmss.name}_{instance}",
-                private_ip_address=addresses.dynamic(_subnet_id(ipc), ipc.at),
+                private_ip_address=addresses.dynamic(
+                    _subnet_id(ipc), ipc.at, ipc.private_ip_address_version
+                ),
                 scale_set=vmss.name,
                 instance_id=instance,
                 network_interface=nic_name,

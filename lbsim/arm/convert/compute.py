@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lbsim.arm.convert.network import ip_configuration
+from lbsim.arm.convert.network import ip_configurations
 from lbsim.arm.convert.reader import Node
 from lbsim.model import (
     VirtualMachine,
@@ -36,9 +36,7 @@ def _nic_configuration(vmss_id: str, node: Node) -> VirtualMachineScaleSetNetwor
         name=name,
         primary=props.get("primary").boolean(),
         network_security_group=props.get("networkSecurityGroup").ref(),
-        ip_configurations=tuple(
-            ip_configuration(owner, n) for n in props.get("ipConfigurations").items()
-        ),
+        ip_configurations=ip_configurations(owner, props.get("ipConfigurations")),
         at=node.at,
     )
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+import attrs
+
 from lbsim.arm.convert.reader import Node
 from lbsim.model import (
     ApplicationSecurityGroup,
@@ -285,14 +287,23 @@ def ip_configuration(owner_id: str, node: Node) -> IPConfiguration:
     )
 
 
+def ip_configurations(owner_id: str, node: Node) -> tuple[IPConfiguration, ...]:
+    """A NIC's ipConfigurations; one that names no subnet (as an IPv6 secondary configuration
+    may) shares the subnet of the primary configuration, or else of the first that has one."""
+    configs = tuple(ip_configuration(owner_id, n) for n in node.items())
+    with_subnet = [c for c in configs if c.subnet is not None]
+    shared = next((c for c in with_subnet if c.primary), with_subnet[0] if with_subnet else None)
+    if shared is None:
+        return configs
+    return tuple(c if c.subnet else attrs.evolve(c, subnet=shared.subnet) for c in configs)
+
+
 def network_interface(rid: str, name: str, node: Node) -> NetworkInterface:
     props = node.get("properties")
     return NetworkInterface(
         id=rid,
         name=name,
-        ip_configurations=tuple(
-            ip_configuration(rid, n) for n in props.get("ipConfigurations").items()
-        ),
+        ip_configurations=ip_configurations(rid, props.get("ipConfigurations")),
         network_security_group=props.get("networkSecurityGroup").ref(),
         at=node.at,
     )
