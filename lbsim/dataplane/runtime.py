@@ -27,6 +27,7 @@ from lbsim.dataplane.listeners import Listener, Route
 from lbsim.dataplane.probes import ProbeState
 from lbsim.dataplane.relay import connect_or_reset, relay_sockets, reset_soon
 from lbsim.dataplane.settings import DenyMode, RuntimeSettings
+from lbsim.dataplane.stats import FlowStats
 from lbsim.dataplane.udp import UdpRelay, open_udp_socket
 from lbsim.errors import LbsimError
 from lbsim.model import TransportProtocol
@@ -207,13 +208,41 @@ class Runtime:
     async def _serve_udp(
         self, listener: Listener, sock: socket.socket, _flows: trio.Nursery
     ) -> None:
+        opened: dict[tuple[str, int], tuple[Route, str, tuple[NsgHit, ...]]] = {}
+
         def choose(client: tuple[str, int]) -> tuple[str, int] | None:
             """Each new UDP flow: its backend (a rule spreads them), if the NSGs allow it."""
             route = listener.pick(client)
             if route is None:  # every backend of the rule is probed down
                 return None
             source = self.settings.sources.present(_same_family(client[0], route))
-            return route.target if self._admit(listener, route, source, client)[0] else None
+            allowed, hits = self._admit(listener, route, source, client)
+            if not allowed:
+                return None
+            if len(opened) > 2 * self.settings.max_udp_flows:  # flows that failed to open
+                del opened[next(iter(opened))]
+            opened[client] = (route, source, hits)
+            return route.target
+
+        def closed(client: tuple[str, int], stats: FlowStats) -> None:
+            found = opened.pop(client, None)
+            if found is None:
+                return
+            route, source, hits = found
+            self._emit(
+                "close",
+                listener,
+                route,
+                source,
+                client,
+                bytes_in=stats.inbound.bytes,
+                bytes_out=stats.outbound.bytes,
+                packets_in=stats.inbound.packets,
+                packets_out=stats.outbound.packets,
+                duration_s=trio.current_time() - stats.started_at,
+                reason=str(stats.close_reason),
+                nsg_hits=hits,
+            )
 
         relay = UdpRelay(
             sock,
@@ -222,6 +251,7 @@ class Runtime:
             max_flows=self.settings.max_udp_flows,
             choose=choose,
             rule=listener.stats,
+            on_close=closed,
         )
         await relay.serve()
 

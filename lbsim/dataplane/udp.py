@@ -25,11 +25,12 @@ import trio
 from lbsim.dataplane.relay import CloseReason
 from lbsim.dataplane.stats import FlowStats, RuleStats
 
-__all__ = ["Address", "Admit", "Choose", "UdpRelay", "open_udp_socket"]
+__all__ = ["Address", "Admit", "Choose", "Closed", "UdpRelay", "open_udp_socket"]
 
 Address = tuple[str, int]
 Admit = Callable[[Address], bool]
 Choose = Callable[[Address], Address | None]
+Closed = Callable[[Address, FlowStats], None]  # a flow ended: its client and its counters
 
 _BURST = 64  # datagrams handled in a row before letting other tasks run
 
@@ -83,6 +84,7 @@ class UdpRelay:
         admit: Admit | None = None,
         choose: Choose | None = None,
         rule: RuleStats | None = None,
+        on_close: Closed | None = None,
     ) -> None:
         """A relay that owns ``frontend`` (a bound non-blocking UDP socket) from now on;
         without ``admit`` every client is admitted. ``choose``, if given, picks each new
@@ -93,6 +95,7 @@ class UdpRelay:
         self.max_flows = max_flows
         self.admit = admit or _allow_all
         self.choose = choose
+        self.on_close = on_close
         self.rule = rule or RuleStats()
         self._sock = frontend
         self._flows: OrderedDict[Address, _UdpFlow] = OrderedDict()
@@ -268,7 +271,10 @@ class UdpRelay:
             self._wake = None
 
     def _close(self, flow: _UdpFlow, reason: CloseReason) -> None:
-        """Record the flow's end and stop its reply task (which closes its socket)."""
+        """Record the flow's end, tell ``on_close``, and stop its reply task (which closes
+        its socket)."""
         self._flows.pop(flow.client, None)
         flow.stats.close(reason)
         flow.scope.cancel()
+        if self.on_close is not None:
+            self.on_close(flow.client, flow.stats)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 
-from runtime_harness import EXAMPLES, place, plan_of, running, udp_ask, udp_client
+from runtime_harness import EXAMPLES, eventually, place, plan_of, running, udp_ask, udp_client
 
 from lbsim.control.types import Plan
+from lbsim.dataplane.events import FlowEvent
 from lbsim.dataplane.settings import RuntimeSettings
 
 
@@ -37,3 +38,22 @@ async def test_udp_rule_flows_spread_over_backends_and_stick() -> None:
         rule = next(x for x in runtime.listeners if x.entry.rule_name == "http-80")
         assert rule.protocol.value == "Udp"
         assert rule.stats.allowed == 8
+
+
+async def test_an_idle_udp_flow_ends_with_a_close_event_and_its_counts() -> None:
+    where = place()
+    plan = _udp_web_plan(where.frontend)
+    config = RuntimeSettings(instance_network=where.instance_network, idle_timeout_scale=0.002)
+    events: list[FlowEvent] = []
+    async with running(plan, config, events):
+        sock = await udp_client(where.client(2))
+        with sock:
+            reply = await udp_ask(sock, (where.frontend, 80), b"ping")
+            assert reply.endswith(b"ping")
+            # 5 minutes scaled to 0.6 s
+            await eventually(lambda: any(e.kind == "close" for e in events), within=5)
+    (close,) = [e for e in events if e.kind == "close"]
+    assert (close.protocol, close.rule, close.reason) == ("Udp", "http-80", "idle-timeout")
+    assert (close.packets_in, close.bytes_in, close.packets_out) == (1, 4, 1)
+    assert close.bytes_out == len(reply)
+    assert close.destination.endswith(":80")
