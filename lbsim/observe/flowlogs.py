@@ -11,8 +11,8 @@ NIC, to ``PT1H.json`` in Azure's blob layout under the flow-log directory::
 
 Differences from Azure, by necessity: byte counts are payload bytes (lbsim does not see
 headers) and packet counts are reads (TCP) or datagrams (UDP); long flows get no ``C``
-(continuing) tuples; a UDP flow ends when it idles out or is evicted. A NIC's MAC address is made up,
-stably, from its ipConfiguration id under the 00-0D-3A prefix that Azure's NICs carry.
+(continuing) tuples; a UDP flow ends when it idles out or is evicted. A NIC's MAC address
+is made up, stably, from its ipConfiguration id under the 00-0D-3A prefix of Azure's NICs.
 """
 
 from __future__ import annotations
