@@ -54,14 +54,21 @@ def _public_ip(props: dict[str, Any], address: str, location: str) -> None:
 
 def _load_balancer(props: dict[str, Any], name: str, location: str) -> None:
     """Dynamic private frontend addresses are chosen by the plan, after loading: until then
-    ``reference()`` shows a placeholder."""
+    ``reference()`` shows a placeholder. A Dynamic frontend's own ``privateIPAddress`` is not
+    the address it gets (the plan ignores it too), so it is replaced."""
     frontends = props.get("frontendIPConfigurations")
     for frontend in frontends if isinstance(frontends, list) else []:
         inner = frontend.get("properties") if isinstance(frontend, dict) else None
-        if isinstance(inner, dict) and "subnet" in inner and "privateIPAddress" not in inner:
+        if isinstance(inner, dict) and "subnet" in inner and not _static_private(inner):
             inner["privateIPAddress"] = Placeholder(
                 f"<private IP of {name}/{frontend.get('name')}>"
             )
+
+
+def _static_private(frontend: dict[str, Any]) -> bool:
+    method = frontend.get("privateIPAllocationMethod")
+    static = isinstance(method, str) and method.lower() == "static"
+    return static and bool(frontend.get("privateIPAddress"))
 
 
 def _storage(props: dict[str, Any], name: str, location: str) -> None:

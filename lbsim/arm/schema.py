@@ -60,8 +60,29 @@ def validate_resource(resource: Mapping[str, Any]) -> list[SchemaViolation]:
 
 
 def validate_template(raw: Any) -> list[SchemaViolation]:
-    """Check the structure of a raw template (before its expressions are evaluated)."""
-    return _validate(BASE_URI + TEMPLATE_SCHEMA, raw, "The template")
+    """Check the structure of a raw template (before its expressions are evaluated). A
+    template with an ``apiProfile`` may leave out its resources' ``apiVersion``: the
+    profile supplies it."""
+    found = _validate(BASE_URI + TEMPLATE_SCHEMA, raw, "The template")
+    return [v for v in found if not _profile_supplies(raw, v)]
+
+
+def _profile_supplies(raw: Any, violation: SchemaViolation) -> bool:
+    """Whether ``violation`` is a missing ``apiVersion`` in a template with an apiProfile."""
+    if violation.path[-1:] != ("apiVersion",) or "is missing" not in violation.message:
+        return False
+    node, profile = raw, raw.get("apiProfile") if isinstance(raw, Mapping) else None
+    for key in violation.path[:-1]:
+        node = _child(node, key)
+        if key == "template" and isinstance(node, Mapping):
+            profile = node.get("apiProfile")  # a nested template has its own profile
+    return isinstance(profile, str) and bool(profile)
+
+
+def _child(node: Any, key: str | int) -> Any:
+    if isinstance(node, Mapping):
+        return node.get(key)
+    return node[key] if isinstance(node, list) and isinstance(key, int) else None
 
 
 def validate_parameters_file(raw: Any) -> list[SchemaViolation]:
