@@ -28,6 +28,7 @@ from lbsim.model.deployment import Deployment, DeploymentContext
 from lbsim.pointer import Pointer
 
 LOAD_BALANCERS = "microsoft.network/loadbalancers"
+SUPPORTED_LANGUAGE_VERSION = "2."  # symbolic names; "2.0" and "2.1-experimental" alike
 LinkResolver = Callable[[str, str | None], tuple[Any, str] | None]
 
 
@@ -97,6 +98,13 @@ class Loader:
         return [p for p in self.problems if p.severity is Severity.WARNING]
 
     def _shape(self, template: Any, file: str | None, at: Pointer) -> list[Problem]:
+        version = template.get("languageVersion") if isinstance(template, Mapping) else None
+        if version is not None and not str(version).startswith(SUPPORTED_LANGUAGE_VERSION):
+            msg = (
+                f"The template's languageVersion '{version}' is not supported: lbsim reads "
+                f"templates without one and languageVersion {SUPPORTED_LANGUAGE_VERSION}x."
+            )
+            return [Problem("InvalidTemplate", msg, at / "languageVersion", file)]
         return [
             Problem(v.code, v.message, at.join(v.path), file) for v in validate_template(template)
         ]

@@ -111,3 +111,13 @@ def test_an_existing_resource_is_referenced_not_deployed() -> None:
     doc = template({}, {"shared": existing, "mine": nsg("mine", "100")})
     deployment = load_template(doc, "t.json")
     assert [n.name for n in deployment.network_security_groups] == ["mine"]
+
+
+def test_an_unsupported_language_version_is_named() -> None:
+    doc = template({}, {"nsg": nsg("n", "100")})
+    doc["languageVersion"] = "1.9-experimental"
+    with pytest.raises(TemplateInvalid) as caught:
+        load_template(doc, "t.json")
+    (problem,) = caught.value.problems
+    assert (problem.code, str(problem.at)) == ("InvalidTemplate", "/languageVersion")
+    assert "'1.9-experimental' is not supported" in problem.message
