@@ -22,7 +22,7 @@ def os_type(profile: Node) -> str | None:
     declared = storage.path("osDisk", "osType").text()
     if declared:
         return declared.capitalize()
-    publisher = (storage.path("imageReference", "publisher").text("") or "").lower()
+    publisher = storage.path("imageReference", "publisher").text("").lower()
     if publisher:
         return "Windows" if "windows" in publisher else "Linux"
     return None
@@ -56,7 +56,7 @@ def virtual_machine_scale_set(rid: str, name: str, node: Node) -> VirtualMachine
         id=rid,
         name=name,
         capacity=capacity.integer(0) or 0,
-        sku_name=node.path("sku", "name").text("") or "",
+        sku_name=node.path("sku", "name").text(""),
         overprovision=props.get("overprovision").boolean(default=True),
         os_type=os_type(profile),
         zones=node.get("zones").strings(),

@@ -61,8 +61,7 @@ def _frontend(lb_id: str, node: Node) -> FrontendIPConfiguration:
         public_ip_address=props.get("publicIPAddress").ref(),
         subnet=props.get("subnet").ref(),
         private_ip_address=props.get("privateIPAddress").text(),
-        private_ip_allocation_method=props.get("privateIPAllocationMethod").text("Dynamic")
-        or "Dynamic",
+        private_ip_allocation_method=props.get("privateIPAllocationMethod").text("Dynamic"),
         zones=node.get("zones").strings(),
         at=node.at,
     )
@@ -178,7 +177,7 @@ def load_balancer(rid: str, name: str, node: Node) -> LoadBalancer:
     return LoadBalancer(
         id=rid,
         name=name,
-        sku=node.path("sku", "name").text("Basic") or "Basic",
+        sku=node.path("sku", "name").text("Basic"),
         frontend_ip_configurations=tuple(
             _frontend(rid, n) for n in props.get("frontendIPConfigurations").items()
         ),
@@ -203,19 +202,19 @@ def security_rule(node: Node) -> SecurityRule:
         direction=enum(
             SecurityRuleDirection, props.get("direction"), SecurityRuleDirection.INBOUND
         ),
-        source_address_prefix=props.get("sourceAddressPrefix").text() or None,
+        source_address_prefix=props.get("sourceAddressPrefix").text(),
         source_address_prefixes=props.get("sourceAddressPrefixes").strings(),
-        source_port_range=props.get("sourcePortRange").text() or None,
+        source_port_range=props.get("sourcePortRange").text(),
         source_port_ranges=props.get("sourcePortRanges").strings(),
-        destination_address_prefix=props.get("destinationAddressPrefix").text() or None,
+        destination_address_prefix=props.get("destinationAddressPrefix").text(),
         destination_address_prefixes=props.get("destinationAddressPrefixes").strings(),
-        destination_port_range=props.get("destinationPortRange").text() or None,
+        destination_port_range=props.get("destinationPortRange").text(),
         destination_port_ranges=props.get("destinationPortRanges").strings(),
         source_application_security_groups=props.get("sourceApplicationSecurityGroups").refs(),
         destination_application_security_groups=props.get(
             "destinationApplicationSecurityGroups"
         ).refs(),
-        description=props.get("description").text("") or "",
+        description=props.get("description").text(""),
         at=node.at,
     )
 
@@ -255,10 +254,9 @@ def public_ip_address(rid: str, name: str, node: Node, address: str) -> PublicIP
     return PublicIPAddress(
         id=rid,
         name=name,
-        sku=node.path("sku", "name").text("Basic") or "Basic",
-        public_ip_allocation_method=props.get("publicIPAllocationMethod").text("Dynamic")
-        or "Dynamic",
-        public_ip_address_version=props.get("publicIPAddressVersion").text("IPv4") or "IPv4",
+        sku=node.path("sku", "name").text("Basic"),
+        public_ip_allocation_method=props.get("publicIPAllocationMethod").text("Dynamic"),
+        public_ip_address_version=props.get("publicIPAddressVersion").text("IPv4"),
         ip_address=address,
         domain_name_label=props.path("dnsSettings", "domainNameLabel").text(),
         at=node.at,
@@ -275,9 +273,8 @@ def ip_configuration(owner_id: str, node: Node) -> IPConfiguration:
         subnet=props.get("subnet").ref(),
         primary=props.get("primary").boolean(),
         private_ip_address=props.get("privateIPAddress").text(),
-        private_ip_allocation_method=props.get("privateIPAllocationMethod").text("Dynamic")
-        or "Dynamic",
-        private_ip_address_version=props.get("privateIPAddressVersion").text("IPv4") or "IPv4",
+        private_ip_allocation_method=props.get("privateIPAllocationMethod").text("Dynamic"),
+        private_ip_address_version=props.get("privateIPAddressVersion").text("IPv4"),
         public_ip_address=props.get("publicIPAddress").ref(),
         load_balancer_backend_address_pools=props.get("loadBalancerBackendAddressPools").refs(),
         load_balancer_inbound_nat_pools=props.get("loadBalancerInboundNatPools").refs(),

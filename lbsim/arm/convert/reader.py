@@ -8,7 +8,7 @@ without regard to case, as Azure's resource providers do. Typed accessors record
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, overload
 
 import attrs
 
@@ -65,12 +65,18 @@ class Node:
     def present(self) -> bool:
         return self.value is not None
 
+    @overload
+    def text(self) -> str | None: ...
+
+    @overload
+    def text(self, default: str) -> str: ...
+
     def text(self, default: str | None = None) -> str | None:
-        if self.value is None:
+        """The value as text; ``default`` when absent, null or empty (Azure reads an empty
+        string as a property not set)."""
+        if self.value is None or self.value == "":
             return default
-        if isinstance(self.value, str):
-            return self.value
-        return str(self.value)
+        return self.value if isinstance(self.value, str) else str(self.value)
 
     def integer(self, default: int | None = None) -> int | None:
         """An integer; Azure also accepts a string of digits."""
@@ -109,4 +115,4 @@ class Node:
         return tuple(r for r in (n.ref() for n in self.items()) if r is not None)
 
     def name(self) -> str:
-        return self.get("name").text("") or ""
+        return self.get("name").text("")
