@@ -190,14 +190,18 @@ def no_descriptors_left(spare: int = 0) -> Iterator[None]:
     """Every file descriptor slot of this process but ``spare`` taken until the block ends."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     top = max(int(fd) for fd in os.listdir("/proc/self/fd"))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (top + 1, hard))
+    # Room above the highest open descriptor for at least ``spare`` more, whatever holes
+    # below it this process happens to have; then fill every free slot up to the limit.
+    limit = top + 1 + spare + 8
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
     fillers: list[int] = []
     try:
-        for _ in range(top + 1):
+        for _ in range(limit):
             try:
                 fillers.append(os.open(os.devnull, os.O_RDONLY))
             except OSError:
                 break
+        assert len(fillers) >= spare, f"only {len(fillers)} descriptors could be taken"
         for _ in range(spare):
             os.close(fillers.pop())
         yield
