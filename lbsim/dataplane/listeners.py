@@ -49,6 +49,8 @@ class Listener:
         its healthy backends as its distribution mode says, exactly as ``lbsim check`` does.
         None when every backend is probed down (Azure then admits no new flow)."""
         routes = self.routes
+        if len(routes) == 1 and not self.health:  # a NAT entry
+            return routes[0]
         if self.health:
             routes = tuple(
                 r for r, h in zip(self.routes, self.health, strict=True) if h is None or h.healthy

@@ -3,31 +3,26 @@
 Two paths with the same behaviour:
 
 - :func:`relay_streams` copies between two ``trio.abc.HalfCloseableStream`` objects (memory
-  streams in tests, ``trio.SocketStream`` anywhere);
-- :func:`relay_sockets` moves bytes between two connected TCP sockets with the fast path of
-  :mod:`lbsim.dataplane.fastpath` (``os.splice`` through a pipe on Linux, else a raw
-  non-blocking copy through one shared buffer).
+  streams in tests, ``trio.SocketStream`` anywhere), a task per direction;
+- :func:`relay_sockets` hands two connected TCP sockets to the run's
+  :class:`~lbsim.dataplane.reactor.Reactor` (no task per flow; ``os.splice`` on Linux) and
+  waits for the flow's end. lbsim's runtime uses the reactor directly.
 
-Both copy each direction in a task of its own (client to backend in the calling task; the
-socket relay starts the other in the caller's nursery if given, and stops a flow by waking
-what waits on its sockets rather than with a cancel scope: less memory and CPU per
-connection), forward an end of stream as a half-close while the other direction keeps
-flowing, hold a bounded number of bytes per direction (a reader that stops reading stops
-the writer), end the flow after ``idle_timeout_s`` without a byte either way, count into a
+Both forward an end of stream as a half-close while the other direction keeps flowing,
+hold a bounded number of bytes per direction (a reader that stops reading stops the
+writer), end the flow after ``idle_timeout_s`` without a byte either way, count into a
 :class:`~lbsim.dataplane.stats.FlowStats`, always close both sides, and return why the flow
-ended. A failing peer ends its own flow only: errors become a
-:class:`CloseReason`, never an exception.
+ended. A failing peer ends its own flow only: errors become a :class:`CloseReason`, never an
+exception.
 """
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import errno
 import math
 import os
 import socket
-import struct
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Generic, TypeVar
@@ -35,7 +30,8 @@ from typing import Generic, TypeVar
 import attrs
 import trio
 
-from lbsim.dataplane import fastpath, idle
+from lbsim.dataplane import fastpath, idle, reactor
+from lbsim.dataplane.reactor import AnySocket, reset_socket
 from lbsim.dataplane.stats import FlowStats, RuleStats, Traffic
 from lbsim.errors import LbsimError
 
@@ -43,9 +39,11 @@ __all__ = [
     "BackendUnreachableError",
     "CloseReason",
     "RelayResult",
+    "begin_connect",
     "connect_backend",
     "connect_or_reset",
     "connect_raw",
+    "finish_connect",
     "relay_sockets",
     "relay_streams",
     "reset_socket",
@@ -90,7 +88,6 @@ class BackendUnreachableError(LbsimError):
 
 S = TypeVar("S")
 _STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
-_LINGER_RESET = struct.pack("ii", 1, 0)
 
 
 @attrs.frozen
@@ -123,12 +120,8 @@ _OUT = Way(
 
 
 class Flow(Generic[S]):
-    """State shared by the two copying loops of one flow and the idle watcher.
-
-    A stream flow is stopped by cancelling its nursery's scope. A socket flow has no scope
-    of its own: it is stopped by waking whatever waits on its sockets (trio's
-    ``notify_closing``), and each copying loop checks ``stopped`` before it waits again.
-    """
+    """State shared by the two copying tasks of one stream flow and the idle watcher; the
+    flow is stopped by cancelling its nursery's scope."""
 
     __slots__ = (
         "done",
@@ -136,13 +129,10 @@ class Flow(Generic[S]):
         "eofs",
         "first_eof",
         "idle_timeout_s",
-        "joiner",
         "last",
-        "out_done",
         "scope",
         "sides",
         "stats",
-        "stopped",
     )
 
     def __init__(self, sides: tuple[S, S], stats: FlowStats, idle_timeout_s: float | None) -> None:
@@ -154,9 +144,8 @@ class Flow(Generic[S]):
         self.eofs = 0
         self.first_eof: CloseReason | None = None
         self.ended: CloseReason | None = None
-        self.done = self.stopped = self.out_done = False
+        self.done = False
         self.scope: trio.CancelScope | None = None
-        self.joiner: trio.lowlevel.Task | None = None
 
     def traffic(self, way: Way) -> tuple[Traffic, Traffic]:
         """The flow's and the rule's counters for one direction."""
@@ -173,7 +162,7 @@ class Flow(Generic[S]):
         self.last = trio.current_time()
 
     def eof(self, reason: CloseReason) -> None:
-        """Note one direction done; the flow ends once both are (both loops have returned)."""
+        """Note one direction done; the flow ends once both are."""
         self.eofs += 1
         self.first_eof = self.first_eof or reason
         if self.eofs == 2 and self.scope is not None:
@@ -184,10 +173,6 @@ class Flow(Generic[S]):
         self.ended = self.ended or reason
         if self.scope is not None:
             self.scope.cancel()
-        elif not self.stopped:
-            self.stopped = True
-            for side in self.sides:
-                trio.lowlevel.notify_closing(side)  # type: ignore[arg-type]
 
     def expire(self) -> None:
         """End the flow because no byte moved for ``idle_timeout_s``."""
@@ -198,34 +183,6 @@ class Flow(Generic[S]):
         if self.ended is not None:
             return self.ended
         return self.first_eof if self.eofs == 2 and self.first_eof else CloseReason.CANCELLED
-
-    def abort(self) -> None:
-        """End the flow as cancelled (a copying loop was cancelled or failed)."""
-        self.end(CloseReason.CANCELLED)
-
-    def left(self, way: Way) -> None:
-        """Note a copying loop of a socket flow returned, however it ended."""
-        if way.src == _BACKEND:
-            self.finish_out()
-
-    def finish_out(self) -> None:
-        """Note the backend-to-client loop returned; wake the task joining it."""
-        self.out_done = True
-        if self.joiner is not None:
-            trio.lowlevel.reschedule(self.joiner)
-            self.joiner = None
-
-    async def join_out(self) -> None:
-        """Return once the backend-to-client loop has returned (cancellable)."""
-        if self.out_done:
-            return
-        self.joiner = trio.lowlevel.current_task()
-
-        def abort(_: object) -> trio.lowlevel.Abort:
-            self.joiner = None
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        await trio.lowlevel.wait_task_rescheduled(abort)
 
 
 async def _relay(
@@ -319,9 +276,6 @@ async def _copy_stream(
     flow.eof(way.closed)
 
 
-AnySocket = trio.socket.SocketType | socket.socket
-
-
 async def relay_sockets(
     client: AnySocket,
     backend: AnySocket,
@@ -330,75 +284,45 @@ async def relay_sockets(
     tcp_reset: bool = False,
     stats: FlowStats | None = None,
     fast: fastpath.FastPath | None = None,
-    nursery: trio.Nursery | None = None,
 ) -> RelayResult:
-    """Relay two connected TCP sockets (trio's or the standard library's, non-blocking) as
-    :func:`relay_streams` does; both end closed.
+    """Relay two connected non-blocking TCP sockets (trio's or the standard library's) as
+    :func:`relay_streams` does, through the run's reactor; both end closed.
 
-    Client to backend is copied in the calling task; backend to client in a task started
-    in ``nursery`` (default: a nursery of the call's own). If that task is cancelled, the
-    flow ends as cancelled; this call returns only once it has returned. Bytes go through
-    ``fast`` (default: one :class:`~lbsim.dataplane.fastpath.FastPath` per trio run),
-    waiting only when a call would block. TCP_NODELAY is set on both sockets so that lbsim
-    adds no Nagle delay of its own. A reset is a real RST (SO_LINGER 0).
+    Bytes go through ``fast`` (default: the run's :class:`~lbsim.dataplane.fastpath.FastPath`).
+    TCP_NODELAY is set on both sockets so that lbsim adds no Nagle delay of its own. A reset
+    is a real RST (SO_LINGER 0). If cancelled, the flow is reset and ``Cancelled`` propagates.
     """
-    if nursery is None:
-        async with trio.open_nursery() as own:
-            return await relay_sockets(
-                client,
-                backend,
-                idle_timeout_s=idle_timeout_s,
-                tcp_reset=tcp_reset,
-                stats=stats,
-                fast=fast,
-                nursery=own,
-            )
-    path = fast or fastpath.default()
-    _nodelay(client)
-    _nodelay(backend)
-    flow: Flow[AnySocket] = Flow((client, backend), _stats(stats), idle_timeout_s)
-    pump = path.splice_pump if path.use_splice else path.copy_pump
-    watcher = idle.reaper() if flow.idle_timeout_s < math.inf else None
-    if watcher is not None:
-        watcher.watch(flow)
-    nursery.start_soon(pump, flow, _OUT, name="lbsim relay out")
-    try:
-        await pump(flow, _IN)
-        await flow.join_out()
-    finally:
-        if not flow.out_done:  # cancelled here: stop the other loop, wait until it returns
-            flow.abort()
-            with trio.CancelScope(shield=True):
-                await flow.join_out()
-        if watcher is not None:
-            watcher.forget(flow)
-        reason = flow.outcome()
-        abort = reason in _ABORTS or (tcp_reset and reason is CloseReason.IDLE_TIMEOUT)
-        flow.stats.close(reason)
-        for side in flow.sides:
-            _close_socket(side, abort)
-    return RelayResult(reason, flow.stats.inbound.bytes, flow.stats.outbound.bytes)
+    task = trio.lowlevel.current_task()
+    waiting = False
 
+    def ended(_: reactor.SocketFlow) -> None:
+        if waiting:
+            trio.lowlevel.reschedule(task)
 
-def _close_socket(sock: AnySocket, abort: bool) -> None:
-    """Reset or quietly close one side of a socket flow; no task waits on it any more."""
-    if abort:
-        reset_socket(sock)
+    def cancelled(_: object) -> trio.lowlevel.Abort:
+        nonlocal waiting
+        waiting = False
+        flow.end(CloseReason.CANCELLED)
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    reactor.nodelay(client)
+    reactor.nodelay(backend)
+    flow = reactor.default().relay(
+        client,
+        backend,
+        _stats(stats),
+        idle_timeout_s=idle_timeout_s,
+        tcp_reset=tcp_reset,
+        on_end=ended,
+        fast=fast,
+    )
+    if flow.done:
+        await trio.lowlevel.checkpoint()
     else:
-        sock.close()
-
-
-def _nodelay(sock: AnySocket) -> None:
-    """Turn Nagle off on a TCP socket; a socket that refuses is left as it is."""
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-def reset_socket(sock: trio.socket.SocketType | socket.socket) -> None:
-    """Close ``sock`` so that its peer sees a RST (SO_LINGER on, 0 s); never raises."""
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
-    sock.close()
+        waiting = True
+        await trio.lowlevel.wait_task_rescheduled(cancelled)
+    result = flow.stats
+    return RelayResult(CloseReason(flow.reason), result.inbound.bytes, result.outbound.bytes)
 
 
 async def reset_stream(stream: trio.abc.AsyncResource) -> None:
@@ -421,16 +345,47 @@ async def connect_backend(
 async def connect_raw(address: tuple[str, int], *, timeout_s: float = 5.0) -> socket.socket:
     """As :func:`connect_backend`, but the standard library's non-blocking socket (lighter:
     for :func:`relay_sockets`)."""
+    sock, connected = begin_connect(address)
+    if connected:
+        return sock
+    return await finish_connect(sock, address, timeout_s=timeout_s)
+
+
+def begin_connect(address: tuple[str, int]) -> tuple[socket.socket, bool]:
+    """A non-blocking TCP socket (TCP_NODELAY) connecting to ``address`` and whether it is
+    connected already (a loopback connect usually is when ``connect_ex`` returns); or
+    :class:`BackendUnreachableError` if the attempt failed at once."""
     family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
     try:
         sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
     except OSError as exc:  # out of descriptors: no connection can be made now
         raise BackendUnreachableError(address, str(exc)) from exc
+    reactor.nodelay(sock)
     try:
-        err = await _connect(sock, address, timeout_s)
+        err = sock.connect_ex(address)
     except (OSError, OverflowError, TypeError) as exc:  # not an address lbsim can reach
         sock.close()
         raise BackendUnreachableError(address, str(exc)) from exc
+    if err == 0 or (err == errno.EINPROGRESS and _connected(sock)):
+        return sock, True
+    if err != errno.EINPROGRESS:
+        sock.close()
+        raise BackendUnreachableError(address, os.strerror(err))
+    return sock, False
+
+
+async def finish_connect(
+    sock: socket.socket, address: tuple[str, int], *, timeout_s: float = 5.0
+) -> socket.socket:
+    """``sock`` once its connect in progress (from :func:`begin_connect`) has completed;
+    else ``sock`` is closed and :class:`BackendUnreachableError` raised, within
+    ``timeout_s``. A failed loopback connect is still awaited once, as any connect in
+    progress (the client's own connect completes before lbsim resets it)."""
+    err = errno.ETIMEDOUT
+    try:
+        with trio.move_on_after(timeout_s):
+            await trio.lowlevel.wait_writable(sock)
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
     except BaseException:
         sock.close()
         raise
@@ -438,22 +393,6 @@ async def connect_raw(address: tuple[str, int], *, timeout_s: float = 5.0) -> so
         sock.close()
         raise BackendUnreachableError(address, os.strerror(err))
     return sock
-
-
-async def _connect(sock: socket.socket, address: tuple[str, int], timeout_s: float) -> int:
-    """Connect without blocking; the errno of the outcome (0 when connected). A loopback
-    connect has usually completed when ``connect_ex`` returns: then nothing is awaited. A
-    failed one is still awaited once, as any connect in progress (the client's own connect
-    completes before lbsim resets it)."""
-    err = sock.connect_ex(address)
-    if err != errno.EINPROGRESS:
-        return err
-    if _connected(sock):
-        return 0
-    with trio.move_on_after(timeout_s):
-        await trio.lowlevel.wait_writable(sock)
-        return sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-    return errno.ETIMEDOUT
 
 
 def _connected(sock: socket.socket) -> bool:

@@ -1,6 +1,11 @@
 """The Runtime: executes a Plan. Built-in instance servers, a listener per NAT entry and
 load-balancing rule, the NSG verdict on every new flow, relays, counters, flow events.
 
+TCP listeners and relayed connections live in one :class:`~lbsim.dataplane.reactor.Reactor`:
+a new connection is judged, routed and connected inside the accept handler, with no task of
+its own, unless something has to wait (a connect still in progress, a denial held or reset
+after a moment, an unreachable backend): those few run as tasks.
+
 It is the only mutable root of the data plane. ``run`` starts everything and reports itself
 ready through ``task_status``; ``stop`` stops accepting, lets open flows drain for a bounded
 time, then ends.
@@ -8,10 +13,10 @@ time, then ends.
 
 from __future__ import annotations
 
-import errno
 import ipaddress
 import socket
 import time
+from functools import partial
 from typing import Any
 
 import trio
@@ -25,7 +30,14 @@ from lbsim.dataplane.events import EventSink, FlowEvent, NsgHit, discard
 from lbsim.dataplane.instances import InstanceServer
 from lbsim.dataplane.listeners import Listener, Route
 from lbsim.dataplane.probes import ProbeState
-from lbsim.dataplane.relay import connect_or_reset, relay_sockets, reset_soon
+from lbsim.dataplane.reactor import Reactor, SocketFlow
+from lbsim.dataplane.relay import (
+    BackendUnreachableError,
+    begin_connect,
+    finish_connect,
+    reset_socket,
+    reset_soon,
+)
 from lbsim.dataplane.settings import DenyMode, RuntimeSettings
 from lbsim.dataplane.stats import FlowStats
 from lbsim.dataplane.udp import UdpRelay, open_udp_socket
@@ -44,9 +56,15 @@ class Runtime:
         self.backends = Backends(plan, self.settings)
         self.listeners: list[Listener] = []
         self.nsg_decisions: dict[tuple[str, str, str, str], int] = {}
+        self._verdicts: dict[tuple[TransportProtocol, int, str, int], _Verdict] = {}
+        self._ported: dict[int, bool] = {}  # by id of a Backend of the plan
         self.started_at = time.time()
         self._stop = trio.Event()
         self._fast = fastpath.FastPath()
+        self._reactor = Reactor(self._fast)
+        self._all_closed = trio.Event()
+        self._draining = False
+        self._waiting: trio.Nursery | None = None  # flows that wait for something
 
     @property
     def instances(self) -> list[InstanceServer]:
@@ -76,29 +94,41 @@ class Runtime:
                 await self.backends.start(servers)
                 self.listeners = list(self.backends.listeners())
                 sockets = self._bind_all()
+                servers.start_soon(self._reactor.run, name="lbsim reactor")
                 await self._serve(sockets, task_status)
                 servers.cancel_scope.cancel()
         finally:
+            self._reactor.close()
             self._fast.close()
 
     async def _serve(
         self, sockets: list[tuple[Listener, socket.socket]], task_status: trio.TaskStatus[Runtime]
     ) -> None:
-        async with trio.open_nursery() as flows:
-            async with trio.open_nursery() as accepting:
+        reactor = self._reactor
+        tcp = [sock for listener, sock in sockets if listener.protocol is TransportProtocol.TCP]
+        async with trio.open_nursery() as waiting:
+            self._waiting = waiting
+            async with trio.open_nursery() as udp:
                 for listener, sock in sockets:
-                    serve = (
-                        self._accept_tcp
-                        if listener.protocol is TransportProtocol.TCP
-                        else self._serve_udp
-                    )
-                    accepting.start_soon(
-                        serve, listener, sock, flows, name=f"lbsim listener {listener.label}"
-                    )
+                    if listener.protocol is TransportProtocol.TCP:
+                        reactor.listen(sock, partial(self._accepted, listener))
+                    else:
+                        udp.start_soon(
+                            self._serve_udp, listener, sock, name=f"lbsim udp {listener.label}"
+                        )
                 task_status.started(self)
                 await self._stop.wait()
-                accepting.cancel_scope.cancel()
-            flows.cancel_scope.deadline = trio.current_time() + self.settings.drain_timeout_s
+                for sock in tcp:
+                    reactor.unwatch(sock.fileno())
+                    sock.close()
+                udp.cancel_scope.cancel()
+            deadline = trio.current_time() + self.settings.drain_timeout_s
+            waiting.cancel_scope.deadline = deadline
+            self._draining = True
+            with trio.move_on_at(deadline):
+                if reactor.flows:
+                    await self._all_closed.wait()
+        reactor.abort_all()  # what the drain left open ends as cancelled
 
     def _bind_all(self) -> list[tuple[Listener, socket.socket]]:
         bound: list[tuple[Listener, socket.socket]] = []
@@ -119,83 +149,101 @@ class Runtime:
         return bound
 
     # --- TCP ----------------------------------------------------------------------------------
-    async def _accept_tcp(
-        self, listener: Listener, sock: socket.socket, flows: trio.Nursery
-    ) -> None:
-        """Accept on the raw listening socket until it would block, then wait for more
-        (yielding now and then, so that a storm of connections starves no flow)."""
-        with sock:
-            burst = 0
-            while True:
-                try:
-                    conn, peer = sock.accept()
-                except BlockingIOError:
-                    burst = 0
-                    await trio.lowlevel.wait_readable(sock)
-                    continue
-                except OSError as error:
-                    await _accept_failed(error)
-                    continue
-                conn.setblocking(False)
-                flows.start_soon(
-                    self._tcp_flow, listener, conn, peer[:2], flows, name="lbsim tcp flow"
-                )
-                burst += 1
-                if burst == _ACCEPT_BURST:
-                    burst = 0
-                    await trio.lowlevel.checkpoint()
-
-    async def _tcp_flow(
-        self,
-        listener: Listener,
-        conn: socket.socket,
-        peer: tuple[str, int],
-        flows: trio.Nursery,
-    ) -> None:
+    def _accepted(self, listener: Listener, conn: socket.socket, address: Any) -> None:
+        """A new connection: its route, the NSG verdict, the backend connect and the relay,
+        all before the reactor goes on, unless something has to wait."""
+        peer: tuple[str, int] = address[:2]
         route = listener.pick(peer)
         source = self.settings.sources.present(_same_family(peer[0], route))
         if route is None:  # every backend of the rule is probed down: no new flows
-            listener.stats.backend_failures += 1
-            await reset_soon(conn)
-            self._emit("unreachable", listener, None, source, peer, reason="no-healthy-backend")
+            self._unreachable(listener, conn, None, source, peer, reason="no-healthy-backend")
             return
         allowed, hits = self._admit(listener, route, source, peer)
         if not allowed:
-            await self._deny(conn)
+            self._later(self._deny, conn)
             return
-        backend = await connect_or_reset(
-            conn, route.target, timeout_s=self.settings.connect_timeout_s, rule=listener.stats
-        )
-        if backend is None:
+        try:
+            backend, connected = begin_connect(route.target)
+        except BackendUnreachableError:
+            self._unreachable(listener, conn, route, source, peer, reason="backend-unreachable")
+            return
+        if connected:
+            self._relay(listener, conn, backend, (route, source, peer, hits))
+        else:
+            self._later(self._connect, conn, listener, backend, (route, source, peer, hits))
+
+    def _later(self, task: Any, conn: socket.socket, *args: Any) -> None:
+        """Run ``task`` for a connection that has to wait (in a task of its own)."""
+        assert self._waiting is not None, "connections are accepted only while serving"
+        self._waiting.start_soon(task, conn, *args)
+
+    async def _connect(
+        self, conn: socket.socket, listener: Listener, backend: socket.socket, about: _About
+    ) -> None:
+        """Wait for a backend connect in progress, then relay; or reset the client."""
+        route, source, peer, _ = about
+        try:
+            connected = await finish_connect(
+                backend, route.target, timeout_s=self.settings.connect_timeout_s
+            )
+        except BackendUnreachableError:
+            listener.stats.backend_failures += 1
+            await reset_soon(conn)
             self._emit("unreachable", listener, route, source, peer, reason="backend-unreachable")
             return
-        started = trio.current_time()
-        stats = listener.stats.open_flow(started)
-        try:
-            await relay_sockets(
-                conn,
-                backend,
-                idle_timeout_s=listener.idle_timeout_s,
-                tcp_reset=listener.entry.enable_tcp_reset,
-                stats=stats,
-                fast=self._fast,
-                nursery=flows,
-            )
-        finally:  # a flow cut at the end of the drain is logged too
-            self._emit(
-                "close",
-                listener,
-                route,
-                source,
-                peer,
-                bytes_in=stats.inbound.bytes,
-                bytes_out=stats.outbound.bytes,
-                packets_in=stats.inbound.packets,
-                packets_out=stats.outbound.packets,
-                nsg_hits=hits,
-                duration_s=trio.current_time() - started,
-                reason=str(stats.close_reason or "cancelled"),
-            )
+        except BaseException:
+            reset_socket(conn)
+            raise
+        self._relay(listener, conn, connected, about)
+
+    def _unreachable(
+        self,
+        listener: Listener,
+        conn: socket.socket,
+        route: Route | None,
+        source: str,
+        peer: tuple[str, int],
+        *,
+        reason: str,
+    ) -> None:
+        listener.stats.backend_failures += 1
+        self._later(reset_soon, conn)
+        self._emit("unreachable", listener, route, source, peer, reason=reason)
+
+    def _relay(
+        self, listener: Listener, conn: socket.socket, backend: socket.socket, about: _About
+    ) -> None:
+        stats = listener.stats.open_flow(trio.current_time())
+        self._reactor.relay(
+            conn,
+            backend,
+            stats,
+            idle_timeout_s=listener.idle_timeout_s,
+            tcp_reset=listener.entry.enable_tcp_reset,
+            on_end=self._closed,
+            tag=(listener, about),
+        )
+
+    def _closed(self, flow: SocketFlow) -> None:
+        """A relayed flow ended (a flow cut at the end of the drain is logged too)."""
+        listener, (route, source, peer, hits) = flow.tag
+        stats = flow.stats
+        self._emit(
+            "close",
+            listener,
+            route,
+            source,
+            peer,
+            bytes_in=stats.inbound.bytes,
+            bytes_out=stats.outbound.bytes,
+            packets_in=stats.inbound.packets,
+            packets_out=stats.outbound.packets,
+            nsg_hits=hits,
+            duration_s=trio.current_time() - stats.started_at,
+            reason=str(stats.close_reason or "cancelled"),
+        )
+        if self._draining and not self._reactor.flows:
+            self._all_closed.set()
 
     async def _deny(self, conn: socket.socket) -> None:
         if self.settings.deny_mode is DenyMode.RESET:
@@ -205,9 +253,7 @@ class Runtime:
             await self._stop.wait()  # a held connection is no flow to drain
 
     # --- UDP ----------------------------------------------------------------------------------
-    async def _serve_udp(
-        self, listener: Listener, sock: socket.socket, _flows: trio.Nursery
-    ) -> None:
+    async def _serve_udp(self, listener: Listener, sock: socket.socket) -> None:
         opened: dict[tuple[str, int], tuple[Route, str, tuple[NsgHit, ...]]] = {}
 
         def choose(client: tuple[str, int]) -> tuple[str, int] | None:
@@ -260,35 +306,58 @@ class Runtime:
         self, listener: Listener, route: Route, source: str, peer: tuple[str, int]
     ) -> tuple[bool, tuple[NsgHit, ...]]:
         """The NSG verdict on a new flow, counted and reported; with ``explain_nsg``, the
-        rule each NSG matched."""
-        try:
-            flow = self.guard.flow(
-                listener.protocol, source, peer[1], route.backend, route.backend_port
-            )
-            decision, hits = self._decide(flow, route.backend)
-        except LbsimError:  # an address the NSGs cannot judge (mixed IP versions): refuse
+        rule each NSG matched. Verdicts are remembered per (route, source address), and per
+        source port too where a rule of the backend's NSGs looks at source ports."""
+        ported = self._ported.get(id(route.backend))
+        if ported is None:
+            ported = self._ported[id(route.backend)] = _source_ports_matter(route.backend)
+        port = peer[1] if ported else -1
+        key = (listener.protocol, id(route), source, port)
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            verdict = self._judge(listener, route, source, peer)
+            if len(self._verdicts) >= _MAX_VERDICTS:
+                self._verdicts.clear()
+            self._verdicts[key] = verdict
+        if verdict is _UNJUDGED:  # an address the NSGs cannot judge (mixed IP versions)
             if listener.protocol is TransportProtocol.TCP:  # the UDP relay counts its own
                 listener.stats.denied += 1
             return False, ()
-        rule = decision.rule.flow_log_name if decision.rule else ""
-        nsg = (decision.network_security_group or "").rsplit("/", 1)[-1]
-        key = (nsg, decision.level or "", rule, decision.access.value)
-        self.nsg_decisions[key] = self.nsg_decisions.get(key, 0) + 1
-        if not decision.allowed and listener.protocol is TransportProtocol.TCP:
-            listener.stats.denied += 1
-        elif listener.protocol is TransportProtocol.TCP:
-            listener.stats.allowed += 1
+        allowed, hits, counted, rule, access = verdict
+        self.nsg_decisions[counted] = self.nsg_decisions.get(counted, 0) + 1
+        if listener.protocol is TransportProtocol.TCP:
+            if allowed:
+                listener.stats.allowed += 1
+            else:
+                listener.stats.denied += 1
         self._emit(
             "decision",
             listener,
             route,
             source,
             peer,
-            access=decision.access.value,
+            access=access,
             nsg_rule=rule,
             nsg_hits=hits,
         )
-        return decision.allowed, hits
+        return allowed, hits
+
+    def _judge(
+        self, listener: Listener, route: Route, source: str, peer: tuple[str, int]
+    ) -> _Verdict:
+        """The verdict of the NSGs on a flow, as ``_admit`` remembers it."""
+        try:
+            flow = self.guard.flow(
+                listener.protocol, source, peer[1], route.backend, route.backend_port
+            )
+            decision, hits = self._decide(flow, route.backend)
+        except LbsimError:
+            return _UNJUDGED
+        rule = decision.rule.flow_log_name if decision.rule else ""
+        nsg = (decision.network_security_group or "").rsplit("/", 1)[-1]
+        access = decision.access.value
+        counted = (nsg, decision.level or "", rule, access)
+        return decision.allowed, hits, counted, rule, access
 
     def _decide(self, flow: Flow, backend: Backend) -> tuple[Decision, tuple[NsgHit, ...]]:
         """The fast decision; or, for flow logs, the explained one with each NSG's rule."""
@@ -335,20 +404,25 @@ class Runtime:
         self.sink(event)
 
 
-# Connections accepted in a row before the listener lets other tasks run.
-_ACCEPT_BURST = 64
-# Out of descriptors or memory: the connection waits in the backlog while lbsim waits a little.
-_ACCEPT_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-# The client went away before it was accepted: nothing to do.
-_ACCEPT_GONE = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM})
+# A remembered NSG verdict: allowed, hits, the nsg_decisions key, the rule's and access's names.
+_Verdict = tuple[bool, tuple[NsgHit, ...], tuple[str, str, str, str], str, str]
+_UNJUDGED: _Verdict = (False, (), ("", "", "", ""), "", "")
+_MAX_VERDICTS = 65536
 
 
-async def _accept_failed(error: OSError) -> None:
-    """A failed accept ends no listener, unless the listening socket itself is broken."""
-    if error.errno in _ACCEPT_EXHAUSTED:
-        await trio.sleep(0.1)
-    elif error.errno not in _ACCEPT_GONE:
-        raise error
+def _source_ports_matter(backend: Backend) -> bool:
+    """Whether a rule of the backend's NSGs restricts source ports (then every source port
+    is judged on its own)."""
+    return any(
+        rule.source_ports() not in {(), ("*",)}
+        for nsg in (backend.subnet_nsg, backend.nic_nsg)
+        if nsg is not None
+        for rule in (*nsg.security_rules, *nsg.default_security_rules)
+    )
+
+
+# What a relayed flow carries for its close event: route, source as judged, client, NSG hits.
+_About = tuple[Route, str, tuple[str, int], tuple[NsgHit, ...]]
 
 
 def _bind(listener: Listener) -> socket.socket:
@@ -359,6 +433,7 @@ def _bind(listener: Listener) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # what it accepts has it
         sock.bind((host, port))
         sock.listen(1024)
     except OSError:
@@ -372,7 +447,7 @@ def _same_family(source: str, route: Route | None) -> str:
     """A loopback client presented in the backend's IP version: an IPv6 loopback client of
     an IPv4 backend is judged as 127.0.0.1, an IPv4-mapped one as its IPv4 address (and an
     IPv4 loopback client of an IPv6 backend as ::1). Other addresses stay as they are."""
-    if route is None:
+    if route is None or (":" in source) == (":" in route.backend.private_ip_address):
         return source
     address = ipaddress.ip_address(source)
     wanted = ipaddress.ip_address(route.backend.private_ip_address).version
