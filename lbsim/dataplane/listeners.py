@@ -49,7 +49,7 @@ class Listener:
         its healthy backends as its distribution mode says, exactly as ``lbsim check`` does.
         None when every backend is probed down (Azure then admits no new flow)."""
         routes = self.routes
-        if len(routes) == 1 and not self.health:  # a NAT entry
+        if len(routes) == 1 and (not self.health or self.health[0] is None):  # a NAT entry
             return routes[0]
         if self.health:
             routes = tuple(

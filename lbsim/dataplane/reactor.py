@@ -86,6 +86,14 @@ class Reactor:
         self.handlers: dict[int, Handler] = {}  # by descriptor
         self._again: list[Handler] = []
         self._nursery: trio.Nursery | None = None
+        self._reaper: idle.IdleReaper | None = None
+
+    @property
+    def reaper(self) -> idle.IdleReaper:
+        """The run's idle watcher (looked up once)."""
+        if self._reaper is None:
+            self._reaper = idle.reaper()
+        return self._reaper
 
     # --- registration ---------------------------------------------------------------------
     def watch(self, fd: int, handler: Handler, events: int = _REGISTER) -> None:
@@ -139,7 +147,7 @@ class Reactor:
             flow.end(CANCELLED)
             return flow
         if flow.idle_timeout_s < math.inf:
-            idle.reaper().watch(flow)
+            self.reaper.watch(flow)
         return flow
 
     def listen(self, sock: socket.socket, on_accept: Callable[[socket.socket, Any], None]) -> None:
@@ -311,7 +319,7 @@ class SocketFlow:
             handlers.pop(way.sfd, None)  # closing the socket takes it out of the epoll set
             way.release()
         if self.idle_timeout_s < math.inf:
-            idle.reaper().forget(self)
+            reactor.reaper.forget(self)
         for side in (self.client, self.backend):
             if abort:
                 reset_socket(side)
