@@ -58,6 +58,7 @@ class Runtime:
         self.nsg_decisions: dict[tuple[str, str, str, str], int] = {}
         self._verdicts: dict[tuple[TransportProtocol, int, str, int], _Verdict] = {}
         self._ported: dict[int, bool] = {}  # by id of a Backend of the plan
+        self._named: dict[int, tuple[str, ...]] = {}  # event fields by id of listener / route
         self.started_at = time.time()
         self._stop = trio.Event()
         self._fast = fastpath.FastPath()
@@ -125,10 +126,16 @@ class Runtime:
             deadline = trio.current_time() + self.settings.drain_timeout_s
             waiting.cancel_scope.deadline = deadline
             self._draining = True
-            with trio.move_on_at(deadline):
-                if reactor.flows:
-                    await self._all_closed.wait()
+            await self._drain(deadline)
+        await self._drain(deadline)  # flows that a waiting connection opened meanwhile
         reactor.abort_all()  # what the drain left open ends as cancelled
+
+    async def _drain(self, deadline: float) -> None:
+        """Return once no relayed flow is open, or at ``deadline``."""
+        with trio.move_on_at(deadline):
+            while self._reactor.flows:
+                self._all_closed = trio.Event()
+                await self._all_closed.wait()
 
     def _bind_all(self) -> list[tuple[Listener, socket.socket]]:
         bound: list[tuple[Listener, socket.socket]] = []
@@ -382,26 +389,46 @@ class Runtime:
     ) -> None:
         if self.sink is discard:
             return
-        backend = route.backend.label if route else "-"
-        target = f"{route.target[0]}:{route.target[1]}" if route else "-"
+        about = self._named.get(id(listener))
+        if about is None:
+            about = self._named[id(listener)] = _listener_names(listener)
+        protocol, frontend, rule = about
+        backend = target = "-"
         if route is not None:
-            extra.setdefault("interface", route.backend.ip_configuration_id)
-            extra.setdefault(
-                "destination", _endpoint(route.backend.private_ip_address, route.backend_port)
+            names = self._named.get(id(route))
+            if names is None:
+                names = self._named[id(route)] = _route_names(route)
+            backend, target, extra["interface"], extra["destination"] = names
+        self.sink(
+            FlowEvent(
+                kind,
+                time.time(),
+                protocol,
+                frontend,
+                rule,
+                f"{peer[0]}:{peer[1]}",
+                source,
+                backend,
+                target,
+                **extra,
             )
-        event = FlowEvent(
-            kind=kind,
-            time=time.time(),
-            protocol=listener.protocol.value,
-            frontend=listener.label,
-            rule=listener.entry.rule_name,
-            client=f"{peer[0]}:{peer[1]}",
-            source=source,
-            backend=backend,
-            target=target,
-            **extra,
         )
-        self.sink(event)
+
+
+def _listener_names(listener: Listener) -> tuple[str, str, str]:
+    """What every event of a listener says of it: protocol, frontend, rule."""
+    return listener.protocol.value, listener.label, listener.entry.rule_name
+
+
+def _route_names(route: Route) -> tuple[str, str, str, str]:
+    """What every event of a route says of it: backend, target, interface, destination."""
+    backend = route.backend
+    return (
+        backend.label,
+        f"{route.target[0]}:{route.target[1]}",
+        backend.ip_configuration_id,
+        _endpoint(backend.private_ip_address, route.backend_port),
+    )
 
 
 # A remembered NSG verdict: allowed, hits, the nsg_decisions key, the rule's and access's names.

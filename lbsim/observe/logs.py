@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 import time
@@ -13,15 +12,17 @@ import trio
 
 from lbsim.dataplane.events import FlowEvent
 
-
-@functools.lru_cache(maxsize=4)
-def _second(whole: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+_last_second: list[tuple[int, str]] = [(-1, "")]
 
 
 def _stamp(seconds: float) -> str:
     """ISO 8601 with milliseconds, UTC; the seconds part is formatted once per second."""
-    return f"{_second(int(seconds))}.{int(seconds * 1000) % 1000:03d}Z"
+    whole = int(seconds)
+    last, text = _last_second[0]
+    if whole != last:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        _last_second[0] = (whole, text)
+    return f"{text}.{int(seconds * 1000) % 1000:03d}Z"
 
 
 def text_line(event: FlowEvent) -> str:
