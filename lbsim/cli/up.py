@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import signal
@@ -70,6 +71,9 @@ async def _up(loaded: Loaded, config: UpConfig) -> None:
                 for write in writers:
                     nursery.start_soon(write)
                 await nursery.start(_run_until_drained, runtime, nursery.cancel_scope)
+                # The template, plan and listeners live until the end: out of the cyclic
+                # collector's way, its passes stay short while traffic flows.
+                gc.freeze()
                 metrics = _start_metrics(runtime, config)
                 _announce(runtime, config, metrics[0] if metrics else None)
                 nursery.start_soon(_on_signals, signals, runtime, nursery.cancel_scope)
