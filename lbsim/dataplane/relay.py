@@ -31,7 +31,7 @@ import attrs
 import trio
 
 from lbsim.dataplane import fastpath, idle, reactor
-from lbsim.dataplane.reactor import AnySocket, reset_socket
+from lbsim.dataplane.socketflow import AnySocket, SocketFlow, nodelay, reset_socket
 from lbsim.dataplane.stats import FlowStats, RuleStats, Traffic
 from lbsim.errors import LbsimError
 
@@ -295,7 +295,7 @@ async def relay_sockets(
     task = trio.lowlevel.current_task()
     waiting = False
 
-    def ended(_: reactor.SocketFlow) -> None:
+    def ended(_: SocketFlow) -> None:
         if waiting:
             trio.lowlevel.reschedule(task)
 
@@ -305,8 +305,8 @@ async def relay_sockets(
         flow.end(CloseReason.CANCELLED)
         return trio.lowlevel.Abort.SUCCEEDED
 
-    reactor.nodelay(client)
-    reactor.nodelay(backend)
+    nodelay(client)
+    nodelay(backend)
     flow = reactor.default().relay(
         client,
         backend,
@@ -360,7 +360,7 @@ def begin_connect(address: tuple[str, int]) -> tuple[socket.socket, bool]:
         sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
     except OSError as exc:  # out of descriptors: no connection can be made now
         raise BackendUnreachableError(address, str(exc)) from exc
-    reactor.nodelay(sock)
+    nodelay(sock)
     try:
         err = sock.connect_ex(address)
     except (OSError, OverflowError, TypeError) as exc:  # not an address lbsim can reach

@@ -30,7 +30,7 @@ from lbsim.dataplane.events import EventSink, FlowEvent, NsgHit, discard
 from lbsim.dataplane.instances import InstanceServer
 from lbsim.dataplane.listeners import Listener, Route
 from lbsim.dataplane.probes import ProbeState
-from lbsim.dataplane.reactor import Reactor, SocketFlow
+from lbsim.dataplane.reactor import Reactor
 from lbsim.dataplane.relay import (
     BackendUnreachableError,
     begin_connect,
@@ -39,6 +39,7 @@ from lbsim.dataplane.relay import (
     reset_soon,
 )
 from lbsim.dataplane.settings import DenyMode, RuntimeSettings
+from lbsim.dataplane.socketflow import SocketFlow
 from lbsim.dataplane.stats import FlowStats
 from lbsim.dataplane.udp import UdpRelay, open_udp_socket
 from lbsim.errors import LbsimError

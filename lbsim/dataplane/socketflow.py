@@ -1,0 +1,383 @@
+"""One relayed TCP connection in lbsim's reactor (:mod:`lbsim.dataplane.reactor`): a
+:class:`SocketFlow` of two sockets and a :class:`Way` each direction, moved by the reactor's
+readiness calls, with no task of its own.
+
+Each direction moves bytes as :mod:`lbsim.dataplane.fastpath` describes: small reads
+through one buffer shared by the whole run, and once a read fills it, ``os.splice`` through
+a pooled pipe until the source is drained; at most one pipe's or one buffer's worth of
+bytes per direction is held (the relay's backpressure). A direction forwards its source's
+end of stream as a half-close; the flow ends when both have, when a side fails (the other
+is reset), when it idles, or when it is aborted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import select
+import socket
+import struct
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from lbsim.dataplane import fastpath
+from lbsim.dataplane.stats import FlowStats, Traffic
+
+if TYPE_CHECKING:
+    from lbsim.dataplane.reactor import Reactor
+
+__all__ = ["AnySocket", "SocketFlow", "Way", "nodelay", "reset_socket"]
+
+AnySocket = trio.socket.SocketType | socket.socket
+
+_HANGUP = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
+_READABLE = select.EPOLLIN | _HANGUP
+_WRITABLE = select.EPOLLOUT | select.EPOLLHUP | select.EPOLLERR
+_SPLICE_FLAGS = fastpath.SPLICE_FLAGS
+# Full reads (of the buffer or of a pipe) one direction makes before others get a turn.
+_FULL_READS = 3
+_LINGER_RESET = struct.pack("ii", 1, 0)
+
+# Why a flow ended (the values of relay.CloseReason, kept as plain strings here).
+CLIENT_CLOSED = "client-closed"
+BACKEND_CLOSED = "backend-closed"
+CLIENT_ERROR = "client-error"
+BACKEND_ERROR = "backend-error"
+IDLE_TIMEOUT = "idle-timeout"
+CANCELLED = "cancelled"
+_ABORTS = frozenset({CLIENT_ERROR, BACKEND_ERROR, CANCELLED})
+
+
+class SocketFlow:
+    """One relayed connection: a client socket, a backend socket, a :class:`Way` each
+    direction. Watched by the run's idle reaper when it has an idle timeout."""
+
+    __slots__ = (
+        "__weakref__",
+        "backend",
+        "client",
+        "done",
+        "ended",
+        "eofs",
+        "fast",
+        "first_eof",
+        "idle_timeout_s",
+        "inbound",
+        "last",
+        "on_end",
+        "outbound",
+        "reactor",
+        "stats",
+        "tag",
+        "tcp_reset",
+    )
+
+    def __init__(
+        self,
+        reactor: Reactor,
+        client: AnySocket,
+        backend: AnySocket,
+        stats: FlowStats,
+        fast: fastpath.FastPath,
+    ) -> None:
+        self.reactor = reactor
+        self.client = client
+        self.backend = backend
+        self.stats = stats
+        self.fast = fast
+        self.last = trio.current_time()
+        self.idle_timeout_s = math.inf
+        self.tcp_reset = False
+        self.done = False
+        self.eofs = 0
+        self.first_eof: str | None = None
+        self.ended: str | None = None
+        self.on_end: Callable[[SocketFlow], None] | None = None
+        self.tag: Any = None
+        cfd, bfd = client.fileno(), backend.fileno()
+        self.inbound = Way(self, cfd, backend, stats.inbound, stats.rule.inbound, names=_IN_NAMES)
+        self.outbound = Way(
+            self, bfd, client, stats.outbound, stats.rule.outbound, names=_OUT_NAMES
+        )
+        self.inbound.other = self.outbound
+        self.outbound.other = self.inbound
+
+    @property
+    def reason(self) -> str:
+        """Why the flow ended (or would, now): an abort, else the side that closed first."""
+        if self.ended is not None:
+            return self.ended
+        return self.first_eof if self.eofs == 2 and self.first_eof else CANCELLED
+
+    def expire(self) -> None:
+        """End the flow because no byte moved for ``idle_timeout_s``."""
+        self.end(IDLE_TIMEOUT)
+
+    def half_done(self, reason: str) -> None:
+        """One direction forwarded its end of stream; the second one ends the flow."""
+        self.eofs += 1
+        self.first_eof = self.first_eof or reason
+        if self.eofs == 2:
+            self.end(self.first_eof)
+
+    def end(self, reason: str) -> None:
+        """End the flow now (the first reason wins): both sides closed, reset for an abort
+        or an idle timeout with TCP reset; counters closed; ``on_end`` called. Idempotent."""
+        if self.done:
+            return
+        self.done = True
+        self.ended = reason
+        reactor = self.reactor
+        reactor.flows.pop(self, None)
+        abort = reason in _ABORTS or (self.tcp_reset and reason == IDLE_TIMEOUT)
+        handlers = reactor.handlers
+        for way in (self.inbound, self.outbound):
+            handlers.pop(way.sfd, None)  # closing the socket takes it out of the epoll set
+            way.release()
+        if self.idle_timeout_s < math.inf:
+            reactor.reaper.forget(self)
+        for side in (self.client, self.backend):
+            if abort:
+                reset_socket(side)
+            else:
+                side.close()
+        self.stats.close(reason)
+        if self.on_end is not None:
+            self.on_end(self)
+
+
+# Per direction: (end of stream reason, source failure, destination failure).
+_IN_NAMES = (CLIENT_CLOSED, CLIENT_ERROR, BACKEND_ERROR)
+_OUT_NAMES = (BACKEND_CLOSED, BACKEND_ERROR, CLIENT_ERROR)
+
+
+class Way:
+    """One direction of a flow: reads ``sfd``, writes ``dfd``.
+
+    ``readable``/``writable`` remember what the kernel last reported (edge-triggered: a
+    flag is cleared only when a call would block). Bytes read and not yet written wait in
+    ``rest`` (copied out of the shared buffer) or in ``pipe`` (``pending`` bytes); no more is
+    read until they are written.
+    """
+
+    __slots__ = (
+        "agg",
+        "dfd",
+        "dst",
+        "finished",
+        "flow",
+        "hangup",
+        "mine",
+        "names",
+        "other",
+        "pending",
+        "pipe",
+        "readable",
+        "rest",
+        "sfd",
+        "spliced",
+        "writable",
+    )
+
+    def __init__(
+        self,
+        flow: SocketFlow,
+        sfd: int,
+        dst: AnySocket,
+        mine: Traffic,
+        agg: Traffic,
+        *,
+        names: tuple[str, str, str],
+    ) -> None:
+        self.flow = flow
+        self.sfd = sfd
+        self.dst = dst
+        self.dfd = dst.fileno()
+        self.mine = mine
+        self.agg = agg
+        self.names = names
+        self.other: Way = self
+        self.readable = False
+        self.writable = True
+        self.hangup = False
+        self.finished = False
+        self.spliced = False
+        self.pipe: fastpath.Pipe | None = None
+        self.pending = 0
+        self.rest: memoryview | None = None
+
+    def ready(self, events: int) -> None:
+        """Events on this direction's source socket (the other direction's destination)."""
+        if events & _READABLE:
+            self.readable = True
+            if events & _HANGUP:
+                self.hangup = True
+            self.pump()
+        if events & _WRITABLE and not self.flow.done:
+            other = self.other
+            other.writable = True
+            if other.pending or other.rest is not None:
+                other.pump()
+
+    def resume(self) -> None:
+        self.pump()
+
+    def release(self) -> None:
+        """Give the pipe back to the pool (closed instead if bytes are still in it)."""
+        if self.pipe is not None:
+            self.flow.fast.give_pipe(self.pipe, empty=self.pending == 0)
+            self.pipe = None
+
+    def pump(self) -> None:
+        """Move bytes until the source would block, the destination would block, or the
+        direction used its turn; forward the source's end of stream."""
+        flow = self.flow
+        if flow.done or self.finished:
+            return
+        fast = flow.fast
+        turns = _FULL_READS
+        while True:
+            if (self.pending or self.rest is not None) and not self._deliver():
+                return
+            if not self.readable:
+                self.release()
+                return
+            if not turns:
+                flow.reactor.again(self)
+                return
+            turns -= 1
+            if self.spliced and self.pipe is None:
+                try:
+                    self.pipe = fast.take_pipe()
+                except OSError:  # out of descriptors: copy instead
+                    self.spliced = False
+            n = self._splice_in(fast) if self.spliced else self._read(fast)
+            if n <= 0:
+                return
+
+    def _read(self, fast: fastpath.FastPath) -> int:
+        """One read into the shared buffer, written on at once; what the destination does not
+        take is set aside. A full read switches to splicing (where the platform can)."""
+        view, buffers = fast.first_read
+        try:
+            n = os.readv(self.sfd, buffers)
+        except BlockingIOError:
+            self.readable = False
+            return -1
+        except OSError:
+            self.flow.end(self.names[1])
+            return -1
+        if n == 0:
+            self._eof()
+            return 0
+        self.mine.packets += 1
+        self.agg.packets += 1
+        self.flow.last = trio.current_time()
+        try:
+            sent = os.write(self.dfd, view[:n])
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self.flow.end(self.names[2])
+            return -1
+        self._count(sent)
+        if sent < n:
+            self.rest = memoryview(view[sent:n].tobytes())
+            self.writable = False
+        if n == len(view):
+            self.spliced = fast.use_splice
+        elif not self.hangup:  # a short read drained the socket: the next data is an edge
+            self.readable = False
+        return n
+
+    def _splice_in(self, fast: fastpath.FastPath) -> int:
+        """One splice from the source into the pipe; the pipe is emptied by ``_deliver``."""
+        assert self.pipe is not None
+        try:
+            n = os.splice(self.sfd, self.pipe[1], fast.pipe_size, flags=_SPLICE_FLAGS)
+        except BlockingIOError:
+            self.readable = False
+            self.spliced = False  # drained: the next data is probed through the buffer
+            self.release()
+            return -1
+        except OSError:
+            self.flow.end(self.names[1])
+            return -1
+        if n == 0:
+            self.release()
+            self._eof()
+            return 0
+        self.pending = n
+        self.mine.packets += 1
+        self.agg.packets += 1
+        self.flow.last = trio.current_time()
+        return n
+
+    def _deliver(self) -> bool:
+        """Write what waits; True once nothing does."""
+        if not self.writable:
+            return False
+        if self.rest is not None:
+            try:
+                sent = os.write(self.dfd, self.rest)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                self.flow.end(self.names[2])
+                return False
+            self._count(sent)
+            if sent < len(self.rest):
+                self.rest = self.rest[sent:]
+                self.writable = False
+                return False
+            self.rest = None
+            return True
+        assert self.pipe is not None
+        try:
+            moved = os.splice(self.pipe[0], self.dfd, self.pending, flags=_SPLICE_FLAGS)
+        except BlockingIOError:
+            moved = 0
+        except OSError:
+            self.flow.end(self.names[2])
+            return False
+        self._count(moved)
+        self.pending -= moved
+        if self.pending:
+            self.writable = False
+            return False
+        return True
+
+    def _count(self, n: int) -> None:
+        self.mine.bytes += n
+        self.agg.bytes += n
+
+    def _eof(self) -> None:
+        """The source ended its stream: forward it as a FIN, then this direction is done.
+        After the other direction, closing both sides sends that FIN (neither has unread
+        bytes left), one call fewer."""
+        self.finished = True
+        if self.other.finished:
+            self.flow.half_done(self.names[0])
+            return
+        try:
+            self.dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.flow.end(self.names[2])
+            return
+        self.flow.half_done(self.names[0])
+
+
+def nodelay(sock: AnySocket) -> None:
+    """Turn Nagle off on a TCP socket; a socket that refuses is left as it is."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def reset_socket(sock: AnySocket) -> None:
+    """Close ``sock`` so that its peer sees a RST (SO_LINGER on, 0 s); never raises."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+    sock.close()
