@@ -16,10 +16,12 @@ from typing import Any
 import attrs
 
 from lbsim.dataplane.settings import (
+    DEFAULT_TCP_ENGINE,
     BackendPattern,
     DenyMode,
     RuntimeSettings,
     SourceMap,
+    TcpEngine,
     split_address,
 )
 from lbsim.errors import ConfigError
@@ -112,6 +114,12 @@ SETTINGS = (
     Setting(
         "max_udp_flows", 4096, _positive(int), "UDP flows per listener before the idlest is evicted"
     ),
+    Setting(
+        "tcp_engine",
+        DEFAULT_TCP_ENGINE.value,
+        _choice("reactor", "streams"),
+        "TCP relay: reactor (one epoll set, Linux) or streams (a task per direction, portable)",
+    ),
     Setting("log_format", "text", _choice("text", "json"), "flow log lines: text or JSON lines"),
     Setting(
         "log_flows",
@@ -178,6 +186,7 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
         backends=_backends(maps["backends"], file.get("backends", {})),
         sources=SourceMap.parse(maps["sources"]),
         explain_nsg=values["flow_log_dir"] is not None,
+        tcp_engine=TcpEngine(values["tcp_engine"]),
     )
     return UpConfig(values, maps["frontends"], runtime)
 

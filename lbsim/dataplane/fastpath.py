@@ -14,7 +14,6 @@ per direction is held by lbsim: that is the relay's backpressure.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import sys
 import weakref
@@ -74,6 +73,8 @@ class FastPath:
         """An empty non-blocking pipe (read end, write end), from the pool or new."""
         if self._idle:
             return self._idle.pop()
+        import fcntl  # noqa: PLC0415  (Unix only; pipes are taken only where splice works)
+
         read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         with contextlib.suppress(OSError):  # over the user's pipe budget: default size works
             fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, self.pipe_size)

@@ -24,23 +24,38 @@ from typing import Any, Protocol
 import trio
 
 from lbsim.dataplane import fastpath, idle
-from lbsim.dataplane.socketflow import CANCELLED, AnySocket, SocketFlow
+from lbsim.dataplane.socketflow import (
+    CANCELLED,
+    EPOLLET,
+    EPOLLIN,
+    EPOLLOUT,
+    EPOLLRDHUP,
+    AnySocket,
+    SocketFlow,
+)
 from lbsim.dataplane.stats import FlowStats
 
-__all__ = ["Acceptor", "Reactor", "default"]
+__all__ = [
+    "ACCEPT_EXHAUSTED",
+    "ACCEPT_GONE",
+    "EXHAUSTED_RETRY_S",
+    "Acceptor",
+    "Reactor",
+    "default",
+]
 
 
-_REGISTER = select.EPOLLIN | select.EPOLLOUT | select.EPOLLRDHUP | select.EPOLLET
+_REGISTER = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET
 # Connections accepted in a row before other sockets get a turn.
 _ACCEPT_BURST = 64
 # Events taken from the epoll set per round.
 _MAX_EVENTS = 512
 
 # Out of descriptors or memory: the connection waits in the backlog while lbsim waits a little.
-_ACCEPT_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+ACCEPT_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 # The client went away before it was accepted: nothing to do.
-_ACCEPT_GONE = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM})
-_EXHAUSTED_RETRY_S = 0.1
+ACCEPT_GONE = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM})
+EXHAUSTED_RETRY_S = 0.1
 
 
 class Handler(Protocol):
@@ -130,7 +145,7 @@ class Reactor:
     def listen(self, sock: socket.socket, on_accept: Callable[[socket.socket, Any], None]) -> None:
         """Accept on ``sock`` (listening, non-blocking) and hand each connection,
         non-blocking, with its peer address to ``on_accept``."""
-        self.watch(sock.fileno(), Acceptor(self, sock, on_accept), select.EPOLLIN | select.EPOLLET)
+        self.watch(sock.fileno(), Acceptor(self, sock, on_accept), EPOLLIN | EPOLLET)
 
     def abort_all(self) -> None:
         """End every flow still open as cancelled (both sides reset)."""
@@ -196,10 +211,10 @@ class Acceptor:
             except BlockingIOError:
                 return
             except OSError as error:
-                if error.errno in _ACCEPT_EXHAUSTED:
-                    self.reactor.later(_EXHAUSTED_RETRY_S, self.resume)
+                if error.errno in ACCEPT_EXHAUSTED:
+                    self.reactor.later(EXHAUSTED_RETRY_S, self.resume)
                     return
-                if error.errno in _ACCEPT_GONE:
+                if error.errno in ACCEPT_GONE:
                     continue
                 if self.sock.fileno() < 0:  # closed meanwhile: nothing more to accept
                     return

@@ -30,15 +30,21 @@ from lbsim.dataplane.events import EventSink, FlowEvent, NsgHit, discard
 from lbsim.dataplane.instances import InstanceServer
 from lbsim.dataplane.listeners import Listener, Route
 from lbsim.dataplane.probes import ProbeState
-from lbsim.dataplane.reactor import Reactor
+from lbsim.dataplane.reactor import (
+    ACCEPT_EXHAUSTED,
+    ACCEPT_GONE,
+    EXHAUSTED_RETRY_S,
+    Reactor,
+)
 from lbsim.dataplane.relay import (
     BackendUnreachableError,
     begin_connect,
     finish_connect,
+    relay_streams,
     reset_socket,
     reset_soon,
 )
-from lbsim.dataplane.settings import DenyMode, RuntimeSettings
+from lbsim.dataplane.settings import DenyMode, RuntimeSettings, TcpEngine
 from lbsim.dataplane.socketflow import SocketFlow
 from lbsim.dataplane.stats import FlowStats
 from lbsim.dataplane.udp import UdpRelay, open_udp_socket
@@ -63,7 +69,8 @@ class Runtime:
         self.started_at = time.time()
         self._stop = trio.Event()
         self._fast = fastpath.FastPath()
-        self._reactor = Reactor(self._fast)
+        self._streams = self.settings.tcp_engine is TcpEngine.STREAMS
+        self._reactor = None if self._streams else Reactor(self._fast)
         self._all_closed = trio.Event()
         self._draining = False
         self._waiting: trio.Nursery | None = None  # flows that wait for something
@@ -96,45 +103,51 @@ class Runtime:
                 await self.backends.start(servers)
                 self.listeners = list(self.backends.listeners())
                 sockets = self._bind_all()
-                servers.start_soon(self._reactor.run, name="lbsim reactor")
+                if self._reactor is not None:
+                    servers.start_soon(self._reactor.run, name="lbsim reactor")
                 await self._serve(sockets, task_status)
                 servers.cancel_scope.cancel()
         finally:
-            self._reactor.close()
+            if self._reactor is not None:
+                self._reactor.close()
             self._fast.close()
 
     async def _serve(
         self, sockets: list[tuple[Listener, socket.socket]], task_status: trio.TaskStatus[Runtime]
     ) -> None:
         reactor = self._reactor
-        tcp = [sock for listener, sock in sockets if listener.protocol is TransportProtocol.TCP]
         async with trio.open_nursery() as waiting:
             self._waiting = waiting
-            async with trio.open_nursery() as udp:
+            async with trio.open_nursery() as accepting:
                 for listener, sock in sockets:
-                    if listener.protocol is TransportProtocol.TCP:
-                        reactor.listen(sock, partial(self._accepted, listener))
+                    name = f"lbsim listener {listener.protocol.value} {listener.label}"
+                    if listener.protocol is TransportProtocol.UDP:
+                        accepting.start_soon(self._serve_udp, listener, sock, name=name)
+                    elif reactor is None:
+                        accepting.start_soon(self._accept_streams, listener, sock, name=name)
                     else:
-                        udp.start_soon(
-                            self._serve_udp, listener, sock, name=f"lbsim udp {listener.label}"
-                        )
+                        reactor.listen(sock, partial(self._accepted, listener))
                 task_status.started(self)
                 await self._stop.wait()
-                for sock in tcp:
-                    reactor.unwatch(sock.fileno())
-                    sock.close()
-                udp.cancel_scope.cancel()
+                if reactor is not None:
+                    for listener, sock in sockets:
+                        if listener.protocol is TransportProtocol.TCP:
+                            reactor.unwatch(sock.fileno())
+                            sock.close()
+                accepting.cancel_scope.cancel()
             deadline = trio.current_time() + self.settings.drain_timeout_s
             waiting.cancel_scope.deadline = deadline
             self._draining = True
             await self._drain(deadline)
-        await self._drain(deadline)  # flows that a waiting connection opened meanwhile
-        reactor.abort_all()  # what the drain left open ends as cancelled
+        if reactor is not None:
+            await self._drain(deadline)  # flows that a waiting connection opened meanwhile
+            reactor.abort_all()  # what the drain left open ends as cancelled
 
     async def _drain(self, deadline: float) -> None:
-        """Return once no relayed flow is open, or at ``deadline``."""
+        """Return once no flow of the reactor is open, or at ``deadline`` (flows of the
+        streams engine are tasks: their nursery waits for them)."""
         with trio.move_on_at(deadline):
-            while self._reactor.flows:
+            while self._reactor is not None and self._reactor.flows:
                 self._all_closed = trio.Event()
                 await self._all_closed.wait()
 
@@ -222,20 +235,26 @@ class Runtime:
         self, listener: Listener, conn: socket.socket, backend: socket.socket, about: _About
     ) -> None:
         stats = listener.stats.open_flow(trio.current_time())
+        if self._reactor is None:
+            self._later(self._relay_streams, conn, backend, listener, about, stats)
+            return
         self._reactor.relay(
             conn,
             backend,
             stats,
             idle_timeout_s=listener.idle_timeout_s,
             tcp_reset=listener.entry.enable_tcp_reset,
-            on_end=self._closed,
+            on_end=self._flow_ended,
             tag=(listener, about),
         )
 
-    def _closed(self, flow: SocketFlow) -> None:
+    def _flow_ended(self, flow: SocketFlow) -> None:
+        listener, about = flow.tag
+        self._closed(listener, about, flow.stats)
+
+    def _closed(self, listener: Listener, about: _About, stats: FlowStats) -> None:
         """A relayed flow ended (a flow cut at the end of the drain is logged too)."""
-        listener, (route, source, peer, hits) = flow.tag
-        stats = flow.stats
+        route, source, peer, hits = about
         self._emit(
             "close",
             listener,
@@ -250,8 +269,49 @@ class Runtime:
             duration_s=trio.current_time() - stats.started_at,
             reason=str(stats.close_reason or "cancelled"),
         )
-        if self._draining and not self._reactor.flows:
+        if self._draining and self._reactor is not None and not self._reactor.flows:
             self._all_closed.set()
+
+    # --- the streams engine: a task per direction, portable ----------------------------------
+    async def _accept_streams(self, listener: Listener, sock: socket.socket) -> None:
+        """Accept until the listener is cancelled; each connection as ``_accepted`` says."""
+        with sock:
+            while True:
+                try:
+                    conn, peer = sock.accept()
+                except BlockingIOError:
+                    await trio.lowlevel.wait_readable(sock)
+                    continue
+                except OSError as error:
+                    if error.errno in ACCEPT_EXHAUSTED:
+                        await trio.sleep(EXHAUSTED_RETRY_S)
+                    elif error.errno not in ACCEPT_GONE:
+                        raise
+                    continue
+                conn.setblocking(False)
+                self._accepted(listener, conn, peer)
+                await trio.lowlevel.checkpoint()
+
+    async def _relay_streams(
+        self,
+        conn: socket.socket,
+        backend: socket.socket,
+        listener: Listener,
+        about: _About,
+        stats: FlowStats,
+    ) -> None:
+        client = trio.SocketStream(trio.socket.from_stdlib_socket(conn))
+        server = trio.SocketStream(trio.socket.from_stdlib_socket(backend))
+        try:
+            await relay_streams(
+                client,
+                server,
+                idle_timeout_s=listener.idle_timeout_s,
+                tcp_reset=listener.entry.enable_tcp_reset,
+                stats=stats,
+            )
+        finally:
+            self._closed(listener, about, stats)
 
     async def _deny(self, conn: socket.socket) -> None:
         if self.settings.deny_mode is DenyMode.RESET:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import select
 from collections.abc import Mapping
 from enum import Enum
 
@@ -16,6 +17,16 @@ from lbsim.errors import ConfigError
 class DenyMode(Enum):
     RESET = "reset"  # a denied TCP connection is reset at once
     DROP = "drop"  # held silently, then closed: closer to Azure's silent drop
+
+
+class TcpEngine(Enum):
+    """How TCP flows are relayed."""
+
+    REACTOR = "reactor"  # one epoll set for every relayed socket (Linux): no task per flow
+    STREAMS = "streams"  # a task per direction over trio streams: portable
+
+
+DEFAULT_TCP_ENGINE = TcpEngine.REACTOR if hasattr(select, "epoll") else TcpEngine.STREAMS
 
 
 @attrs.frozen
@@ -123,3 +134,4 @@ class RuntimeSettings:
     backends: Mapping[str, BackendPattern] = attrs.Factory(dict)  # lower-cased name ->
     sources: SourceMap = SourceMap()
     explain_nsg: bool = False  # evaluate rule by rule, so events name each NSG's rule
+    tcp_engine: TcpEngine = DEFAULT_TCP_ENGINE

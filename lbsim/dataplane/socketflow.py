@@ -33,9 +33,17 @@ __all__ = ["AnySocket", "SocketFlow", "Way", "nodelay", "reset_socket"]
 
 AnySocket = trio.socket.SocketType | socket.socket
 
-_HANGUP = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
-_READABLE = select.EPOLLIN | _HANGUP
-_WRITABLE = select.EPOLLOUT | select.EPOLLHUP | select.EPOLLERR
+# epoll's event bits (Linux's values where select has no epoll: lbsim then makes no reactor,
+# but this module still imports).
+EPOLLIN = getattr(select, "EPOLLIN", 0x001)
+EPOLLOUT = getattr(select, "EPOLLOUT", 0x004)
+EPOLLERR = getattr(select, "EPOLLERR", 0x008)
+EPOLLHUP = getattr(select, "EPOLLHUP", 0x010)
+EPOLLRDHUP = getattr(select, "EPOLLRDHUP", 0x2000)
+EPOLLET = getattr(select, "EPOLLET", 1 << 31)
+_HANGUP = EPOLLRDHUP | EPOLLHUP | EPOLLERR
+_READABLE = EPOLLIN | _HANGUP
+_WRITABLE = EPOLLOUT | EPOLLHUP | EPOLLERR
 _SPLICE_FLAGS = fastpath.SPLICE_FLAGS
 # Full reads (of the buffer or of a pipe) one direction makes before others get a turn.
 _FULL_READS = 3

@@ -23,7 +23,7 @@ from lbsim.control.types import Plan
 from lbsim.dataplane.events import FlowEvent
 from lbsim.dataplane.listeners import Listener
 from lbsim.dataplane.runtime import Runtime
-from lbsim.dataplane.settings import RuntimeSettings, SourceMap
+from lbsim.dataplane.settings import DEFAULT_TCP_ENGINE, RuntimeSettings, SourceMap, TcpEngine
 
 Json = dict[str, Any]
 EXAMPLES = Path(__file__).resolve().parents[2] / "arm-examples"
@@ -209,6 +209,10 @@ def _scale_set(pools: list[str], capacity: int) -> Json:
     )
 
 
+# The TCP engine of the runtimes that ``settings`` describes (set per test by conftest.py).
+TCP_ENGINE: TcpEngine = DEFAULT_TCP_ENGINE
+
+
 # --- plans ---------------------------------------------------------------------------------
 def plan_of(doc: Json, frontend: str, name: str = "lb/fe") -> Plan:
     """The plan of ``doc`` with frontend ``name`` bound to ``frontend``."""
@@ -250,7 +254,10 @@ Address = tuple[str, int]
 def settings(where: Place, **overrides: Any) -> RuntimeSettings:
     """Settings for one test: its own instance network, short drain and connect times."""
     base = RuntimeSettings(
-        instance_network=where.instance_network, drain_timeout_s=1.0, connect_timeout_s=2.0
+        instance_network=where.instance_network,
+        drain_timeout_s=1.0,
+        connect_timeout_s=2.0,
+        tcp_engine=TCP_ENGINE,
     )
     return attrs.evolve(base, **overrides)
 

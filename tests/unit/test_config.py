@@ -12,7 +12,14 @@ from hypothesis import strategies as st
 
 from lbsim.cli import build_parser
 from lbsim.cli.config import SETTINGS, UpConfig, resolve
-from lbsim.dataplane.settings import BackendPattern, DenyMode, SourceMap, split_address
+from lbsim.dataplane.settings import (
+    DEFAULT_TCP_ENGINE,
+    BackendPattern,
+    DenyMode,
+    SourceMap,
+    TcpEngine,
+    split_address,
+)
 from lbsim.errors import ConfigError
 
 
@@ -92,6 +99,7 @@ def test_every_setting_reads_its_flag_env_and_file_key(tmp_path: Path) -> None:
         "drain_seconds": ("0", 0.0),
         "connect_timeout_seconds": ("2", 2.0),
         "max_udp_flows": ("7", 7),
+        "tcp_engine": ("streams", "streams"),
         "log_format": ("json", "json"),
         "log_flows": ("off", False),
         "ready_file": ("/tmp/ready.json", "/tmp/ready.json"),
@@ -105,6 +113,12 @@ def test_every_setting_reads_its_flag_env_and_file_key(tmp_path: Path) -> None:
         assert up(tmp_path, env={setting.env: raw}).values[setting.key] == parsed
         toml = f"{setting.key} = {raw!r}\n".replace("'", '"')
         assert up(tmp_path, toml=toml).values[setting.key] == parsed
+
+
+def test_the_tcp_engine_reaches_the_runtime(tmp_path: Path) -> None:
+    assert up(tmp_path).runtime.tcp_engine is DEFAULT_TCP_ENGINE
+    assert up(tmp_path, "--tcp-engine", "streams").runtime.tcp_engine is TcpEngine.STREAMS
+    assert up(tmp_path, env={"LBSIM_TCP_ENGINE": "reactor"}).runtime.tcp_engine is TcpEngine.REACTOR
 
 
 def test_maps_merge_key_by_key_flag_over_env_over_file(tmp_path: Path) -> None:
