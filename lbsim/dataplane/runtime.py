@@ -65,7 +65,9 @@ class Runtime:
         self.nsg_decisions: dict[tuple[str, str, str, str], int] = {}
         self._verdicts: dict[tuple[TransportProtocol, int, str, int], _Verdict] = {}
         self._ported: dict[int, bool] = {}  # by id of a Backend of the plan
-        self._named: dict[int, tuple[str, ...]] = {}  # event fields by id of listener / route
+        # What events say of a listener, of a route: formatted once, by id
+        self._listener_names: dict[int, tuple[str, str, str]] = {}
+        self._route_names: dict[int, tuple[str, str, str, str]] = {}
         self.started_at = time.time()
         self._stop = trio.Event()
         self._fast = fastpath.FastPath()
@@ -446,20 +448,30 @@ class Runtime:
         route: Route | None,
         source: str,
         peer: tuple[str, int],
-        **extra: Any,
+        *,
+        access: str = "",
+        nsg_rule: str = "",
+        bytes_in: int = 0,
+        bytes_out: int = 0,
+        duration_s: float = 0.0,
+        reason: str = "",
+        packets_in: int = 0,
+        packets_out: int = 0,
+        nsg_hits: tuple[NsgHit, ...] = (),
     ) -> None:
+        """Hand a flow event to the sink (twice per connection: kept cheap)."""
         if self.sink is discard:
             return
-        about = self._named.get(id(listener))
+        about = self._listener_names.get(id(listener))
         if about is None:
-            about = self._named[id(listener)] = _listener_names(listener)
-        protocol, frontend, rule = about
-        backend = target = "-"
+            about = self._listener_names[id(listener)] = _listener_names(listener)
+        names = _NO_ROUTE
         if route is not None:
-            names = self._named.get(id(route))
-            if names is None:
-                names = self._named[id(route)] = _route_names(route)
-            backend, target, extra["interface"], extra["destination"] = names
+            names = self._route_names.get(id(route), _NO_ROUTE)
+            if names is _NO_ROUTE:
+                names = self._route_names[id(route)] = _route_names(route)
+        backend, target, interface, destination = names
+        protocol, frontend, rule = about
         self.sink(
             FlowEvent(
                 kind,
@@ -471,9 +483,22 @@ class Runtime:
                 source,
                 backend,
                 target,
-                **extra,
+                access,
+                nsg_rule,
+                bytes_in,
+                bytes_out,
+                duration_s,
+                reason,
+                destination,
+                interface,
+                packets_in,
+                packets_out,
+                nsg_hits,
             )
         )
+
+
+_NO_ROUTE: tuple[str, str, str, str] = ("-", "-", "", "")
 
 
 def _listener_names(listener: Listener) -> tuple[str, str, str]:
