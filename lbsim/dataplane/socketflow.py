@@ -151,7 +151,8 @@ class SocketFlow:
             if abort:
                 reset_socket(side)
             else:
-                side.close()
+                with contextlib.suppress(OSError):
+                    side.close()
         self.stats.close(reason)
         if self.on_end is not None:
             self.on_end(self)

@@ -18,6 +18,7 @@ is made up, stably, from its ipConfiguration id under the 00-0D-3A prefix of Azu
 from __future__ import annotations
 
 import json
+import sys
 import time
 import uuid
 import zlib
@@ -73,6 +74,8 @@ class FlowLogWriter:
         self.clock = clock
         self._pending: dict[Key, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
         self.records_written = 0
+        self.records_lost = 0
+        self._reported: set[str | None] = set()
 
     def __call__(self, event: FlowEvent) -> None:
         if event.kind not in ("decision", "close") or not event.nsg_hits:
@@ -99,13 +102,28 @@ class FlowLogWriter:
         now = self.clock()
         for (nsg, mac), by_rule in pending.items():
             path = self.path(nsg, mac, now)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            document = _read(path)
-            document["records"].append(self._record(nsg, mac, by_rule, now))
-            temporary = path.with_name(path.name + ".tmp")
-            temporary.write_text(json.dumps(document), encoding="utf-8")
-            temporary.replace(path)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                document = _read(path)
+                document["records"].append(self._record(nsg, mac, by_rule, now))
+                temporary = path.with_name(path.name + ".tmp")
+                temporary.write_text(json.dumps(document), encoding="utf-8")
+                temporary.replace(path)
+            except OSError as error:  # a full disk or a bad directory ends no traffic
+                self._failed(path, error)
+                continue
             self.records_written += 1
+
+    def _failed(self, path: Path, error: OSError) -> None:
+        """Count a record that could not be written, and say so once per kind of error."""
+        self.records_lost += 1
+        if error.strerror not in self._reported:
+            self._reported.add(error.strerror)
+            print(
+                f"lbsim: warning: FlowLogWriteFailed: {path}: {error.strerror or error}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def path(self, nsg: str, mac: str, now: float) -> Path:
         t = time.gmtime(now)

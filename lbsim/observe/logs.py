@@ -66,20 +66,28 @@ class LogWriter:
         self.interval_s = interval_s
         self.max_lines = max_lines
         self._events: list[FlowEvent] = []
+        self.lost = False  # the stream failed: the log has ended
 
     def __call__(self, event: FlowEvent) -> None:
+        if self.lost:
+            return
         self._events.append(event)
         if len(self._events) >= self.max_lines:
             self.flush()
 
     def flush(self) -> None:
+        """Write the waiting lines. A stream that can no longer be written (a closed pipe, a
+        full disk) ends the log, never the traffic: later events are dropped."""
         if not self._events:
             return
         lines = "\n".join(map(self.render, self._events))
         self._events.clear()
         stream = self.out or sys.stderr  # looked up now: the stream may have been replaced
-        stream.write(lines + "\n")
-        stream.flush()
+        try:
+            stream.write(lines + "\n")
+            stream.flush()
+        except (OSError, ValueError):  # ValueError: the stream was closed
+            self.lost = True
 
     async def run(self) -> None:
         """Flush every ``interval_s`` until cancelled, then once more."""

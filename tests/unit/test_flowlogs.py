@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from lbsim.dataplane.events import FlowEvent, NsgHit
 from lbsim.observe.flowlogs import CONTAINER, FlowLogWriter, flow_tuple, mac_address
 
@@ -89,3 +91,19 @@ def test_nothing_pending_writes_nothing(tmp_path: Path) -> None:
     writer = FlowLogWriter(tmp_path)
     writer.flush()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_directory_that_cannot_be_written_loses_records_not_traffic(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the flow logs should go")
+    writer = FlowLogWriter(blocked, clock=lambda: NOON)
+    for _ in range(2):
+        writer(event("decision", nsg_hits=(ALLOW,)))
+        writer.flush()  # raises nothing
+    assert (writer.records_written, writer.records_lost) == (0, 2)
+    warnings = capsys.readouterr().err.splitlines()
+    assert len(warnings) == 1  # said once
+    assert warnings[0].startswith("lbsim: warning: FlowLogWriteFailed: ")
+    assert str(blocked) in warnings[0]

@@ -62,3 +62,19 @@ async def test_run_flushes_every_interval_and_at_the_end(
         writer(event(2))
         nursery.cancel_scope.cancel()
     assert len(out.getvalue().splitlines()) == 2  # the last flush on the way out
+
+
+class BrokenPipe(io.StringIO):
+    """A stream whose reader has gone away."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError("the reader has gone")
+
+
+def test_a_stream_that_fails_ends_the_log_not_the_caller() -> None:
+    writer = LogWriter("text", BrokenPipe(), max_lines=2)
+    for n in range(5):
+        writer(event(n))  # the second event fills the buffer: the write fails, quietly
+    assert writer.lost
+    writer.flush()
+    assert writer._events == []  # nothing more is kept once the log has ended
