@@ -97,6 +97,12 @@ SETTINGS = (
         "how long --deny-mode drop holds a denied connection",
     ),
     Setting(
+        "idle_hold_seconds",
+        30.0,
+        _positive(float),
+        "after an idle timeout without TCP reset: hold both sides silently, then reset (0: close)",
+    ),
+    Setting(
         "idle_timeout_scale",
         1.0,
         _positive(float),
@@ -179,6 +185,7 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
     runtime = RuntimeSettings(
         deny_mode=DenyMode(values["deny_mode"]),
         deny_hold_s=values["deny_hold_seconds"],
+        idle_hold_s=values["idle_hold_seconds"],
         idle_timeout_scale=values["idle_timeout_scale"],
         drain_timeout_s=values["drain_seconds"],
         connect_timeout_s=values["connect_timeout_seconds"],

@@ -32,6 +32,7 @@ from lbsim.dataplane.socketflow import (
     EPOLLRDHUP,
     AnySocket,
     SocketFlow,
+    reset_socket,
 )
 from lbsim.dataplane.stats import FlowStats
 
@@ -109,6 +110,15 @@ class Reactor:
         assert self._nursery is not None, "the reactor is not running"
         self._nursery.start_soon(_call_later, delay_s, call)
 
+    def hold(self, sides: tuple[AnySocket, ...], hold_s: float) -> None:
+        """Keep ``sides`` open, unheard, for ``hold_s`` seconds (or until the reactor stops),
+        then reset them."""
+        if self._nursery is None:
+            for side in sides:
+                reset_socket(side)
+            return
+        self._nursery.start_soon(_reset_after, sides, hold_s)
+
     # --- flows and listeners --------------------------------------------------------------
     def relay(
         self,
@@ -121,14 +131,18 @@ class Reactor:
         on_end: Callable[[SocketFlow], None] | None = None,
         tag: Any = None,
         fast: fastpath.FastPath | None = None,
+        idle_hold_s: float = 0.0,
     ) -> SocketFlow:
         """Relay two connected non-blocking TCP sockets until the flow ends; ``on_end`` is
-        called once, after both are closed and ``stats`` has its close reason. The caller
+        called once, when ``stats`` has its close reason (after an idle timeout without
+        ``tcp_reset`` both sockets are then held silently for ``idle_hold_s`` seconds and reset;
+        0: closed at once). The caller
         sets TCP_NODELAY where it wants it (lbsim's listeners pass it on to what they
         accept)."""
         flow = SocketFlow(self, client, backend, stats, fast or self.fast)
         flow.idle_timeout_s = math.inf if idle_timeout_s is None else idle_timeout_s
         flow.tcp_reset = tcp_reset
+        flow.idle_hold_s = idle_hold_s
         flow.on_end = on_end
         flow.tag = tag
         self.flows[flow] = None
@@ -180,6 +194,14 @@ class Reactor:
         finally:
             self._nursery = None
             self.close()
+
+
+async def _reset_after(sides: tuple[AnySocket, ...], hold_s: float) -> None:
+    try:
+        await trio.sleep(hold_s)
+    finally:
+        for side in sides:
+            reset_socket(side)
 
 
 async def _call_later(delay_s: float, call: Callable[[], None]) -> None:

@@ -38,6 +38,7 @@ from lbsim.errors import LbsimError
 __all__ = [
     "BackendUnreachableError",
     "CloseReason",
+    "IdleDrop",
     "RelayResult",
     "begin_connect",
     "connect_backend",
@@ -185,15 +186,36 @@ class Flow(Generic[S]):
         return self.first_eof if self.eofs == 2 and self.first_eof else CloseReason.CANCELLED
 
 
+@attrs.frozen
+class IdleDrop:
+    """What an idle timeout without TCP reset does: Azure drops the flow silently, so both
+    sides are held, silent, for ``hold_s`` (or until ``released`` is set), then reset.
+    ``hold_s`` 0 closes both at once instead."""
+
+    hold_s: float = 0.0
+    released: trio.Event | None = None
+
+    async def hold(self) -> None:
+        """Wait out the hold (cancellable)."""
+        with trio.move_on_after(self.hold_s):
+            if self.released is not None:
+                await self.released.wait()
+            else:
+                await trio.sleep_forever()
+
+
 async def _relay(
     flow: Flow[S],
     pump: Callable[[Flow[S], Way], Awaitable[None]],
     close: Callable[[S, bool], Awaitable[None]],
     tcp_reset: bool,
+    *,
+    idle_drop: IdleDrop,
+    on_close: Callable[[RelayResult], None] | None,
 ) -> RelayResult:
-    """Copy both ways until the flow ends, then close (or reset) both sides and record the
-    close exactly once. Backend to client runs in a task of its own, client to backend in
-    the calling task (one task fewer per connection)."""
+    """Copy both ways until the flow ends, then record the close exactly once (and tell
+    ``on_close``), then close (or reset) both sides, after a silent hold for an idle drop.
+    Backend to client runs in a task of its own, client to backend in the calling task."""
     watcher = idle.reaper() if flow.idle_timeout_s < math.inf else None
     if watcher is not None:
         watcher.watch(flow)
@@ -206,12 +228,21 @@ async def _relay(
         if watcher is not None:
             watcher.forget(flow)
         reason = flow.outcome()
-        abort = reason in _ABORTS or (tcp_reset and reason is CloseReason.IDLE_TIMEOUT)
+        idled = reason is CloseReason.IDLE_TIMEOUT
+        held = idled and not tcp_reset and idle_drop.hold_s > 0
+        abort = reason in _ABORTS or (tcp_reset and idled) or held
         flow.stats.close(reason)
-        with trio.CancelScope(shield=True):  # closing never blocks; it must not be skipped
-            for side in flow.sides:
-                await close(side, abort)
-    return RelayResult(reason, flow.stats.inbound.bytes, flow.stats.outbound.bytes)
+        result = RelayResult(reason, flow.stats.inbound.bytes, flow.stats.outbound.bytes)
+        if on_close is not None:
+            on_close(result)
+        try:
+            if held:
+                await idle_drop.hold()
+        finally:
+            with trio.CancelScope(shield=True):  # closing never blocks; it must not be skipped
+                for side in flow.sides:
+                    await close(side, abort)
+    return result
 
 
 def _stats(stats: FlowStats | None) -> FlowStats:
@@ -227,16 +258,21 @@ async def relay_streams(
     tcp_reset: bool = False,
     stats: FlowStats | None = None,
     chunk_size: int = 65536,
+    idle_drop: IdleDrop = IdleDrop(),
+    on_close: Callable[[RelayResult], None] | None = None,
 ) -> RelayResult:
     """Relay until both sides closed, one failed or the flow idled; both streams end closed.
 
     At most ``chunk_size`` bytes per direction are held by lbsim. An idle flow is reset
-    when ``tcp_reset`` (abrupt close; RST for a ``trio.SocketStream``), else closed quietly.
-    If cancelled from outside, both streams are reset and ``Cancelled`` propagates.
+    when ``tcp_reset`` (abrupt close; RST for a ``trio.SocketStream``), else dropped as
+    ``idle_drop`` says (by default closed quietly at once). ``on_close`` learns the outcome
+    as soon as the flow ends, before any hold. If cancelled from outside, both streams are
+    reset and ``Cancelled`` propagates.
     """
     flow = Flow((client, backend), _stats(stats), idle_timeout_s)
+    copy = partial(_copy_stream, chunk_size=chunk_size)
     return await _relay(
-        flow, partial(_copy_stream, chunk_size=chunk_size), _close_stream, tcp_reset
+        flow, copy, _close_stream, tcp_reset, idle_drop=idle_drop, on_close=on_close
     )
 
 
@@ -284,13 +320,17 @@ async def relay_sockets(
     tcp_reset: bool = False,
     stats: FlowStats | None = None,
     fast: fastpath.FastPath | None = None,
+    idle_hold_s: float = 0.0,
 ) -> RelayResult:
     """Relay two connected non-blocking TCP sockets (trio's or the standard library's) as
     :func:`relay_streams` does, through the run's reactor; both end closed.
 
     Bytes go through ``fast`` (default: the run's :class:`~lbsim.dataplane.fastpath.FastPath`).
     TCP_NODELAY is set on both sockets so that lbsim adds no Nagle delay of its own. A reset
-    is a real RST (SO_LINGER 0). If cancelled, the flow is reset and ``Cancelled`` propagates.
+    is a real RST (SO_LINGER 0). After an idle timeout without ``tcp_reset``, both sockets are
+    held silently for ``idle_hold_s`` seconds, then reset (0: closed at once); this call
+    returns when the flow ends, before the hold. If cancelled, the flow is reset and
+    ``Cancelled`` propagates.
     """
     task = trio.lowlevel.current_task()
     waiting = False
@@ -315,6 +355,7 @@ async def relay_sockets(
         tcp_reset=tcp_reset,
         on_end=ended,
         fast=fast,
+        idle_hold_s=idle_hold_s,
     )
     if flow.done:
         await trio.lowlevel.checkpoint()

@@ -38,6 +38,7 @@ from lbsim.dataplane.reactor import (
 )
 from lbsim.dataplane.relay import (
     BackendUnreachableError,
+    IdleDrop,
     begin_connect,
     finish_connect,
     relay_streams,
@@ -248,6 +249,7 @@ class Runtime:
             tcp_reset=listener.entry.enable_tcp_reset,
             on_end=self._flow_ended,
             tag=(listener, about),
+            idle_hold_s=self.settings.idle_hold_s,
         )
 
     def _flow_ended(self, flow: SocketFlow) -> None:
@@ -304,16 +306,15 @@ class Runtime:
     ) -> None:
         client = trio.SocketStream(trio.socket.from_stdlib_socket(conn))
         server = trio.SocketStream(trio.socket.from_stdlib_socket(backend))
-        try:
-            await relay_streams(
-                client,
-                server,
-                idle_timeout_s=listener.idle_timeout_s,
-                tcp_reset=listener.entry.enable_tcp_reset,
-                stats=stats,
-            )
-        finally:
-            self._closed(listener, about, stats)
+        await relay_streams(
+            client,
+            server,
+            idle_timeout_s=listener.idle_timeout_s,
+            tcp_reset=listener.entry.enable_tcp_reset,
+            stats=stats,
+            idle_drop=IdleDrop(self.settings.idle_hold_s, self._stop),
+            on_close=lambda _: self._closed(listener, about, stats),
+        )
 
     async def _deny(self, conn: socket.socket) -> None:
         if self.settings.deny_mode is DenyMode.RESET:

@@ -72,6 +72,7 @@ class SocketFlow:
         "eofs",
         "fast",
         "first_eof",
+        "idle_hold_s",
         "idle_timeout_s",
         "inbound",
         "last",
@@ -98,6 +99,7 @@ class SocketFlow:
         self.fast = fast
         self.last = trio.current_time()
         self.idle_timeout_s = math.inf
+        self.idle_hold_s = 0.0
         self.tcp_reset = False
         self.done = False
         self.eofs = 0
@@ -140,19 +142,27 @@ class SocketFlow:
         self.ended = reason
         reactor = self.reactor
         reactor.flows.pop(self, None)
-        abort = reason in _ABORTS or (self.tcp_reset and reason == IDLE_TIMEOUT)
+        idled = reason == IDLE_TIMEOUT
+        held = idled and not self.tcp_reset and self.idle_hold_s > 0
+        abort = reason in _ABORTS or (self.tcp_reset and idled)
         handlers = reactor.handlers
         for way in (self.inbound, self.outbound):
-            handlers.pop(way.sfd, None)  # closing the socket takes it out of the epoll set
+            if held:  # the sockets stay open: out of the epoll set now
+                reactor.unwatch(way.sfd)
+            else:  # closing the socket takes it out of the epoll set
+                handlers.pop(way.sfd, None)
             way.release()
         if self.idle_timeout_s < math.inf:
             reactor.reaper.forget(self)
-        for side in (self.client, self.backend):
-            if abort:
-                reset_socket(side)
-            else:
-                with contextlib.suppress(OSError):
-                    side.close()
+        if held:  # Azure drops an idle flow silently: nobody hears of it until the hold ends
+            reactor.hold((self.client, self.backend), self.idle_hold_s)
+        else:
+            for side in (self.client, self.backend):
+                if abort:
+                    reset_socket(side)
+                else:
+                    with contextlib.suppress(OSError):
+                        side.close()
         self.stats.close(reason)
         if self.on_end is not None:
             self.on_end(self)

@@ -199,13 +199,17 @@ async def test_a_denied_udp_client_gets_nothing_and_is_counted() -> None:
 
 
 # --- idle timeout --------------------------------------------------------------------------
-@pytest.mark.parametrize(("tcp_reset", "seen"), [(True, "reset"), (False, "eof")])
-async def test_idle_tcp_flows_end_with_reset_or_silently(tcp_reset: bool, seen: str) -> None:
+@pytest.mark.parametrize(
+    ("tcp_reset", "hold_s", "seen"), [(True, 5.0, "reset"), (False, 0.0, "eof")]
+)
+async def test_idle_tcp_flows_end_with_reset_or_close(
+    tcp_reset: bool, hold_s: float, seen: str
+) -> None:
     where = place()
     start = free_ports(where.frontend, 1)
     template = scale_set([nat_pool("ssh", start, 22, size=1, tcp_reset=tcp_reset)], capacity=1)
     events: list[FlowEvent] = []
-    config = settings(where, idle_timeout_scale=FAST)
+    config = settings(where, idle_timeout_scale=FAST, idle_hold_s=hold_s)
     async with running(plan_of(template, where.frontend), config, events) as runtime:
         listener = listener_on(runtime, start)
         assert listener.idle_timeout_s == pytest.approx(0.5)
@@ -217,6 +221,30 @@ async def test_idle_tcp_flows_end_with_reset_or_silently(tcp_reset: bool, seen: 
         await eventually(lambda: listener.stats.flows_active == 0)
         assert listener.stats.closes == {"idle-timeout": 1}
     assert [e.reason for e in events if e.kind == "close"] == ["idle-timeout"]
+
+
+async def test_an_idle_flow_without_tcp_reset_is_dropped_silently_then_reset() -> None:
+    """Azure drops the flow and tells nobody: lbsim holds both sides, unheard, then resets."""
+    where = place()
+    start = free_ports(where.frontend, 1)
+    template = scale_set([nat_pool("ssh", start, 22, size=1)], capacity=1)
+    events: list[FlowEvent] = []
+    config = settings(where, idle_timeout_scale=FAST, idle_hold_s=1.5)
+    async with running(plan_of(template, where.frontend), config, events) as runtime:
+        listener = listener_on(runtime, start)
+        with await connect((where.frontend, start)) as sock:
+            await read_line(sock)
+            quiet = trio.current_time()
+            await eventually(lambda: listener.stats.flows_active == 0)  # dropped at 0.5 s
+            assert [e.reason for e in events if e.kind == "close"] == ["idle-timeout"]
+            await sock.send(b"anyone there?\n")  # goes nowhere
+            with trio.move_on_after(0.5) as waited:
+                await sock.recv(100)
+            assert waited.cancelled_caught  # no bytes, no FIN, no RST while held
+            assert await ending(sock) == "reset"
+            assert 1.6 < trio.current_time() - quiet < 4.0
+        assert listener.stats.closes == {"idle-timeout": 1}
+        assert listener.stats.inbound.bytes == 0  # the late bytes never reached the backend
 
 
 # --- backends ------------------------------------------------------------------------------
