@@ -431,6 +431,9 @@ SCOPE_CASES = [
     ),
     ("[pickZones('Microsoft.Compute', 'virtualMachines', 'westus2')]", ["1"]),
     ("[pickZones('Microsoft.Network', 'publicIPAddresses', 'westus2', 2, 1)]", ["2", "3"]),
+    ("[pickZones('Microsoft.Compute', 'virtualMachines', 'West Europe', 3)]", ["1", "2", "3"]),
+    ("[pickZones('Microsoft.Compute', 'virtualMachines', 'westus')]", []),  # no zones there
+    ("[pickZones('Microsoft.Compute', 'virtualMachineScaleSets', 'northcentralus', 2)]", []),
     ("[[test value]", "[test value]"),
     ("[test] value", "[test] value"),
     ("plain", "plain"),

@@ -147,14 +147,32 @@ def _providers(env: Env, namespace: Any, resource_type: Any = None) -> dict[str,
     return {"resourceType": expect_str(resource_type, 2), **entry}
 
 
+# Regions with availability zones (programmatic names), from Azure's published regions list.
+ZONAL_REGIONS = frozenset(
+    {
+        "australiaeast", "austriaeast", "belgiumcentral", "brazilsouth", "canadacentral",
+        "centralindia", "centralus", "chilecentral", "chinanorth3", "eastasia", "eastus",
+        "eastus2", "francecentral", "germanywestcentral", "indonesiacentral", "israelcentral",
+        "italynorth", "japaneast", "japanwest", "koreacentral", "malaysiawest", "mexicocentral",
+        "newzealandnorth", "northeurope", "norwayeast", "polandcentral", "qatarcentral",
+        "southafricanorth", "southcentralus", "southeastasia", "spaincentral", "swedencentral",
+        "switzerlandnorth", "uaenorth", "uksouth", "usgovvirginia", "westeurope", "westus2",
+        "westus3",
+    }
+)  # fmt: skip
+
+
 @register("pickZones")
 def _pick_zones(
     namespace: Any, resource_type: Any, location: Any, count: Any = 1, offset: Any = 0
 ) -> list[str]:
-    """lbsim treats every location as having zones 1, 2 and 3 for every zonal type."""
+    """Zones 1, 2 and 3 in a region with availability zones (every resource type is taken
+    as zonal), none elsewhere: Azure returns an empty array there."""
     for position, value in enumerate((namespace, resource_type, location), start=1):
         expect_str(value, position)
     wanted, start = expect_int(count, 4), expect_int(offset, 5)
+    if location.replace(" ", "").lower() not in ZONAL_REGIONS:
+        return []
     if wanted < 0 or start < 0 or start + wanted > len(ZONES):
         raise ArgumentError(
             f"the offset ({start}) plus the number of zones ({wanted}) must not exceed "
