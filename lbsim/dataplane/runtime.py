@@ -257,7 +257,13 @@ class Runtime:
         self._closed(listener, about, flow.stats)
 
     def _closed(self, listener: Listener, about: _About, stats: FlowStats) -> None:
-        """A relayed flow ended (a flow cut at the end of the drain is logged too)."""
+        """A relayed TCP flow ended (a flow cut at the end of the drain is logged too)."""
+        self._emit_close(listener, about, stats)
+        if self._draining and self._reactor is not None and not self._reactor.flows:
+            self._all_closed.set()
+
+    def _emit_close(self, listener: Listener, about: _About, stats: FlowStats) -> None:
+        """The close event of a flow (TCP or UDP), with its counters."""
         route, source, peer, hits = about
         self._emit(
             "close",
@@ -273,8 +279,6 @@ class Runtime:
             duration_s=trio.current_time() - stats.started_at,
             reason=str(stats.close_reason or "cancelled"),
         )
-        if self._draining and self._reactor is not None and not self._reactor.flows:
-            self._all_closed.set()
 
     # --- the streams engine: a task per direction, portable ----------------------------------
     async def _accept_streams(self, listener: Listener, sock: socket.socket) -> None:
@@ -346,20 +350,7 @@ class Runtime:
             if found is None:
                 return
             route, source, hits = found
-            self._emit(
-                "close",
-                listener,
-                route,
-                source,
-                client,
-                bytes_in=stats.inbound.bytes,
-                bytes_out=stats.outbound.bytes,
-                packets_in=stats.inbound.packets,
-                packets_out=stats.outbound.packets,
-                duration_s=trio.current_time() - stats.started_at,
-                reason=str(stats.close_reason),
-                nsg_hits=hits,
-            )
+            self._emit_close(listener, (route, source, client, hits), stats)
 
         relay = UdpRelay(
             sock,

@@ -292,9 +292,7 @@ class Way:
         if n == 0:
             self._eof()
             return 0
-        self.mine.packets += 1
-        self.agg.packets += 1
-        self.flow.last = trio.current_time()
+        self._arrived()
         try:
             sent = os.write(self.dfd, view[:n])
         except BlockingIOError:
@@ -330,9 +328,7 @@ class Way:
             self._eof()
             return 0
         self.pending = n
-        self.mine.packets += 1
-        self.agg.packets += 1
-        self.flow.last = trio.current_time()
+        self._arrived()
         return n
 
     def _deliver(self) -> bool:
@@ -368,6 +364,12 @@ class Way:
             self.writable = False
             return False
         return True
+
+    def _arrived(self) -> None:
+        """One read brought bytes: a packet each way of counting, and the flow is active."""
+        self.mine.packets += 1
+        self.agg.packets += 1
+        self.flow.last = trio.current_time()
 
     def _count(self, n: int) -> None:
         self.mine.bytes += n
