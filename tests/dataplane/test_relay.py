@@ -470,6 +470,27 @@ async def test_fast_path_reuses_pipes_and_idle_flows_hold_none() -> None:
     assert fast.idle_pipes == 0
 
 
+class NoPipes(FastPath):
+    """A fast path whose process is out of descriptors for pipes."""
+
+    def take_pipe(self) -> tuple[int, int]:
+        raise OSError(24, "Too many open files")
+
+
+async def test_a_direction_without_a_pipe_copies_instead() -> None:
+    fast = NoPipes(use_splice=True)
+    up, down = memoryview(POOL)[: 2 * MiB + 7], memoryview(POOL)[3 * MiB : 4 * MiB + 3]
+    got: dict[str, object] = {}
+    async with relayed("splice", fast=fast) as pair, trio.open_nursery() as nursery:
+        nursery.start_soon(_exchange, got, "client", pair.client, up)
+        nursery.start_soon(_exchange, got, "backend", pair.backend, down)
+    assert got["backend"] == (hashlib.sha256(up).hexdigest(), len(up))
+    assert got["client"] == (hashlib.sha256(down).hexdigest(), len(down))
+    assert fast.pipes_created == 0
+    assert pair.results[0].reason in {CloseReason.CLIENT_CLOSED, CloseReason.BACKEND_CLOSED}
+    fast.close()
+
+
 HEADER = struct.Struct("!III")
 
 
