@@ -98,7 +98,7 @@ SETTINGS = (
     ),
     Setting(
         "idle_hold_seconds",
-        30.0,
+        0.0,
         _positive(float),
         "after an idle timeout without TCP reset: hold both sides silently, then reset (0: close)",
     ),

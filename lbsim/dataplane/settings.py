@@ -126,7 +126,7 @@ def split_address(text: str) -> tuple[str, int]:
 class RuntimeSettings:
     deny_mode: DenyMode = DenyMode.RESET
     deny_hold_s: float = 30.0
-    idle_hold_s: float = 30.0  # after an idle timeout without TCP reset: held silently, then reset
+    idle_hold_s: float = 0.0  # after an idle timeout without TCP reset: held silently, then reset
     idle_timeout_scale: float = 1.0
     drain_timeout_s: float = 10.0
     connect_timeout_s: float = 5.0

@@ -95,7 +95,7 @@ def test_every_setting_reads_its_flag_env_and_file_key(tmp_path: Path) -> None:
         "metrics_address": ("::1", "::1"),
         "deny_mode": ("DROP", "drop"),
         "deny_hold_seconds": ("1.5", 1.5),
-        "idle_hold_seconds": ("0", 0.0),
+        "idle_hold_seconds": ("2.5", 2.5),
         "idle_timeout_scale": ("0.01", 0.01),
         "drain_seconds": ("0", 0.0),
         "connect_timeout_seconds": ("2", 2.0),
