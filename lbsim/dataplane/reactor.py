@@ -3,10 +3,11 @@ relayed socket of a trio run, waited on by one trio task.
 
 A relayed connection costs no trio task and no trio wait: each socket is registered once,
 edge-triggered, and the reactor calls the flow's copy steps when the kernel reports it
-ready. That halves the scheduling per connection (no task to spawn, no epoll registration
-per wait) and keeps an idle connection down to a few small objects. The reactor is still an
-ordinary trio task: it waits on its epoll descriptor with ``trio.lowlevel.wait_readable``,
-lets other tasks run between rounds, and closes every flow it holds when cancelled.
+ready. That removes most of the scheduling per connection (no task to spawn, no epoll
+re-registration per wait) and keeps an idle connection down to a few small objects. The
+reactor is still an ordinary trio task: it waits on its epoll descriptor with
+``trio.lowlevel.wait_readable``, lets other tasks run between rounds, and closes every flow
+it holds when cancelled.
 
 How a flow moves its bytes: :mod:`lbsim.dataplane.socketflow`.
 """
@@ -134,11 +135,11 @@ class Reactor:
         idle_hold_s: float = 0.0,
     ) -> SocketFlow:
         """Relay two connected non-blocking TCP sockets until the flow ends; ``on_end`` is
-        called once, when ``stats`` has its close reason (after an idle timeout without
-        ``tcp_reset`` both sockets are then held silently for ``idle_hold_s`` seconds and reset;
-        0: closed at once). The caller
-        sets TCP_NODELAY where it wants it (lbsim's listeners pass it on to what they
-        accept)."""
+        called once, when ``stats`` has its close reason.
+
+        After an idle timeout without ``tcp_reset`` both sockets are held silently for
+        ``idle_hold_s`` seconds, then reset (0: closed at once). The caller sets TCP_NODELAY
+        where it wants it (lbsim's listeners pass it on to what they accept)."""
         flow = SocketFlow(self, client, backend, stats, fast or self.fast)
         flow.idle_timeout_s = math.inf if idle_timeout_s is None else idle_timeout_s
         flow.tcp_reset = tcp_reset
