@@ -3,12 +3,15 @@ route(s) its flows take and the counters they bump."""
 
 from __future__ import annotations
 
+import socket
+
 import attrs
 
 from lbsim.control.distribution import pick
 from lbsim.control.types import Backend, BalancingEntry, NatEntry
 from lbsim.dataplane.probes import ProbeState
 from lbsim.dataplane.stats import RuleStats
+from lbsim.dataplane.udp import open_udp_socket
 from lbsim.model import LoadDistribution, TransportProtocol
 
 
@@ -59,3 +62,23 @@ class Listener:
                 return None
         mode = getattr(self.entry, "load_distribution", LoadDistribution.DEFAULT)
         return pick(routes, mode, self.protocol, client, self.address)
+
+    def open_socket(self) -> socket.socket:
+        """This listener's bound socket: listening and non-blocking for TCP (accepted
+        connections inherit its TCP_NODELAY), a datagram socket for UDP; OSError if the
+        address cannot be had."""
+        host, port = self.address
+        if self.protocol is TransportProtocol.UDP:
+            return open_udp_socket(host, port)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.bind((host, port))
+            sock.listen(1024)
+        except OSError:
+            sock.close()
+            raise
+        sock.setblocking(False)
+        return sock

@@ -22,8 +22,7 @@ from typing import Any
 import trio
 
 from lbsim.control.check import Guard
-from lbsim.control.nsg import Decision, Flow
-from lbsim.control.types import Backend, Plan
+from lbsim.control.types import Plan
 from lbsim.dataplane import fastpath
 from lbsim.dataplane.backends import Backends
 from lbsim.dataplane.events import EventSink, FlowEvent, NsgHit, discard
@@ -48,7 +47,8 @@ from lbsim.dataplane.relay import (
 from lbsim.dataplane.settings import DenyMode, RuntimeSettings, TcpEngine
 from lbsim.dataplane.socketflow import SocketFlow
 from lbsim.dataplane.stats import FlowStats
-from lbsim.dataplane.udp import UdpRelay, open_udp_socket
+from lbsim.dataplane.udp import UdpRelay
+from lbsim.dataplane.verdicts import UNJUDGED, Verdicts
 from lbsim.errors import LbsimError
 from lbsim.model import TransportProtocol
 
@@ -64,8 +64,7 @@ class Runtime:
         self.backends = Backends(plan, self.settings)
         self.listeners: list[Listener] = []
         self.nsg_decisions: dict[tuple[str, str, str, str], int] = {}
-        self._verdicts: dict[tuple[TransportProtocol, int, str, int], _Verdict] = {}
-        self._ported: dict[int, bool] = {}  # by id of a Backend of the plan
+        self.verdicts = Verdicts(self.guard, explain=self.settings.explain_nsg)
         # What events say of a listener, of a route: formatted once, by id
         self._listener_names: dict[int, tuple[str, str, str]] = {}
         self._route_names: dict[int, tuple[str, str, str, str]] = {}
@@ -159,7 +158,7 @@ class Runtime:
         failures: list[str] = []
         for listener in self.listeners:
             try:
-                sock = _bind(listener)
+                sock = listener.open_socket()
             except OSError as error:
                 what = f"{listener.protocol.value} {listener.label} ({listener.entry.rule_name})"
                 failures.append(f"{what}: {error.strerror}")
@@ -368,27 +367,16 @@ class Runtime:
         self, listener: Listener, route: Route, source: str, peer: tuple[str, int]
     ) -> tuple[bool, tuple[NsgHit, ...]]:
         """The NSG verdict on a new flow, counted and reported; with ``explain_nsg``, the
-        rule each NSG matched. Verdicts are remembered per (route, source address), and per
-        source port too where a rule of the backend's NSGs looks at source ports."""
-        ported = self._ported.get(id(route.backend))
-        if ported is None:
-            ported = self._ported[id(route.backend)] = _source_ports_matter(route.backend)
-        port = peer[1] if ported else -1
-        key = (listener.protocol, id(route), source, port)
-        verdict = self._verdicts.get(key)
-        if verdict is None:
-            verdict = self._judge(listener, route, source, peer)
-            if len(self._verdicts) >= _MAX_VERDICTS:
-                self._verdicts.clear()
-            self._verdicts[key] = verdict
-        if verdict is _UNJUDGED:  # an address the NSGs cannot judge (mixed IP versions)
-            if listener.protocol is TransportProtocol.TCP:  # the UDP relay counts its own
+        rule each NSG matched."""
+        verdict = self.verdicts.of(listener, route, source, peer[1])
+        tcp = listener.protocol is TransportProtocol.TCP  # the UDP relay counts its own
+        if verdict is UNJUDGED:
+            if tcp:
                 listener.stats.denied += 1
             return False, ()
-        allowed, hits, counted, rule, access = verdict
-        self.nsg_decisions[counted] = self.nsg_decisions.get(counted, 0) + 1
-        if listener.protocol is TransportProtocol.TCP:
-            if allowed:
+        self.nsg_decisions[verdict.counted] = self.nsg_decisions.get(verdict.counted, 0) + 1
+        if tcp:
+            if verdict.allowed:
                 listener.stats.allowed += 1
             else:
                 listener.stats.denied += 1
@@ -398,40 +386,11 @@ class Runtime:
             route,
             source,
             peer,
-            access=access,
-            nsg_rule=rule,
-            nsg_hits=hits,
+            access=verdict.access,
+            nsg_rule=verdict.rule,
+            nsg_hits=verdict.hits,
         )
-        return allowed, hits
-
-    def _judge(
-        self, listener: Listener, route: Route, source: str, peer: tuple[str, int]
-    ) -> _Verdict:
-        """The verdict of the NSGs on a flow, as ``_admit`` remembers it."""
-        try:
-            flow = self.guard.flow(
-                listener.protocol, source, peer[1], route.backend, route.backend_port
-            )
-            decision, hits = self._decide(flow, route.backend)
-        except LbsimError:
-            return _UNJUDGED
-        rule = decision.rule.flow_log_name if decision.rule else ""
-        nsg = (decision.network_security_group or "").rsplit("/", 1)[-1]
-        access = decision.access.value
-        counted = (nsg, decision.level or "", rule, access)
-        return decision.allowed, hits, counted, rule, access
-
-    def _decide(self, flow: Flow, backend: Backend) -> tuple[Decision, tuple[NsgHit, ...]]:
-        """The fast decision; or, for flow logs, the explained one with each NSG's rule."""
-        if not self.settings.explain_nsg:
-            return self.guard.decide(flow, backend), ()
-        verdict = self.guard.explain(flow, backend)
-        hits = tuple(
-            NsgHit(e.network_security_group, e.rule.flow_log_name, e.rule.access.value)
-            for e in verdict.evaluated
-            if e.matched
-        )
-        return verdict.decision, hits
+        return verdict.allowed, verdict.hits
 
     def _emit(
         self,
@@ -509,43 +468,8 @@ def _route_names(route: Route) -> tuple[str, str, str, str]:
     )
 
 
-# A remembered NSG verdict: allowed, hits, the nsg_decisions key, the rule's and access's names.
-_Verdict = tuple[bool, tuple[NsgHit, ...], tuple[str, str, str, str], str, str]
-_UNJUDGED: _Verdict = (False, (), ("", "", "", ""), "", "")
-_MAX_VERDICTS = 65536
-
-
-def _source_ports_matter(backend: Backend) -> bool:
-    """Whether a rule of the backend's NSGs restricts source ports (then every source port
-    is judged on its own)."""
-    return any(
-        rule.source_ports() not in {(), ("*",)}
-        for nsg in (backend.subnet_nsg, backend.nic_nsg)
-        if nsg is not None
-        for rule in (*nsg.security_rules, *nsg.default_security_rules)
-    )
-
-
 # What a relayed flow carries for its close event: route, source as judged, client, NSG hits.
 _About = tuple[Route, str, tuple[str, int], tuple[NsgHit, ...]]
-
-
-def _bind(listener: Listener) -> socket.socket:
-    host, port = listener.address
-    if listener.protocol is TransportProtocol.UDP:
-        return open_udp_socket(host, port)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # what it accepts has it
-        sock.bind((host, port))
-        sock.listen(1024)
-    except OSError:
-        sock.close()
-        raise
-    sock.setblocking(False)
-    return sock
 
 
 def _same_family(source: str, route: Route | None) -> str:

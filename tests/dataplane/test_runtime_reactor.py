@@ -119,5 +119,5 @@ async def test_without_source_port_rules_one_verdict_serves_a_source() -> None:
         for _ in range(3):
             with await connect((where.frontend, start), where.client(3)) as sock:
                 assert (await read_line(sock)).startswith(b"lbsim instance vmss_0 ")
-        assert len(rt._verdicts) == 1  # one remembered verdict for three connections
+        assert len(rt.verdicts) == 1  # one remembered verdict for three connections
         assert sum(rt.nsg_decisions.values()) == 3  # each one still counted
