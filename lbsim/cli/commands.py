@@ -150,5 +150,8 @@ def cmd_rules(args: argparse.Namespace) -> int:
     if rules:
         print(render.table(render.effective_rows(rules), RULES_HEADERS))
     else:
-        print("no network security group applies: every flow is allowed")
+        print(
+            "no network security group applies: a Basic load balancer lets every flow in; a "
+            "Standard one only flows from the virtual network to an internal frontend"
+        )
     return EXIT_OK

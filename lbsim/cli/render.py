@@ -147,7 +147,14 @@ def check_json(result: FlowCheck) -> dict[str, Any]:
             "destinationPort": flow.destination_port,
         },
         "evaluated": [evaluation_json(e) for e in verdict.evaluated],
+        "loadBalancerSku": _sku(result),
     }
+
+
+def _sku(result: FlowCheck) -> str | None:
+    """The SKU of the load balancer the flow goes through (None for a direct flow)."""
+    entry = result.nat or result.balancing
+    return entry.frontend.sku if entry is not None else None
 
 
 def mark(flag: bool) -> str:
@@ -185,10 +192,26 @@ def _verdict_lines(data: dict[str, Any], backend: str) -> list[str]:
         f"{backend} {flow['destinationAddress']}:{flow['destinationPort']}{via}"
     )
     if not data["ruleName"]:
-        return [first, "no network security group applies: allowed"]
+        return [first, _without_nsg(data)]
     where = f"at {data['at']}" if data["at"] else "(a default rule)"
     nsg, level = data["networkSecurityGroup"], data["level"]
     return [first, f"decided by rule {data['ruleName']} of NSG {nsg} ({level}) {where}"]
+
+
+def _without_nsg(data: dict[str, Any]) -> str:
+    """Why a flow that no NSG judged is allowed or denied."""
+    standard = (data["loadBalancerSku"] or "").lower() == "standard"
+    if data["access"] == "Deny":
+        return (
+            "no network security group applies, and a Standard load balancer admits only "
+            "flows that an NSG allows: denied"
+        )
+    if standard:
+        return (
+            "no network security group applies: allowed (a Standard load balancer admits flows "
+            "from its virtual network to an internal frontend)"
+        )
+    return "no network security group applies: allowed"
 
 
 def check_text(result: FlowCheck) -> str:

@@ -14,6 +14,8 @@ import attrs
 
 from lbsim.control.distribution import pick
 from lbsim.control.nsg import (
+    ALLOWED_WITHOUT_NSG,
+    CLOSED_WITHOUT_NSG,
     Decision,
     Flow,
     IPAddress,
@@ -22,7 +24,7 @@ from lbsim.control.nsg import (
     decide,
     evaluate,
 )
-from lbsim.control.types import Backend, BalancingEntry, NatEntry, Plan
+from lbsim.control.types import Backend, BalancingEntry, Frontend, NatEntry, Plan
 from lbsim.errors import LbsimError
 from lbsim.model import SecurityRuleDirection, SecurityRuleProtocol, TransportProtocol
 
@@ -85,14 +87,40 @@ class Guard:
                 return text
         return found
 
-    def decide(self, flow: Flow, backend: Backend) -> Decision:
-        """The fast decision, for the data plane's every new flow."""
+    def decide(self, flow: Flow, backend: Backend, frontend: Frontend | None = None) -> Decision:
+        """The fast decision, for the data plane's every new flow (through ``frontend``)."""
+        if _unguarded(backend) and frontend is not None:
+            return self.without_nsg(flow, backend, frontend)
         ctx = self.context(backend.virtual_network_prefixes)
         return decide(flow, backend.subnet_nsg, backend.nic_nsg, ctx)
 
-    def explain(self, flow: Flow, backend: Backend) -> Verdict:
+    def explain(self, flow: Flow, backend: Backend, frontend: Frontend | None = None) -> Verdict:
+        if _unguarded(backend) and frontend is not None:
+            return Verdict(self.without_nsg(flow, backend, frontend).access)
         ctx = self.context(backend.virtual_network_prefixes)
         return evaluate(flow, backend.subnet_nsg, backend.nic_nsg, ctx)
+
+    def without_nsg(self, flow: Flow, backend: Backend, frontend: Frontend) -> Decision:
+        """A flow through ``frontend`` to a backend that no NSG guards: a Basic load balancer
+        lets it in; a Standard one only from the virtual network to an internal frontend."""
+        if not frontend.closed_by_default:
+            return ALLOWED_WITHOUT_NSG
+        if frontend.internal and _in_network(flow.source_address, backend):
+            return ALLOWED_WITHOUT_NSG
+        return CLOSED_WITHOUT_NSG
+
+
+def _unguarded(backend: Backend) -> bool:
+    return backend.subnet_nsg is None and backend.nic_nsg is None
+
+
+def _in_network(address: object, backend: Backend) -> bool:
+    """Whether ``address`` is in the backend's virtual network."""
+    for prefix in backend.virtual_network_prefixes:
+        network = ipaddress.ip_network(prefix, strict=False)
+        if isinstance(address, type(network.network_address)) and address in network:
+            return True
+    return False
 
 
 def find_balancing_entry(
@@ -121,7 +149,8 @@ def check_balancing(plan: Plan, entry: BalancingEntry, source: str, source_port:
     backend = pick(entry.backends, entry.load_distribution, entry.protocol, client, frontend)
     guard = Guard(plan)
     flow = guard.flow(entry.protocol, source, source_port, backend, entry.backend_port)
-    return FlowCheck(flow, backend, guard.explain(flow, backend), balancing=entry)
+    verdict = guard.explain(flow, backend, entry.frontend)
+    return FlowCheck(flow, backend, verdict, balancing=entry)
 
 
 def find_nat_entry(
@@ -159,7 +188,8 @@ def check_nat(plan: Plan, entry: NatEntry, source: str, source_port: int) -> Flo
         )
     guard = Guard(plan)
     flow = guard.flow(entry.protocol, source, source_port, entry.backend, entry.backend_port)
-    return FlowCheck(flow, entry.backend, guard.explain(flow, entry.backend), nat=entry)
+    verdict = guard.explain(flow, entry.backend, entry.frontend)
+    return FlowCheck(flow, entry.backend, verdict, nat=entry)
 
 
 def check_direct(

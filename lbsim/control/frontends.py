@@ -43,13 +43,15 @@ def _frontend(
 ) -> Frontend:
     pip = index.resolve(fe.public_ip_address, PublicIPAddress, fe.id)
     if pip is not None and pip.ip_address:
-        return Frontend(fe.id, lb.name, fe.name, pip.ip_address, public_ip_address=pip.name)
+        return Frontend(
+            fe.id, lb.name, fe.name, pip.ip_address, public_ip_address=pip.name, sku=lb.sku
+        )
     subnet_id = fe.subnet.id if fe.subnet else None
     private = fe.private_ip_address
     dynamic = fe.private_ip_allocation_method.lower() != "static" or not private
     if fe.subnet is not None and dynamic:
         private = addresses.dynamic(subnet_id, fe.at)
-    return Frontend(fe.id, lb.name, fe.name, spare.take(), private_ip_address=private)
+    return Frontend(fe.id, lb.name, fe.name, spare.take(), private_ip_address=private, sku=lb.sku)
 
 
 class _Spare:

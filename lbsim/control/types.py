@@ -55,10 +55,21 @@ class Frontend:
     address: str  # where lbsim listens (a loopback address by default)
     public_ip_address: str | None = None  # name of the public IP resource, if public
     private_ip_address: str | None = None  # for internal frontends
+    sku: str = "Basic"  # the load balancer's
 
     @property
     def key(self) -> str:
         return self.id.lower()
+
+    @property
+    def closed_by_default(self) -> bool:
+        """A Standard load balancer admits no inbound flow that no NSG allows (a Basic one is
+        open when no NSG applies)."""
+        return self.sku.lower() == "standard"
+
+    @property
+    def internal(self) -> bool:
+        return self.public_ip_address is None
 
     @property
     def label(self) -> str:

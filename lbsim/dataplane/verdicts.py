@@ -8,7 +8,7 @@ import attrs
 
 from lbsim.control.check import Guard
 from lbsim.control.nsg import Decision, Flow
-from lbsim.control.types import Backend
+from lbsim.control.types import Backend, Frontend
 from lbsim.dataplane.events import NsgHit
 from lbsim.dataplane.listeners import Listener, Route
 from lbsim.errors import LbsimError
@@ -55,16 +55,18 @@ class Verdicts:
         key = (listener.protocol, id(route), source, port if ported else -1)
         verdict = self._remembered.get(key)
         if verdict is None:
-            verdict = self._judge(listener.protocol, route, source, port)
+            verdict = self._judge(listener.protocol, listener.entry.frontend, route, source, port)
             if len(self._remembered) >= _MAX_REMEMBERED:
                 self._remembered.clear()
             self._remembered[key] = verdict
         return verdict
 
-    def _judge(self, protocol: TransportProtocol, route: Route, source: str, port: int) -> Verdict:
+    def _judge(
+        self, protocol: TransportProtocol, frontend: Frontend, route: Route, source: str, port: int
+    ) -> Verdict:
         try:
             flow = self.guard.flow(protocol, source, port, route.backend, route.backend_port)
-            decision, hits = self._decide(flow, route.backend)
+            decision, hits = self._decide(flow, route.backend, frontend)
         except LbsimError:
             return UNJUDGED
         rule = decision.rule.flow_log_name if decision.rule else ""
@@ -74,11 +76,13 @@ class Verdicts:
             decision.allowed, hits, (nsg, decision.level or "", rule, access), rule, access
         )
 
-    def _decide(self, flow: Flow, backend: Backend) -> tuple[Decision, tuple[NsgHit, ...]]:
+    def _decide(
+        self, flow: Flow, backend: Backend, frontend: Frontend
+    ) -> tuple[Decision, tuple[NsgHit, ...]]:
         """The fast decision; or, for flow logs, the explained one with each NSG's rule."""
         if not self.explain:
-            return self.guard.decide(flow, backend), ()
-        verdict = self.guard.explain(flow, backend)
+            return self.guard.decide(flow, backend, frontend), ()
+        verdict = self.guard.explain(flow, backend, frontend)
         hits = tuple(
             NsgHit(e.network_security_group, e.rule.flow_log_name, e.rule.access.value)
             for e in verdict.evaluated

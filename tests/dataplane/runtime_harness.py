@@ -123,11 +123,18 @@ def allow(name: str, priority: int, source: str, port: str = "*", protocol: str 
 
 
 def scale_set(
-    pools: Iterable[Json], *, capacity: int = 3, nsg_rules: Iterable[Json] | None = None
+    pools: Iterable[Json],
+    *,
+    capacity: int = 3,
+    nsg_rules: Iterable[Json] | None = None,
+    sku: str | None = None,
 ) -> Json:
     """A scale set ``vmss`` in subnet 10.0.0.0/24 whose instances are in every pool of
-    ``pools``; with ``nsg_rules`` the subnet has an NSG ``nsg`` with those rules."""
+    ``pools``, behind a Standard load balancer whose subnet has an NSG ``nsg`` with
+    ``nsg_rules``; without rules, behind a Basic load balancer and no NSG (a Standard one
+    would admit nothing), unless ``sku`` says which."""
     pools = list(pools)
+    sku = sku or ("Basic" if nsg_rules is None else "Standard")
     subnet: Json = {"addressPrefix": "10.0.0.0/24"}
     resources: list[Json] = []
     if nsg_rules is not None:
@@ -150,9 +157,9 @@ def scale_set(
             "Microsoft.Network/publicIPAddresses",
             "pip",
             {"publicIPAllocationMethod": "Static"},
-            sku={"name": "Standard"},
+            sku={"name": sku},
         ),
-        _load_balancer(pools),
+        _load_balancer(pools, sku),
         _scale_set([p["name"] for p in pools], capacity),
     ]
     return {"$schema": _SCHEMA, "contentVersion": "1.0.0.0", "resources": resources}
@@ -169,7 +176,7 @@ def _resource(rtype: str, name: str, properties: Json, **extra: Any) -> Json:
     }
 
 
-def _load_balancer(pools: list[Json]) -> Json:
+def _load_balancer(pools: list[Json], sku: str) -> Json:
     pip = "[resourceId('Microsoft.Network/publicIPAddresses', 'pip')]"
     frontend = {"name": "fe", "properties": {"publicIPAddress": {"id": pip}}}
     props = {
@@ -177,7 +184,7 @@ def _load_balancer(pools: list[Json]) -> Json:
         "backendAddressPools": [{"name": "pool"}],
         "inboundNatPools": pools,
     }
-    return _resource("Microsoft.Network/loadBalancers", "lb", props, sku={"name": "Standard"})
+    return _resource("Microsoft.Network/loadBalancers", "lb", props, sku={"name": sku})
 
 
 def _scale_set(pools: list[str], capacity: int) -> Json:

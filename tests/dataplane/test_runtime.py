@@ -96,6 +96,18 @@ async def test_nsg_allows_a_mapped_source_and_resets_a_denied_one() -> None:
     assert len(events) == 3
 
 
+async def test_a_standard_load_balancer_without_nsg_admits_nothing() -> None:
+    where = place()
+    start = free_ports(where.frontend, 1)
+    template = scale_set([nat_pool("ssh", start, 22, size=1)], capacity=1, sku="Standard")
+    async with running(plan_of(template, where.frontend), settings(where)) as runtime:
+        with await connect((where.frontend, start)) as sock:
+            assert await ending(sock, within=1) == "reset"
+        stats = listener_on(runtime, start).stats
+        assert (stats.allowed, stats.denied, stats.flows_total) == (0, 1, 0)
+        assert runtime.nsg_decisions == {("", "", "", "Deny"): 1}
+
+
 async def test_deny_mode_drop_holds_silently_then_closes() -> None:
     where = place()
     the_plan = example_plan("vmss-linux-ssh", where.frontend, "web-lb/public")

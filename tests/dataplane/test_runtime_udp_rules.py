@@ -14,7 +14,8 @@ from lbsim.dataplane.settings import RuntimeSettings
 
 def _udp_web_plan(frontend: str) -> Plan:
     doc = json.loads((EXAMPLES / "lb-rules-probe" / "azuredeploy.json").read_text("utf-8"))
-    rules = doc["resources"][2]["properties"]["copy"][0]["input"]["properties"]
+    lb = next(r for r in doc["resources"] if r["type"] == "Microsoft.Network/loadBalancers")
+    rules = lb["properties"]["copy"][0]["input"]["properties"]
     rules["protocol"] = "Udp"  # both rules (80 and 8080) carry UDP; probes stay HTTP
     return plan_of(doc, frontend, "web-lb/fe")
 

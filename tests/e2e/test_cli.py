@@ -271,7 +271,34 @@ def test_check_through_a_load_balancing_rule(capsys: pytest.CaptureFixture[str])
         "http-80",
         None,
     )
-    assert (verdict["ruleName"], verdict["evaluated"]) == (None, [])
+    assert (verdict["ruleName"], verdict["networkSecurityGroup"]) == ("allow-inbound", "web-nsg")
+    assert verdict["loadBalancerSku"] == "Standard"
+
+
+def test_check_says_why_a_standard_load_balancer_without_nsg_denies(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    template = _without_nsg(tmp_path, "nat-rule-v2")
+    argv = ("check", str(template), "--source", "198.51.100.1", "--frontend-port", "60000")
+    code, out, _ = run(capsys, *argv)
+    assert code == 1
+    assert out.splitlines()[0].startswith("Deny: Tcp 198.51.100.1:")
+    assert "a Standard load balancer admits only flows that an NSG allows" in out
+
+
+def _without_nsg(tmp_path: Path, name: str) -> Path:
+    """An example with its NSG taken out."""
+    doc = json.loads((EXAMPLES / name / "azuredeploy.json").read_text())
+    doc["resources"] = [
+        r for r in doc["resources"] if r["type"] != "Microsoft.Network/networkSecurityGroups"
+    ]
+    for item in doc["resources"]:
+        item.pop("dependsOn", None)
+        for sub in item["properties"].get("subnets", []):
+            sub["properties"].pop("networkSecurityGroup", None)
+    path = tmp_path / "azuredeploy.json"
+    path.write_text(json.dumps(doc))
+    return path
 
 
 def test_check_on_a_port_nothing_listens_on_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -312,9 +339,10 @@ def test_rules_json_and_outbound(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_rules_of_an_instance_without_nsg_and_of_an_unknown_one(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    code, out, _ = run(capsys, "rules", *example("nat-rule-v2"), "--instance", "members/2")
+    template = str(_without_nsg(tmp_path, "nat-rule-v2"))
+    code, out, _ = run(capsys, "rules", template, "--instance", "members/2")
     assert code == 0
     assert "no network security group applies" in out
     code, _, err = run(capsys, "rules", *example("nat-rule-v2"), "--instance", "members/9")

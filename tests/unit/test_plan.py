@@ -559,10 +559,37 @@ def test_nic_deny_blocks_what_the_subnet_allows() -> None:
     )
 
 
-def test_without_any_nsg_every_flow_is_allowed() -> None:
-    result = plan_of(vmss_behind_lb(1))
-    verdict = check_nat(result, find_nat_entry(result, TCP, 50000), "198.51.100.1", 1).verdict
-    assert (verdict.access, verdict.rule, verdict.evaluated) == (SecurityRuleAccess.ALLOW, None, ())
+@pytest.mark.parametrize(
+    ("sku", "access"), [("Basic", SecurityRuleAccess.ALLOW), ("Standard", SecurityRuleAccess.DENY)]
+)
+def test_without_any_nsg_a_basic_load_balancer_is_open_and_a_standard_one_closed(
+    sku: str, access: SecurityRuleAccess
+) -> None:
+    doc = vmss_behind_lb(1)
+    for item in doc["resources"]:
+        if "sku" in item and item["type"] != "Microsoft.Compute/virtualMachineScaleSets":
+            item["sku"]["name"] = sku  # the load balancer and its public IP
+    result = plan_of(doc)
+    entry = find_nat_entry(result, TCP, 50000)
+    assert entry.frontend.sku == sku
+    verdict = check_nat(result, entry, "198.51.100.1", 1).verdict
+    assert (verdict.access, verdict.rule, verdict.evaluated) == (access, None, ())
+
+
+def test_a_standard_internal_load_balancer_without_nsg_admits_its_virtual_network_only() -> None:
+    doc = template(
+        vnet("vnet", "10.0.0.0/16", subnet("default", "10.0.0.0/24")),
+        load_balancer(
+            frontends=[internal_frontend(ip="10.0.0.100")],
+            nat_pools=[nat_pool("ssh", 50000, 50119, 22)],
+        ),
+        scale_set("vmss", 1, ip_configuration(nat_pools=["ssh"], backend_pools=["pool"])),
+    )
+    result = plan_of(doc)
+    entry = find_nat_entry(result, TCP, 50000)
+    inside = check_nat(result, entry, "10.0.7.9", 1).verdict
+    outside = check_nat(result, entry, "198.51.100.1", 1).verdict
+    assert (inside.access, outside.access) == (SecurityRuleAccess.ALLOW, SecurityRuleAccess.DENY)
 
 
 def test_direct_flow_to_a_frontend_goes_through_the_nat_and_to_a_backend_does_not() -> None:

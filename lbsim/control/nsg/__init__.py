@@ -18,11 +18,20 @@ from lbsim.control.nsg.context import (
 )
 from lbsim.control.nsg.explain import evaluate, evaluate_rule
 from lbsim.control.nsg.order import effective_rules, level_order, ordered_rules
-from lbsim.control.nsg.results import Decision, EffectiveRule, RuleEvaluation, Verdict
+from lbsim.control.nsg.results import (
+    ALLOWED_WITHOUT_NSG,
+    CLOSED_WITHOUT_NSG,
+    Decision,
+    EffectiveRule,
+    RuleEvaluation,
+    Verdict,
+)
 from lbsim.control.nsg.validate import validate_network_security_group, validate_security_rule
 
 __all__ = [
+    "ALLOWED_WITHOUT_NSG",
     "AZURE_LOAD_BALANCER_PREFIX",
+    "CLOSED_WITHOUT_NSG",
     "NETWORK_INTERFACE",
     "SUBNET",
     "Decision",

@@ -81,3 +81,5 @@ class EffectiveRule:
 
 
 ALLOWED_WITHOUT_NSG = Decision(SecurityRuleAccess.ALLOW)
+# No NSG applies, and a Standard load balancer admits only what an NSG allows.
+CLOSED_WITHOUT_NSG = Decision(SecurityRuleAccess.DENY)
