@@ -13,10 +13,10 @@ from lbsim.control.check import (
     check_balancing,
     check_direct,
     check_nat,
-    find_balancing_entry,
-    find_nat_entry,
+    find_entry,
 )
 from lbsim.control.nsg import effective_rules
+from lbsim.control.types import BalancingEntry
 from lbsim.errors import LbsimError
 from lbsim.model import SecurityRuleDirection, TransportProtocol
 
@@ -103,11 +103,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     protocol = TransportProtocol(args.protocol)
     source, source_port = parse_endpoint(args.source, "--source", args.source_port_default)
     if args.frontend_port is not None:
-        balancing = find_balancing_entry(loaded.plan, protocol, args.frontend_port, args.frontend)
-        if balancing is not None:
-            result: FlowCheck = check_balancing(loaded.plan, balancing, source, source_port)
+        entry = find_entry(loaded.plan, protocol, args.frontend_port, args.frontend)
+        if isinstance(entry, BalancingEntry):
+            result: FlowCheck = check_balancing(loaded.plan, entry, source, source_port)
         else:
-            entry = find_nat_entry(loaded.plan, protocol, args.frontend_port, args.frontend)
             result = check_nat(loaded.plan, entry, source, source_port)
     else:
         address, port = parse_endpoint(args.destination, "--destination", None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+from collections.abc import Sequence
 
 import attrs
 
@@ -126,19 +127,61 @@ def _in_network(address: object, backend: Backend) -> bool:
 def find_balancing_entry(
     plan: Plan, protocol: TransportProtocol, port: int, frontend: str | None = None
 ) -> BalancingEntry | None:
-    """The load-balancing rule on ``port`` (None if there is none)."""
-    found = [
-        e
-        for e in plan.balancing
-        if e.protocol is protocol
-        and e.frontend_port == port
-        and e.backends
-        and (
-            frontend is None
-            or frontend.lower()
-            in (e.frontend.label.lower(), e.frontend.name.lower(), e.frontend.address)
+    """The load-balancing rule on ``port`` (None if none), as :func:`find_entry` finds it."""
+    entry = _find(protocol, port, frontend, plan.balancing)
+    return entry if isinstance(entry, BalancingEntry) else None
+
+
+def find_entry(
+    plan: Plan, protocol: TransportProtocol, port: int, frontend: str | None = None
+) -> NatEntry | BalancingEntry:
+    """What listens on ``port``: a NAT entry or a load-balancing rule; ``frontend``
+    (``LB/NAME``, ``NAME`` or an address) picks among several frontends. A clear error if
+    nothing does, if several frontends do, or if the rule there has no backend."""
+    everything: tuple[NatEntry | BalancingEntry, ...] = (*plan.nat, *plan.balancing)
+    entry = _find(protocol, port, frontend, everything)
+    if entry is None:
+        other = [
+            e.protocol.value
+            for e in everything
+            if e.frontend_port == port and e.protocol is not protocol
+        ]
+        hint = f" (it is a {other[0]} port)" if other else ""
+        raise LbsimError(
+            "NoSuchFrontendPort",
+            f"No inbound NAT entry or load-balancing rule listens on {protocol.value} port "
+            f"{port}{hint}.",
         )
-    ]
+    if isinstance(entry, BalancingEntry) and not entry.backends:
+        raise LbsimError(
+            "LoadBalancingRuleHasNoBackend",
+            f"The load-balancing rule '{entry.rule_name}' on {protocol.value} port {port} has "
+            "an empty backend pool; Azure has nowhere to send its flows.",
+        )
+    return entry
+
+
+def _find(
+    protocol: TransportProtocol,
+    port: int,
+    frontend: str | None,
+    entries: Sequence[NatEntry | BalancingEntry],
+) -> NatEntry | BalancingEntry | None:
+    found = [e for e in entries if e.protocol is protocol and e.frontend_port == port]
+    if frontend is not None:
+        wanted = frontend.lower()
+        found = [
+            e
+            for e in found
+            if wanted in (e.frontend.label.lower(), e.frontend.name.lower(), e.frontend.address)
+        ]
+    if len({e.frontend.key for e in found}) > 1:
+        names = ", ".join(sorted({e.frontend.label for e in found}))
+        raise LbsimError(
+            "AmbiguousFrontendPort",
+            f"{protocol.value} port {port} is on several frontends ({names}); pick one with "
+            "--frontend LB/NAME.",
+        )
     return found[0] if found else None
 
 
@@ -157,26 +200,12 @@ def find_nat_entry(
     plan: Plan, protocol: TransportProtocol, port: int, frontend: str | None = None
 ) -> NatEntry:
     """The NAT entry on ``port``; ``frontend`` (``LB/NAME`` or an address) picks among several."""
-    found = [e for e in plan.nat if e.protocol is protocol and e.frontend_port == port]
-    if frontend is not None:
-        wanted = frontend.lower()
-        found = [
-            e
-            for e in found
-            if wanted in (e.frontend.label.lower(), e.frontend.name.lower(), e.frontend.address)
-        ]
-    if not found:
+    entry = _find(protocol, port, frontend, plan.nat)
+    if not isinstance(entry, NatEntry):
         raise LbsimError(
             "NoSuchFrontendPort", f"No inbound NAT entry listens on {protocol.value} port {port}."
         )
-    if len({e.frontend.key for e in found}) > 1:
-        names = ", ".join(sorted({e.frontend.label for e in found}))
-        raise LbsimError(
-            "AmbiguousFrontendPort",
-            f"{protocol.value} port {port} is on several frontends ({names}); pick one with "
-            "--frontend LB/NAME.",
-        )
-    return found[0]
+    return entry
 
 
 def check_nat(plan: Plan, entry: NatEntry, source: str, source_port: int) -> FlowCheck:

@@ -39,7 +39,7 @@ from templates import (
     where,
 )
 
-from lbsim.control.check import check_direct, check_nat, find_nat_entry
+from lbsim.control.check import check_direct, check_nat, find_entry, find_nat_entry
 from lbsim.control.plan import plan
 from lbsim.control.types import NatEntry, NatKind, Plan
 from lbsim.errors import LbsimError
@@ -718,3 +718,40 @@ def test_ports_depend_only_on_instance_order(deployment: Deployment) -> None:
         virtual_networks=(attrs.evolve(network, subnets=(moved,)),),
     )
     assert _ports(variant) == ports
+
+
+# --- finding what listens on a frontend port ----------------------------------------------------
+def _two_frontends_on_443(backend_pool: str = "pool") -> Plan:
+    frontends = [public_frontend("a"), internal_frontend("b")]
+    rules = [lb_rule("on-a", 443, 443, frontend="a"), lb_rule("on-b", 443, 444, frontend="b")]
+    ipc = ip_configuration(backend_pools=[backend_pool])
+    doc = behind_lb(scale_set("vmss", 1, ipc), frontends=frontends, rules=rules)
+    return plan_of(doc)
+
+
+def test_a_rule_port_on_two_frontends_asks_which_and_each_is_found_by_name() -> None:
+    result = _two_frontends_on_443()
+    with pytest.raises(LbsimError) as caught:
+        find_entry(result, TCP, 443)
+    assert caught.value.code == "AmbiguousFrontendPort"
+    assert "lb/a" in caught.value.message
+    assert "lb/b" in caught.value.message
+    found = find_entry(result, TCP, 443, "lb/b")
+    assert (found.rule_name, found.backend_port) == ("on-b", 444)
+
+
+def test_nothing_on_a_port_says_so_and_names_the_other_transport() -> None:
+    result = _two_frontends_on_443()
+    with pytest.raises(LbsimError) as caught:
+        find_entry(result, UDP, 443, "lb/a")
+    assert caught.value.code == "NoSuchFrontendPort"
+    assert "load-balancing rule" in caught.value.message
+    assert "(it is a Tcp port)" in caught.value.message
+
+
+def test_a_rule_whose_pool_is_empty_is_its_own_error() -> None:
+    result = _two_frontends_on_443(backend_pool="other")  # nobody in "pool"
+    with pytest.raises(LbsimError) as caught:
+        find_entry(result, TCP, 443, "lb/a")
+    assert caught.value.code == "LoadBalancingRuleHasNoBackend"
+    assert "'on-a'" in caught.value.message
