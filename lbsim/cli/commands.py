@@ -68,7 +68,8 @@ def cmd_ports(args: argparse.Namespace) -> int:
     render.problems(loaded.warnings, prefix="warning: ")
     plan = loaded.plan
     if args.output == "json":
-        render.dump([render.nat_json(e) for e in plan.nat])
+        rows = [render.nat_json(e) for e in plan.nat]
+        render.dump(rows + [render.balancing_json(e) for e in plan.balancing])
         return EXIT_OK
     if plan.nat:
         print(render.table([render.nat_row(e) for e in plan.nat], render.NAT_HEADERS))

@@ -53,6 +53,28 @@ def nat_json(entry: NatEntry) -> dict[str, Any]:
     }
 
 
+def balancing_json(entry: BalancingEntry) -> dict[str, Any]:
+    """A load-balancing rule as ``lbsim ports -o json`` lists it, after the NAT entries."""
+    probe = entry.probe
+    return {
+        "loadBalancer": entry.load_balancer,
+        "ruleName": entry.rule_name,
+        "kind": "LoadBalancingRule",
+        "frontendIPConfiguration": entry.frontend.name,
+        "frontendIPAddress": entry.frontend.address,
+        "protocol": entry.protocol.value,
+        "frontendPort": entry.frontend_port,
+        "backendPort": entry.backend_port,
+        "backends": [
+            {"backend": b.label, "backendIPAddress": b.private_ip_address} for b in entry.backends
+        ],
+        "probe": probe.name if probe else None,
+        "loadDistribution": entry.load_distribution.value,
+        "idleTimeoutInMinutes": int(entry.idle_timeout_s // 60),
+        "enableTcpReset": entry.enable_tcp_reset,
+    }
+
+
 _RULE_HEADERS = ("LOAD BALANCER", "RULE", "PROTOCOL", "FRONTEND", "BACKEND PORT")
 NAT_HEADERS = (*_RULE_HEADERS, "INSTANCE", "BACKEND IP")
 BALANCING_HEADERS = (*_RULE_HEADERS, "BACKENDS", "PROBE")

@@ -25,6 +25,21 @@ NAT_KEYS = {
     "instanceId",
     "backendIPAddress",
 }
+BALANCING_KEYS = {
+    "loadBalancer",
+    "ruleName",
+    "kind",
+    "frontendIPConfiguration",
+    "frontendIPAddress",
+    "protocol",
+    "frontendPort",
+    "backendPort",
+    "backends",
+    "probe",
+    "loadDistribution",
+    "idleTimeoutInMinutes",
+    "enableTcpReset",
+}
 # ``file#/pointer: Code: message``
 PROBLEM_LINE = re.compile(r"^(?P<file>[^#\s]+)#(?P<at>\S*): (?P<code>[A-Za-z]+): (?P<message>.+)$")
 
@@ -161,7 +176,18 @@ def test_ports_json_has_the_documented_keys(capsys: pytest.CaptureFixture[str], 
     rows = run_json(capsys, "ports", *example(name), "--fill-missing")
     assert rows
     for row in rows:
-        assert set(row) >= NAT_KEYS
+        assert set(row) >= (BALANCING_KEYS if row["kind"] == "LoadBalancingRule" else NAT_KEYS)
+
+
+def test_ports_json_lists_the_load_balancing_rules_after_the_nat_entries(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rows = run_json(capsys, "ports", *example("lb-rules-probe"))
+    assert [r["kind"] for r in rows] == ["InboundNatPool"] * 3 + ["LoadBalancingRule"] * 2
+    web = rows[3]
+    assert (web["ruleName"], web["frontendPort"], web["probe"]) == ("http-80", 80, "probe-80")
+    assert [b["backend"] for b in web["backends"]] == ["web/0", "web/1", "web/2"]
+    assert rows[4]["loadDistribution"] == "SourceIP"
 
 
 def test_ports_json_of_a_nat_rule_v2(capsys: pytest.CaptureFixture[str]) -> None:
