@@ -11,6 +11,7 @@ import attrs
 from lbsim.control.addresses import Addresses
 from lbsim.control.index import Index
 from lbsim.control.types import Backend
+from lbsim.errors import Problem, Severity
 from lbsim.model import (
     Deployment,
     IPConfiguration,
@@ -129,3 +130,32 @@ def _vnet_of(subnet: Subnet | None, index: Index) -> VirtualNetwork | None:
         return None
     found = index.by_id.get(subnet.id.lower().rsplit("/subnets/", 1)[0])
     return found if isinstance(found, VirtualNetwork) else None
+
+
+def instance_public_ips(deployment: Deployment) -> list[Problem]:
+    """A warning for each way into an instance that bypasses the load balancer: a public IP
+    of a VM's NIC, or one per instance of a scale set. lbsim listens only on frontends."""
+    found = [
+        _bypass(f"every instance of scale set '{vmss.name}'", ipc)
+        for vmss in deployment.virtual_machine_scale_sets
+        for config in vmss.network_interface_configurations
+        for ipc in config.ip_configurations
+        if ipc.public_ip_address_configuration
+    ]
+    found += [
+        _bypass(f"network interface '{nic.name}'", ipc)
+        for nic in deployment.network_interfaces
+        for ipc in nic.ip_configurations
+        if ipc.public_ip_address is not None
+    ]
+    return found
+
+
+def _bypass(who: str, ipc: IPConfiguration) -> Problem:
+    return Problem(
+        "InstancePublicIPNotEmulated",
+        f"In Azure {who} also has a public IP of its own (ipConfiguration '{ipc.name}'), a way "
+        "in that bypasses the load balancer; lbsim emulates only the load balancer's frontends.",
+        ipc.at,
+        severity=Severity.WARNING,
+    )

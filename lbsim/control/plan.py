@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import attrs
 
 from lbsim.control.addresses import Addresses
-from lbsim.control.backends import backends, reserve_static
+from lbsim.control.backends import backends, instance_public_ips, reserve_static
 from lbsim.control.balancing import plan_balancing
 from lbsim.control.conflicts import check_load_balancer
 from lbsim.control.frontends import plan_frontends
@@ -36,6 +36,7 @@ def plan(deployment: Deployment, frontend_addresses: Mapping[str, str] | None = 
     nat = expander.expand(deployment.load_balancers)
     balancing, found = plan_balancing(deployment.load_balancers, index, frontends, members)
     problems += expander.problems + found + index.problems + addresses.problems
+    problems += instance_public_ips(deployment)
     errors = list(dict.fromkeys(p for p in problems if p.severity is Severity.ERROR))
     if errors:
         raise TemplateInvalid(errors)

@@ -238,6 +238,8 @@ class IPConfiguration:
     private_ip_allocation_method: str = "Dynamic"
     private_ip_address_version: str = "IPv4"
     public_ip_address: SubResource | None = None
+    # a scale set's per-instance public IP (publicIPAddressConfiguration): its name
+    public_ip_address_configuration: str | None = None
     load_balancer_backend_address_pools: tuple[SubResource, ...] = ()
     load_balancer_inbound_nat_pools: tuple[SubResource, ...] = ()
     load_balancer_inbound_nat_rules: tuple[SubResource, ...] = ()

@@ -755,3 +755,17 @@ def test_a_rule_whose_pool_is_empty_is_its_own_error() -> None:
         find_entry(result, TCP, 443, "lb/a")
     assert caught.value.code == "LoadBalancingRuleHasNoBackend"
     assert "'on-a'" in caught.value.message
+
+
+def test_a_public_ip_per_instance_is_named_as_a_way_in_lbsim_does_not_emulate() -> None:
+    ipc = ip_configuration(nat_pools=["ssh"], backend_pools=["pool"])
+    ipc["properties"]["publicIPAddressConfiguration"] = {
+        "name": "pub",
+        "properties": {"idleTimeoutInMinutes": 15},
+    }
+    doc = behind_lb(scale_set("vmss", 2, ipc), nat_pools=[nat_pool("ssh", 50000, 50119, 22)])
+    result = plan_of(doc)
+    (warning,) = [w for w in result.warnings if w.code == "InstancePublicIPNotEmulated"]
+    assert "scale set 'vmss'" in warning.message
+    assert str(warning.at).endswith("/ipConfigurations/0")
+    assert len(result.nat) == 2  # the load balancer's NAT pool still works

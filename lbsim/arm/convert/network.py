@@ -276,6 +276,7 @@ def ip_configuration(owner_id: str, node: Node) -> IPConfiguration:
         private_ip_allocation_method=props.get("privateIPAllocationMethod").text("Dynamic"),
         private_ip_address_version=props.get("privateIPAddressVersion").text("IPv4"),
         public_ip_address=props.get("publicIPAddress").ref(),
+        public_ip_address_configuration=props.path("publicIPAddressConfiguration", "name").text(),
         load_balancer_backend_address_pools=props.get("loadBalancerBackendAddressPools").refs(),
         load_balancer_inbound_nat_pools=props.get("loadBalancerInboundNatPools").refs(),
         load_balancer_inbound_nat_rules=props.get("loadBalancerInboundNatRules").refs(),
