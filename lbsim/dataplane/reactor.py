@@ -62,7 +62,10 @@ EXHAUSTED_RETRY_S = 0.1
 
 class Handler(Protocol):
     """What the reactor calls: ``ready`` with the epoll events of a registered descriptor,
-    ``resume`` for a handler that asked for another turn with :meth:`Reactor.again`."""
+    ``resume`` for a handler that asked for another turn with :meth:`Reactor.again`
+    (``queued`` while it waits for it)."""
+
+    queued: bool
 
     def ready(self, events: int) -> None: ...
 
@@ -104,7 +107,9 @@ class Reactor:
 
     def again(self, handler: Handler) -> None:
         """Give ``handler`` another turn (``resume``) once other tasks had theirs."""
-        self._again.append(handler)
+        if not handler.queued:
+            handler.queued = True
+            self._again.append(handler)
 
     def later(self, delay_s: float, call: Callable[[], None]) -> None:
         """Call ``call`` ``delay_s`` seconds from now (from a task of the reactor's)."""
@@ -185,6 +190,7 @@ class Reactor:
                         await trio.lowlevel.checkpoint()
                         again, self._again = self._again, []
                         for handler in again:
+                            handler.queued = False
                             handler.resume()
                     else:
                         await trio.lowlevel.wait_readable(epfd)
@@ -213,7 +219,7 @@ async def _call_later(delay_s: float, call: Callable[[], None]) -> None:
 class Acceptor:
     """A listening socket in the reactor: accepts until the backlog is empty."""
 
-    __slots__ = ("on_accept", "reactor", "sock")
+    __slots__ = ("on_accept", "queued", "reactor", "sock")
 
     def __init__(
         self, reactor: Reactor, sock: socket.socket, on_accept: Callable[[socket.socket, Any], None]
@@ -221,6 +227,7 @@ class Acceptor:
         self.reactor = reactor
         self.sock = sock
         self.on_accept = on_accept
+        self.queued = False
 
     def ready(self, events: int) -> None:
         self.resume()

@@ -45,8 +45,10 @@ _HANGUP = EPOLLRDHUP | EPOLLHUP | EPOLLERR
 _READABLE = EPOLLIN | _HANGUP
 _WRITABLE = EPOLLOUT | EPOLLHUP | EPOLLERR
 _SPLICE_FLAGS = fastpath.SPLICE_FLAGS
-# Full reads (of the buffer or of a pipe) one direction makes before others get a turn.
-_FULL_READS = 3
+# Reads one direction makes before the others (and trio's other tasks) get a turn: a flow
+# with more waiting goes to the back of the reactor's queue, so that a bulk flow delays an
+# interactive one by one read at the most.
+_FULL_READS = 1
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
 # Why a flow ended (the values of relay.CloseReason, kept as plain strings here).
@@ -194,6 +196,7 @@ class Way:
         "other",
         "pending",
         "pipe",
+        "queued",
         "readable",
         "rest",
         "sfd",
@@ -221,6 +224,7 @@ class Way:
         self.other: Way = self
         self.readable = False
         self.writable = True
+        self.queued = False
         self.hangup = False
         self.finished = False
         self.spliced = False

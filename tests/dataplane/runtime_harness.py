@@ -282,9 +282,9 @@ async def connect(address: Address, source: str | None = None) -> trio.socket.So
     return sock
 
 
-async def read_line(sock: trio.socket.SocketType) -> bytes:
+async def read_line(sock: trio.socket.SocketType, within: float = 2.0) -> bytes:
     line = b""
-    with trio.fail_after(2):
+    with trio.fail_after(within):
         while not line.endswith(b"\n") and len(line) < 512:
             chunk = await sock.recv(1)
             assert chunk, f"closed after {line!r}"
