@@ -19,7 +19,7 @@ from lbsim.arm.context import Placeholder, RuntimeObject
 from lbsim.arm.convert import convert
 from lbsim.arm.nested import nested_state, nested_template, outputs
 from lbsim.arm.resources import DEPLOYMENTS, ExpandedResource, declared_resources, expand
-from lbsim.arm.runtime import full_object, runtime_properties
+from lbsim.arm.runtime import field, full_object, runtime_properties
 from lbsim.arm.schema import validate_resource, validate_template
 from lbsim.arm.scope import Scope, TemplateState
 from lbsim.arm.sourcemap import SourceMap
@@ -181,19 +181,11 @@ class Loader:
 
     def _number_frontend_ips(self, balancer: ExpandedResource) -> None:
         """Public IPs of load balancer frontends take the first loopback addresses."""
-        props = (balancer.body or {}).get("properties")
-        frontends = props.get("frontendIPConfigurations") if isinstance(props, dict) else None
+        frontends = field(field(balancer.body, "properties"), "frontendIPConfigurations")
         for frontend in frontends if isinstance(frontends, list) else []:
-            ref = (
-                frontend.get("properties", {}).get("publicIPAddress")
-                if isinstance(frontend, dict)
-                else None
-            )
-            target = (
-                self.find(ref["id"])
-                if isinstance(ref, dict) and isinstance(ref.get("id"), str)
-                else None
-            )
+            ref = field(field(frontend, "properties"), "publicIPAddress")
+            ref_id = field(ref, "id")
+            target = self.find(ref_id) if isinstance(ref_id, str) else None
             if target is not None:
                 self.public_ip_address(target)
 

@@ -26,12 +26,23 @@ EXACT = frozenset(
 )
 
 
+def field(value: Any, key: str) -> Any:
+    """``value[key]`` for an object, with ARM's case-insensitive property names (None if the
+    object has no such key, or is no object)."""
+    if not isinstance(value, dict):
+        return None
+    if key in value:
+        return value[key]
+    wanted = key.lower()
+    return next((v for k, v in value.items() if isinstance(k, str) and k.lower() == wanted), None)
+
+
 def runtime_properties(
     resource: ExpandedResource, public_ip: Callable[[ExpandedResource], str]
 ) -> dict[str, Any]:
     """The ``properties`` Azure would report for ``resource`` once deployed."""
     body = resource.evaluate_body()
-    found = body.get("properties")
+    found = field(body, "properties")
     props: dict[str, Any] = copy.deepcopy(found) if isinstance(found, dict) else {}
     if resource.type_key not in EXACT:
         props = RuntimeObject(props)
@@ -47,28 +58,32 @@ def runtime_properties(
 
 def _public_ip(props: dict[str, Any], address: str, location: str) -> None:
     props.setdefault("ipAddress", address)
-    dns = props.get("dnsSettings")
-    if isinstance(dns, dict) and isinstance(dns.get("domainNameLabel"), str):
-        dns.setdefault("fqdn", f"{dns['domainNameLabel']}.{location}.cloudapp.azure.com")
+    dns = field(props, "dnsSettings")
+    label = field(dns, "domainNameLabel")
+    if isinstance(dns, dict) and isinstance(label, str) and field(dns, "fqdn") is None:
+        dns["fqdn"] = f"{label}.{location}.cloudapp.azure.com"
 
 
 def _load_balancer(props: dict[str, Any], name: str, location: str) -> None:
     """Dynamic private frontend addresses are chosen by the plan, after loading: until then
     ``reference()`` shows a placeholder. A Dynamic frontend's own ``privateIPAddress`` is not
     the address it gets (the plan ignores it too), so it is replaced."""
-    frontends = props.get("frontendIPConfigurations")
+    frontends = field(props, "frontendIPConfigurations")
     for frontend in frontends if isinstance(frontends, list) else []:
-        inner = frontend.get("properties") if isinstance(frontend, dict) else None
-        if isinstance(inner, dict) and "subnet" in inner and not _static_private(inner):
+        inner = field(frontend, "properties")
+        internal = isinstance(inner, dict) and field(inner, "subnet") is not None
+        if internal and not _static_private(inner):
+            for key in [k for k in inner if k.lower() == "privateipaddress"]:
+                del inner[key]
             inner["privateIPAddress"] = Placeholder(
-                f"<private IP of {name}/{frontend.get('name')}>"
+                f"<private IP of {name}/{field(frontend, 'name')}>"
             )
 
 
 def _static_private(frontend: dict[str, Any]) -> bool:
-    method = frontend.get("privateIPAllocationMethod")
+    method = field(frontend, "privateIPAllocationMethod")
     static = isinstance(method, str) and method.lower() == "static"
-    return static and bool(frontend.get("privateIPAddress"))
+    return static and bool(field(frontend, "privateIPAddress"))
 
 
 def _storage(props: dict[str, Any], name: str, location: str) -> None:

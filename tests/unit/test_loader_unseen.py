@@ -122,3 +122,30 @@ def test_a_nested_template_without_its_own_api_profile_needs_api_versions() -> N
     problems = problems_of(template(nested, apiProfile="2020-09-01-hybrid"))
     assert codes(problems) == ["InvalidTemplate"]
     assert str(problems[0].at) == "/resources/0/properties/template/resources/0/apiVersion"
+
+
+def _respelled(doc: Json) -> Json:
+    """The load balancer's properties spelled as some real templates do (ARM ignores case)."""
+    for item in doc["resources"]:
+        if item["type"] == "Microsoft.Network/loadBalancers":
+            props = item["properties"]
+            props["frontendIpConfigurations"] = props.pop("frontendIPConfigurations")
+            for frontend in props["frontendIpConfigurations"]:
+                inner = frontend["properties"]
+                if "privateIPAddress" in inner:
+                    inner["privateIpAddress"] = inner.pop("privateIPAddress")
+    return doc
+
+
+def test_property_names_of_a_load_balancer_match_in_any_letter_case() -> None:
+    lb_id = "resourceId('Microsoft.Network/loadBalancers', 'lb')"
+    value = f"[reference({lb_id}).frontendIPConfigurations[0].properties.privateIPAddress]"
+    internal = template(
+        vnet(),
+        load_balancer(frontends=[internal_frontend("fe")]),  # Dynamic
+        outputs={"ip": {"type": "string", "value": value}},
+    )
+    assert dict(load(_respelled(internal)).outputs) == {"ip": "<private IP of lb/fe>"}
+    public = _respelled(template(public_ip("other"), public_ip(), vnet(), load_balancer()))
+    (frontend,) = plan_of(public).frontends
+    assert frontend.address == "127.0.0.1"  # a frontend's public IP takes the first address
