@@ -571,6 +571,14 @@ def test_providers_returns_a_placeholder_and_warns() -> None:
     assert ctx.warnings[0][0] == "DeprecatedFunction"
 
 
+def test_providers_gives_an_api_version_that_templates_can_pick() -> None:
+    ctx = make_context()
+    version = ev("[providers('Microsoft.Compute', 'virtualMachines').apiVersions[0]]", ctx)
+    assert version == "2024-07-01"
+    assert ev("[first(providers('Contoso.Widgets', 'gadgets').apiVersions)]", ctx) == "2022-09-01"
+    assert "2024-07-01" in ctx.warnings[0][1]
+
+
 def test_new_guid_is_deterministic_per_location() -> None:
     first = evaluate_string("[newGuid()]", make_context(), Pointer.parse("/parameters/a"))
     again = evaluate_string("[newGuid()]", make_context(), Pointer.parse("/parameters/a"))

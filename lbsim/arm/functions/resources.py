@@ -133,15 +133,29 @@ def _list(env: Env, resource_id: Any, api_version: Any, function_values: Any = N
 LIST_FUNCTION = Function("list", _list, 2, 3, Kind.ENV)
 
 
+# What providers() reports as a namespace's API version (lbsim does not depend on it; a
+# template that picks apiVersions[0] gets a real one).
+_API_VERSIONS = {
+    "microsoft.network": "2024-05-01",
+    "microsoft.compute": "2024-07-01",
+    "microsoft.storage": "2023-05-01",
+    "microsoft.resources": "2022-09-01",
+    "microsoft.keyvault": "2023-07-01",
+}
+_DEFAULT_API_VERSION = "2022-09-01"
+
+
 @register("providers", kind=Kind.ENV)
 def _providers(env: Env, namespace: Any, resource_type: Any = None) -> dict[str, Any]:
     space = expect_str(namespace, 1)
+    version = _API_VERSIONS.get(space.lower(), _DEFAULT_API_VERSION)
     env.ctx.warn(
         "DeprecatedFunction",
-        f"providers('{space}') is deprecated; lbsim returns a placeholder without API versions.",
+        f"providers('{space}') is deprecated; lbsim answers with one API version ({version}) "
+        "and the deployment's location.",
     )
     location = env.ctx.deployment.location
-    entry = {"locations": [location], "apiVersions": []}
+    entry = {"locations": [location], "apiVersions": [version]}
     if resource_type is None:
         return {"namespace": space, "resourceTypes": [], "registrationState": "Registered"}
     return {"resourceType": expect_str(resource_type, 2), **entry}
