@@ -42,6 +42,9 @@ def plan_balancing(
     entries: list[BalancingEntry] = []
     problems: list[Problem] = []
     for lb in balancers:
+        if lb.tier.lower() == "global":
+            problems += [_global(lb, rule) for rule in lb.load_balancing_rules]
+            continue
         probes = {p.id.lower(): plan_probe(lb, p) for p in lb.probes}
         for rule in lb.load_balancing_rules:
             if rule.frontend_port == 0 and rule.backend_port == 0:
@@ -104,6 +107,17 @@ def _entries(
         )
         for protocol in rule.protocol.transports()
     ]
+
+
+def _global(lb: LoadBalancer, rule: LoadBalancingRule) -> Problem:
+    return Problem(
+        "GlobalLoadBalancerNotEmulated",
+        f"'{lb.name}' is a cross-region (Global tier) load balancer, whose pool members are "
+        f"regional load balancers' frontends; lbsim leaves its rule '{rule.name}' out. The "
+        "regional load balancers run as usual.",
+        rule.at,
+        severity=Severity.WARNING,
+    )
 
 
 def _ha_ports(rule: LoadBalancingRule) -> Problem:

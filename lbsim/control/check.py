@@ -138,6 +138,11 @@ def find_entry(
     """What listens on ``port``: a NAT entry or a load-balancing rule; ``frontend``
     (``LB/NAME``, ``NAME`` or an address) picks among several frontends. A clear error if
     nothing does, if several frontends do, or if the rule there has no backend."""
+    if frontend is not None and not any(_named(f, frontend) for f in plan.frontends):
+        known = ", ".join(sorted(f.label for f in plan.frontends)) or "none"
+        raise LbsimError(
+            "UnknownFrontend", f"--frontend {frontend} matches no frontend; frontends: {known}."
+        )
     everything: tuple[NatEntry | BalancingEntry, ...] = (*plan.nat, *plan.balancing)
     entry = _find(protocol, port, frontend, everything)
     if entry is None:
@@ -161,6 +166,12 @@ def find_entry(
     return entry
 
 
+def _named(frontend: Frontend, name: str) -> bool:
+    """Whether ``name`` (``LB/NAME``, ``NAME`` or an address) names ``frontend``."""
+    wanted = name.lower()
+    return wanted in (frontend.label.lower(), frontend.name.lower(), frontend.address)
+
+
 def _find(
     protocol: TransportProtocol,
     port: int,
@@ -169,12 +180,7 @@ def _find(
 ) -> NatEntry | BalancingEntry | None:
     found = [e for e in entries if e.protocol is protocol and e.frontend_port == port]
     if frontend is not None:
-        wanted = frontend.lower()
-        found = [
-            e
-            for e in found
-            if wanted in (e.frontend.label.lower(), e.frontend.name.lower(), e.frontend.address)
-        ]
+        found = [e for e in found if _named(e.frontend, frontend)]
     if len({e.frontend.key for e in found}) > 1:
         names = ", ".join(sorted({e.frontend.label for e in found}))
         raise LbsimError(

@@ -17,7 +17,7 @@ import attrs
 from lbsim.control.addresses import Addresses
 from lbsim.control.index import Index
 from lbsim.control.types import Frontend
-from lbsim.errors import Problem
+from lbsim.errors import Problem, Severity
 from lbsim.model import Deployment, FrontendIPConfiguration, LoadBalancer, PublicIPAddress
 
 
@@ -27,11 +27,26 @@ def plan_frontends(
     taken = {p.ip_address for p in deployment.public_ip_addresses if p.ip_address}
     spare = _Spare(taken)
     out: dict[str, Frontend] = {}
+    chained: list[Problem] = []
     for lb in deployment.load_balancers:
         for fe in lb.frontend_ip_configurations:
             frontend = _frontend(lb, fe, index, addresses, spare)
             out[frontend.key] = frontend
-    return _apply_overrides(out, overrides)
+            if fe.gateway_load_balancer is not None:
+                chained.append(_gateway(frontend, fe))
+    planned, problems = _apply_overrides(out, overrides)
+    return planned, chained + problems
+
+
+def _gateway(frontend: Frontend, fe: FrontendIPConfiguration) -> Problem:
+    gateway = fe.gateway_load_balancer.id if fe.gateway_load_balancer else ""
+    return Problem(
+        "GatewayLoadBalancerNotEmulated",
+        f"The frontend {frontend.label} chains to a Gateway load balancer ({gateway}); lbsim "
+        "sends its flows straight to the backends, without the appliances in between.",
+        fe.at,
+        severity=Severity.WARNING,
+    )
 
 
 def _frontend(

@@ -27,6 +27,7 @@ class FrontendIPConfiguration:
     private_ip_address: str | None = None
     private_ip_allocation_method: str = "Dynamic"
     zones: tuple[str, ...] = ()
+    gateway_load_balancer: SubResource | None = None  # a Gateway LB frontend it chains to
     at: Pointer | None = at_field()
 
 
@@ -123,6 +124,7 @@ class LoadBalancer:
     id: str
     name: str
     sku: str = "Basic"
+    tier: str = "Regional"  # Global: a cross-region load balancer
     frontend_ip_configurations: tuple[FrontendIPConfiguration, ...] = ()
     backend_address_pools: tuple[BackendAddressPool, ...] = ()
     inbound_nat_pools: tuple[InboundNatPool, ...] = ()

@@ -11,6 +11,7 @@ import pytest
 import strategies as s
 from hypothesis import given
 from templates import (
+    LB,
     Json,
     codes,
     internal_frontend,
@@ -769,3 +770,37 @@ def test_a_public_ip_per_instance_is_named_as_a_way_in_lbsim_does_not_emulate() 
     assert "scale set 'vmss'" in warning.message
     assert str(warning.at).endswith("/ipConfigurations/0")
     assert len(result.nat) == 2  # the load balancer's NAT pool still works
+
+
+def test_a_global_tier_load_balancer_is_left_out_with_a_warning() -> None:
+    doc = behind_lb(scale_set("vmss", 1, ip_configuration(backend_pools=["pool"])))
+    doc["resources"][2]["sku"]["tier"] = "Global"
+    doc["resources"][2]["properties"]["loadBalancingRules"] = [lb_rule("http", 80, 80)]
+    result = plan_of(doc)
+    assert result.balancing == ()
+    (warning,) = result.warnings
+    assert warning.code == "GlobalLoadBalancerNotEmulated"
+    assert str(warning.at) == "/resources/2/properties/loadBalancingRules/0"
+
+
+def test_a_frontend_chained_to_a_gateway_load_balancer_warns_and_still_serves() -> None:
+    frontend = public_frontend()
+    frontend["properties"]["gatewayLoadBalancer"] = {
+        "id": resource_id(f"{LB}/frontendIPConfigurations", "gwlb", "fe")
+    }
+    doc = behind_lb(
+        scale_set("vmss", 1, ip_configuration(backend_pools=["pool"])),
+        frontends=[frontend],
+        rules=[lb_rule("http", 80, 80)],
+    )
+    result = plan_of(doc)
+    assert [w.code for w in result.warnings] == ["GatewayLoadBalancerNotEmulated"]
+    assert [e.rule_name for e in result.balancing] == ["http"]
+
+
+def test_a_frontend_name_that_names_nothing_is_said_so() -> None:
+    result = _two_frontends_on_443()
+    with pytest.raises(LbsimError) as caught:
+        find_entry(result, TCP, 443, "lb/nope")
+    assert caught.value.code == "UnknownFrontend"
+    assert "lb/a, lb/b" in caught.value.message

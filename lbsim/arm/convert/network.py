@@ -63,6 +63,7 @@ def _frontend(lb_id: str, node: Node) -> FrontendIPConfiguration:
         private_ip_address=props.get("privateIPAddress").text(),
         private_ip_allocation_method=props.get("privateIPAllocationMethod").text("Dynamic"),
         zones=node.get("zones").strings(),
+        gateway_load_balancer=props.get("gatewayLoadBalancer").ref(),
         at=node.at,
     )
 
@@ -178,6 +179,7 @@ def load_balancer(rid: str, name: str, node: Node) -> LoadBalancer:
         id=rid,
         name=name,
         sku=node.path("sku", "name").text("Basic"),
+        tier=node.path("sku", "tier").text("Regional"),
         frontend_ip_configurations=tuple(
             _frontend(rid, n) for n in props.get("frontendIPConfigurations").items()
         ),
