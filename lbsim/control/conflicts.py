@@ -7,6 +7,12 @@
 - Port ranges: start after end: ``InvalidFrontendPortRange`` (lbsim's own).
 - Backend ports: two load-balancing rules without floating IP on the same protocol, backend
   port and pool: ``RulesUseSameBackendPortProtocolAndPool`` (Azure's).
+- Outbound rules (Azure's codes): a frontend that is not one of the load balancer's:
+  ``InvalidResourceReference``; a load-balancing rule on a frontend that an outbound rule
+  uses must disable outbound SNAT:
+  ``LoadBalancingRuleMustDisableSNATSinceSameFrontendIPConfigurationIsReferencedByOutboundRule``;
+  two outbound rules on one frontend with overlapping protocols:
+  ``MoreThanOneOutboundRuleUsingSameFrontendIPConfigurationAndProtocolIsNotSupported``.
 """
 
 from __future__ import annotations
@@ -17,7 +23,13 @@ from collections.abc import Iterator
 import attrs
 
 from lbsim.errors import Problem
-from lbsim.model import InboundNatPool, InboundNatRule, LoadBalancer, LoadBalancingRule
+from lbsim.model import (
+    InboundNatPool,
+    InboundNatRule,
+    LoadBalancer,
+    LoadBalancingRule,
+    OutboundRule,
+)
 from lbsim.pointer import Pointer
 
 
@@ -40,7 +52,63 @@ def check_load_balancer(lb: LoadBalancer) -> list[Problem]:
     for claims in by_frontend.values():
         problems += _overlaps(sorted(claims, key=lambda c: (c.low, c.high)))
     problems += _backend_ports(lb)
+    problems += _outbound(lb)
     return problems
+
+
+def _outbound(lb: LoadBalancer) -> list[Problem]:
+    """What Azure checks of the outbound rules of ``lb``."""
+    problems: list[Problem] = []
+    own = {fe.id.lower() for fe in lb.frontend_ip_configurations}
+    users: dict[str, list[OutboundRule]] = defaultdict(list)
+    for rule in lb.outbound_rules:
+        for position, ref in enumerate(rule.frontend_ip_configurations):
+            if ref.key not in own:
+                problems.append(_unknown_frontend(lb, rule, ref.id, position))
+                continue
+            problems += [
+                _shared_frontend(lb, other, rule, ref.id)
+                for other in users[ref.key]
+                if set(other.protocol.transports()) & set(rule.protocol.transports())
+            ]
+            users[ref.key].append(rule)
+    problems += [
+        _must_disable_snat(rule, users[rule.frontend_ip_configuration.key])
+        for rule in lb.load_balancing_rules
+        if users.get(rule.frontend_ip_configuration.key) and not rule.disable_outbound_snat
+    ]
+    return problems
+
+
+def _unknown_frontend(lb: LoadBalancer, rule: OutboundRule, ref: str, position: int) -> Problem:
+    at = rule.at / "properties" / "frontendIPConfigurations" / position if rule.at else None
+    return Problem(
+        "InvalidResourceReference",
+        f"Resource {ref} referenced by the outbound rule '{rule.name}' of '{lb.name}' was not "
+        "found.",
+        at,
+    )
+
+
+def _shared_frontend(
+    lb: LoadBalancer, first: OutboundRule, rule: OutboundRule, ref: str
+) -> Problem:
+    return Problem(
+        "MoreThanOneOutboundRuleUsingSameFrontendIPConfigurationAndProtocolIsNotSupported",
+        f"The outbound rules '{first.name}' and '{rule.name}' of '{lb.name}' use frontend {ref} "
+        "with overlapping protocols.",
+        rule.at,
+    )
+
+
+def _must_disable_snat(rule: LoadBalancingRule, users: list[OutboundRule]) -> Problem:
+    names = ", ".join(f"'{r.name}'" for r in users)
+    return Problem(
+        "LoadBalancingRuleMustDisableSNATSinceSameFrontendIPConfigurationIsReferencedByOutboundRule",
+        f"The load-balancing rule '{rule.name}' must set disableOutboundSnat to true: its "
+        f"frontend {rule.frontend_ip_configuration.id} is used by the outbound rule(s) {names}.",
+        rule.at,
+    )
 
 
 def _claims(lb: LoadBalancer) -> Iterator[_Claim]:

@@ -120,6 +120,18 @@ class LoadBalancingRule:
 
 
 @attrs.frozen
+class OutboundRule:
+    """An outbound rule: SNAT for a backend pool through frontends (not emulated; checked as
+    Azure checks it)."""
+
+    id: str
+    name: str
+    frontend_ip_configurations: tuple[SubResource, ...] = ()
+    protocol: TransportProtocol = TransportProtocol.ALL
+    at: Pointer | None = at_field()
+
+
+@attrs.frozen
 class LoadBalancer:
     id: str
     name: str
@@ -130,6 +142,7 @@ class LoadBalancer:
     inbound_nat_pools: tuple[InboundNatPool, ...] = ()
     inbound_nat_rules: tuple[InboundNatRule, ...] = ()
     load_balancing_rules: tuple[LoadBalancingRule, ...] = ()
+    outbound_rules: tuple[OutboundRule, ...] = ()
     probes: tuple[Probe, ...] = ()
     at: Pointer | None = at_field()
 

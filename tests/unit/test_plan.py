@@ -804,3 +804,53 @@ def test_a_frontend_name_that_names_nothing_is_said_so() -> None:
         find_entry(result, TCP, 443, "lb/nope")
     assert caught.value.code == "UnknownFrontend"
     assert "lb/a, lb/b" in caught.value.message
+
+
+def _outbound(name: str, *frontends: str, protocol: str = "All") -> Json:
+    refs = [lb_ref("lb", "frontendIPConfigurations", f) for f in frontends]
+    return {
+        "name": name,
+        "properties": {
+            "frontendIPConfigurations": refs,
+            "backendAddressPool": lb_ref("lb", "backendAddressPools", "pool"),
+            "protocol": protocol,
+        },
+    }
+
+
+def _with_outbound(*outbound: Json, snat_off: bool = False) -> Json:
+    rule = lb_rule("http", 80, 80)
+    rule["properties"]["disableOutboundSnat"] = snat_off
+    doc = behind_lb(scale_set("vmss", 1, ip_configuration(backend_pools=["pool"])), rules=[rule])
+    doc["resources"][2]["properties"]["outboundRules"] = list(outbound)
+    return doc
+
+
+def test_outbound_rules_are_checked_as_azure_checks_them() -> None:
+    assert len(plan_of(_with_outbound(_outbound("out", "fe"), snat_off=True)).balancing) == 1
+    must_disable = (
+        "LoadBalancingRuleMustDisableSNATSinceSameFrontendIPConfigurationIsReferencedByOutboundRule"
+    )
+    assert where(plan_problems(_with_outbound(_outbound("out", "fe")))) == {
+        must_disable: ["/resources/2/properties/loadBalancingRules/0"]
+    }
+    missing = _with_outbound(_outbound("out", "nosuch"), snat_off=True)
+    assert where(plan_problems(missing)) == {
+        "InvalidResourceReference": [
+            "/resources/2/properties/outboundRules/0/properties/frontendIPConfigurations/0"
+        ]
+    }
+    twice = _with_outbound(
+        _outbound("tcp", "fe", protocol="Tcp"), _outbound("all", "fe"), snat_off=True
+    )
+    assert where(plan_problems(twice)) == {
+        "MoreThanOneOutboundRuleUsingSameFrontendIPConfigurationAndProtocolIsNotSupported": [
+            "/resources/2/properties/outboundRules/1"
+        ]
+    }
+    apart = _with_outbound(
+        _outbound("tcp", "fe", protocol="Tcp"),
+        _outbound("udp", "fe", protocol="Udp"),
+        snat_off=True,
+    )
+    assert len(plan_of(apart).balancing) == 1

@@ -20,6 +20,7 @@ from lbsim.model import (
     LoadDistribution,
     NetworkInterface,
     NetworkSecurityGroup,
+    OutboundRule,
     Probe,
     ProbeProtocol,
     PublicIPAddress,
@@ -122,6 +123,18 @@ def nat_rule(lb_id: str, node: Node) -> InboundNatRule:
     )
 
 
+def _outbound_rule(lb_id: str, node: Node) -> OutboundRule:
+    props = node.get("properties")
+    name = node.name()
+    return OutboundRule(
+        id=f"{lb_id}/outboundRules/{name}",
+        name=name,
+        frontend_ip_configurations=props.get("frontendIPConfigurations").refs(),
+        protocol=enum(TransportProtocol, props.get("protocol"), TransportProtocol.ALL),
+        at=node.at,
+    )
+
+
 def _rule(lb_id: str, node: Node) -> LoadBalancingRule:
     props = node.get("properties")
     name = node.name()
@@ -189,6 +202,7 @@ def load_balancer(rid: str, name: str, node: Node) -> LoadBalancer:
         inbound_nat_pools=tuple(_nat_pool(rid, n) for n in props.get("inboundNatPools").items()),
         inbound_nat_rules=tuple(nat_rule(rid, n) for n in props.get("inboundNatRules").items()),
         load_balancing_rules=tuple(_rule(rid, n) for n in props.get("loadBalancingRules").items()),
+        outbound_rules=tuple(_outbound_rule(rid, n) for n in props.get("outboundRules").items()),
         probes=tuple(_probe(rid, n) for n in props.get("probes").items()),
         at=node.at,
     )
