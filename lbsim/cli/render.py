@@ -209,15 +209,19 @@ def _verdict_lines(data: dict[str, Any], backend: str) -> list[str]:
     via = f" via NAT rule {data['natRule']}" if data["natRule"] else ""
     if data["loadBalancingRule"]:
         via = f" via load-balancing rule {data['loadBalancingRule']}"
-    first = (
-        f"{data['access']}: {flow['protocol']} {flow['sourceAddress']}:{flow['sourcePort']} -> "
-        f"{backend} {flow['destinationAddress']}:{flow['destinationPort']}{via}"
-    )
+    source = _endpoint(flow["sourceAddress"], flow["sourcePort"])
+    destination = _endpoint(flow["destinationAddress"], flow["destinationPort"])
+    first = f"{data['access']}: {flow['protocol']} {source} -> {backend} {destination}{via}"
     if not data["ruleName"]:
         return [first, _without_nsg(data)]
     where = f"at {data['at']}" if data["at"] else "(a default rule)"
     nsg, level = data["networkSecurityGroup"], data["level"]
     return [first, f"decided by rule {data['ruleName']} of NSG {nsg} ({level}) {where}"]
+
+
+def _endpoint(address: str, port: int) -> str:
+    """``address:port``, with an IPv6 address in brackets."""
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
 def _without_nsg(data: dict[str, Any]) -> str:

@@ -21,6 +21,10 @@ from templates import (
     vnet,
 )
 
+from lbsim.cli.render import check_text
+from lbsim.control.check import check_direct
+from lbsim.model import TransportProtocol
+
 
 def _dual_stack_nic(name: str) -> Json:
     """A NIC whose IPv6 configuration names no subnet, as older dual-stack templates write it."""
@@ -149,3 +153,13 @@ def test_property_names_of_a_load_balancer_match_in_any_letter_case() -> None:
     public = _respelled(template(public_ip("other"), public_ip(), vnet(), load_balancer()))
     (frontend,) = plan_of(public).frontends
     assert frontend.address == "127.0.0.1"  # a frontend's public IP takes the first address
+
+
+def test_check_text_writes_ipv6_endpoints_in_brackets() -> None:
+    result = plan_of(_dual_stack_template("10.0.0.0/24", "fd12:3456:789a::/64"))
+    flow = check_direct(
+        result, TransportProtocol.TCP, "2001:db8::7", 4000, address="fd12:3456:789a::4", port=22
+    )
+    first = check_text(flow).splitlines()[0]
+    assert "Tcp [2001:db8::7]:4000 -> " in first
+    assert first.endswith("[fd12:3456:789a::4]:22")
