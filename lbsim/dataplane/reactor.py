@@ -55,8 +55,22 @@ _MAX_EVENTS = 512
 
 # Out of descriptors or memory: the connection waits in the backlog while lbsim waits a little.
 ACCEPT_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-# The client went away before it was accepted: nothing to do.
-ACCEPT_GONE = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM})
+# The client went away before it was accepted, or a network error Linux passes on to
+# accept (its manual says: treat them as EAGAIN): nothing to do.
+ACCEPT_GONE = frozenset(
+    {
+        errno.ECONNABORTED,
+        errno.EPROTO,
+        errno.EPERM,
+        errno.ENETDOWN,
+        errno.ENOPROTOOPT,
+        errno.EHOSTDOWN,
+        errno.ENONET,
+        errno.EHOSTUNREACH,
+        errno.EOPNOTSUPP,
+        errno.ENETUNREACH,
+    }
+)
 EXHAUSTED_RETRY_S = 0.1
 
 
@@ -156,6 +170,7 @@ class Reactor:
             self.watch(flow.inbound.sfd, flow.inbound)
             self.watch(flow.outbound.sfd, flow.outbound)
         except (OSError, ValueError):  # a side already closed or not a socket: end it here
+            flow.idle_timeout_s = math.inf  # never watched by the idle reaper
             flow.end(CANCELLED)
             return flow
         if flow.idle_timeout_s < math.inf:
@@ -219,7 +234,7 @@ async def _call_later(delay_s: float, call: Callable[[], None]) -> None:
 class Acceptor:
     """A listening socket in the reactor: accepts until the backlog is empty."""
 
-    __slots__ = ("on_accept", "queued", "reactor", "sock")
+    __slots__ = ("on_accept", "queued", "reactor", "retrying", "sock")
 
     def __init__(
         self, reactor: Reactor, sock: socket.socket, on_accept: Callable[[socket.socket, Any], None]
@@ -228,8 +243,14 @@ class Acceptor:
         self.sock = sock
         self.on_accept = on_accept
         self.queued = False
+        self.retrying = False  # a retry after running out of descriptors is scheduled
 
     def ready(self, events: int) -> None:
+        if not self.retrying:  # out of descriptors: the retry already scheduled will accept
+            self.resume()
+
+    def retry(self) -> None:
+        self.retrying = False
         self.resume()
 
     def resume(self) -> None:
@@ -242,7 +263,9 @@ class Acceptor:
                 return
             except OSError as error:
                 if error.errno in ACCEPT_EXHAUSTED:
-                    self.reactor.later(EXHAUSTED_RETRY_S, self.resume)
+                    if not self.retrying:
+                        self.retrying = True
+                        self.reactor.later(EXHAUSTED_RETRY_S, self.retry)
                     return
                 if error.errno in ACCEPT_GONE:
                     continue

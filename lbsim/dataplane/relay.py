@@ -345,8 +345,10 @@ async def relay_sockets(
         flow.end(CloseReason.CANCELLED)
         return trio.lowlevel.Abort.SUCCEEDED
 
-    nodelay(client)
-    nodelay(backend)
+    for side in (client, backend):
+        if isinstance(side, socket.socket):  # trio's are non-blocking already
+            side.setblocking(False)  # a blocking read would stall every flow of the run
+        nodelay(side)
     flow = reactor.default().relay(
         client,
         backend,

@@ -107,7 +107,13 @@ class Runtime:
                 sockets = self._bind_all()
                 if self._reactor is not None:
                     servers.start_soon(self._reactor.run, name="lbsim reactor")
-                await self._serve(sockets, task_status)
+                try:
+                    await self._serve(sockets, task_status)
+                finally:  # also when cancelled: no listening socket outlives the runtime
+                    for _, sock in sockets:
+                        if self._reactor is not None:
+                            self._reactor.unwatch(sock.fileno())
+                        sock.close()
                 servers.cancel_scope.cancel()
         finally:
             if self._reactor is not None:

@@ -376,8 +376,12 @@ class Way:
         self.flow.last = trio.current_time()
 
     def _count(self, n: int) -> None:
-        self.mine.bytes += n
-        self.agg.bytes += n
+        """``n`` bytes delivered: counted, and the flow is active (a slow reader draining
+        what lbsim holds keeps its flow alive)."""
+        if n > 0:
+            self.mine.bytes += n
+            self.agg.bytes += n
+            self.flow.last = trio.current_time()
 
     def _eof(self) -> None:
         """The source ended its stream: forward it as a FIN, then this direction is done.
@@ -405,4 +409,5 @@ def reset_socket(sock: AnySocket) -> None:
     """Close ``sock`` so that its peer sees a RST (SO_LINGER on, 0 s); never raises."""
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
-    sock.close()
+    with contextlib.suppress(OSError):
+        sock.close()

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from lbsim.dataplane.fastpath import FastPath
 from lbsim.dataplane.idle import IdleReaper
+from lbsim.dataplane.reactor import Reactor
 from lbsim.dataplane.relay import (
     BackendUnreachableError,
     CloseReason,
@@ -36,6 +37,7 @@ from lbsim.dataplane.relay import (
     relay_streams,
     reset_socket,
 )
+from lbsim.dataplane.socketflow import SocketFlow
 from lbsim.dataplane.stats import FlowStats, RuleStats
 
 MiB = 1 << 20
@@ -385,6 +387,23 @@ async def test_sockets_idle_timeout(mode: str, tcp_reset: bool) -> None:
         assert trio.current_time() - start >= 0.3
     assert pair.results[0].reason is CloseReason.IDLE_TIMEOUT
     assert pair.stats.rule.closes == {"idle-timeout": 1}
+
+
+async def test_bytes_delivered_count_as_activity_for_the_idle_timeout() -> None:
+    """A flow draining what lbsim holds to a slow reader is active, not idle."""
+    reactor = Reactor(FastPath())
+    (a, b), (c, d) = socket.socketpair(), socket.socketpair()
+    stats = _flow()
+    flow = SocketFlow(reactor, a, c, stats, reactor.fast)
+    flow.last = -1.0
+    flow.outbound._count(0)  # nothing delivered: still as idle as it was
+    assert flow.last == -1.0
+    flow.outbound._count(4096)  # a write to the client: active now
+    assert 0 <= trio.current_time() - flow.last < 1
+    assert (stats.outbound.bytes, stats.rule.outbound.bytes) == (4096, 4096)
+    for sock in (a, b, c, d):
+        sock.close()
+    reactor.close()
 
 
 async def test_sockets_backend_reset_resets_the_client(mode: str) -> None:
