@@ -8,9 +8,11 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import os
 import random
+import resource
 import socket
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -362,3 +364,29 @@ def echo_plan(where: Place) -> tuple[int, Plan]:
     return start, plan_of(
         scale_set([nat_pool("echo", start, 7000, size=1)], capacity=1), where.frontend
     )
+
+
+@contextlib.contextmanager
+def no_descriptors_left(spare: int = 0) -> Iterator[None]:
+    """Every file descriptor slot of this process but ``spare`` taken until the block ends."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    top = max(int(fd) for fd in os.listdir("/proc/self/fd"))
+    # Room above the highest open descriptor for at least ``spare`` more, whatever holes
+    # below it this process happens to have; then fill every free slot up to the limit.
+    limit = top + 1 + spare + 8
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+    fillers: list[int] = []
+    try:
+        for _ in range(limit):
+            try:
+                fillers.append(os.open(os.devnull, os.O_RDONLY))
+            except OSError:
+                break
+        assert len(fillers) >= spare, f"only {len(fillers)} descriptors could be taken"
+        for _ in range(spare):
+            os.close(fillers.pop())
+        yield
+    finally:
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

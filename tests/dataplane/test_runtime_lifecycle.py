@@ -3,14 +3,12 @@ file descriptors."""
 
 from __future__ import annotations
 
-import contextlib
+import gc
 import hashlib
-import os
 import random
-import resource
 import socket
+import warnings
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 import trio
@@ -24,6 +22,7 @@ from runtime_harness import (
     free_ports,
     listener_on,
     nat_pool,
+    no_descriptors_left,
     nsg_sources,
     place,
     plan_of,
@@ -185,32 +184,6 @@ async def _send_then_eof(stream: trio.SocketStream, payload: bytes) -> None:
 
 
 # --- resource exhaustion -------------------------------------------------------------------
-@contextlib.contextmanager
-def no_descriptors_left(spare: int = 0) -> Iterator[None]:
-    """Every file descriptor slot of this process but ``spare`` taken until the block ends."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    top = max(int(fd) for fd in os.listdir("/proc/self/fd"))
-    # Room above the highest open descriptor for at least ``spare`` more, whatever holes
-    # below it this process happens to have; then fill every free slot up to the limit.
-    limit = top + 1 + spare + 8
-    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
-    fillers: list[int] = []
-    try:
-        for _ in range(limit):
-            try:
-                fillers.append(os.open(os.devnull, os.O_RDONLY))
-            except OSError:
-                break
-        assert len(fillers) >= spare, f"only {len(fillers)} descriptors could be taken"
-        for _ in range(spare):
-            os.close(fillers.pop())
-        yield
-    finally:
-        for fd in fillers:
-            os.close(fd)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-
-
 async def test_running_out_of_descriptors_delays_accepts_but_stops_nothing() -> None:
     where = place()
     start, the_plan = echo_plan(where)
@@ -248,3 +221,22 @@ async def test_running_out_of_descriptors_mid_flow_ends_that_flow_only(
             assert (await read_line(sock)).startswith(b"lbsim instance vmss_0 ")
         stats = listener_on(runtime, start).stats
         assert stats.backend_failures == (1 if outcome == "reset" else 0)
+
+
+async def test_a_cancelled_runtime_closes_its_listeners_itself() -> None:
+    """Cancelled rather than stopped (a second SIGINT): no listening socket is left for the
+    garbage collector to close."""
+    where = place()
+    start, the_plan = echo_plan(where)
+    runtime = Runtime(the_plan, settings(where))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(runtime.run)
+                scope.cancel()
+        gc.collect()
+    leaked = [w for w in caught if issubclass(w.category, ResourceWarning)]
+    assert leaked == []
+    with pytest.raises(ConnectionRefusedError):
+        await connect((where.frontend, start))  # nothing listens any more

@@ -16,6 +16,7 @@ from runtime_harness import (
     free_ports,
     listener_on,
     nat_pool,
+    no_descriptors_left,
     place,
     plan_of,
     read_line,
@@ -121,3 +122,21 @@ async def test_without_source_port_rules_one_verdict_serves_a_source() -> None:
                 assert (await read_line(sock)).startswith(b"lbsim instance vmss_0 ")
         assert len(rt.verdicts) == 1  # one remembered verdict for three connections
         assert sum(rt.nsg_decisions.values()) == 3  # each one still counted
+
+
+async def test_out_of_descriptors_one_accept_retry_waits_however_many_connect() -> None:
+    where = place()
+    start, the_plan = echo_plan(where)
+    async with running(the_plan, settings(where)) as runtime:
+        reactor = runtime._reactor
+        assert reactor is not None
+        clients = [trio.socket.socket() for _ in range(12)]
+        with no_descriptors_left():
+            for sock in clients:
+                await sock.connect((where.frontend, start))  # each one wakes the listener
+            await trio.sleep(0.25)  # several retries later
+            assert reactor._nursery is not None
+            assert len(reactor._nursery.child_tasks) == 1  # one retry, not one per connection
+        for sock in clients:
+            with sock:
+                assert (await read_line(sock)).startswith(b"lbsim instance vmss_0 ")
