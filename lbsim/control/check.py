@@ -124,14 +124,6 @@ def _in_network(address: object, backend: Backend) -> bool:
     return False
 
 
-def find_balancing_entry(
-    plan: Plan, protocol: TransportProtocol, port: int, frontend: str | None = None
-) -> BalancingEntry | None:
-    """The load-balancing rule on ``port`` (None if none), as :func:`find_entry` finds it."""
-    entry = _find(protocol, port, frontend, plan.balancing)
-    return entry if isinstance(entry, BalancingEntry) else None
-
-
 def find_entry(
     plan: Plan, protocol: TransportProtocol, port: int, frontend: str | None = None
 ) -> NatEntry | BalancingEntry:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import time
+from collections.abc import Iterable
 from functools import partial
 from typing import Any
 
@@ -110,10 +111,7 @@ class Runtime:
                 try:
                     await self._serve(sockets, task_status)
                 finally:  # also when cancelled: no listening socket outlives the runtime
-                    for _, sock in sockets:
-                        if self._reactor is not None:
-                            self._reactor.unwatch(sock.fileno())
-                        sock.close()
+                    self._close_listeners(sock for _, sock in sockets)
                 servers.cancel_scope.cancel()
         finally:
             if self._reactor is not None:
@@ -137,11 +135,10 @@ class Runtime:
                         reactor.listen(sock, partial(self._accepted, listener))
                 task_status.started(self)
                 await self._stop.wait()
-                if reactor is not None:
-                    for listener, sock in sockets:
-                        if listener.protocol is TransportProtocol.TCP:
-                            reactor.unwatch(sock.fileno())
-                            sock.close()
+                if reactor is not None:  # (the streams engine's accept tasks close theirs)
+                    self._close_listeners(
+                        sock for lst, sock in sockets if lst.protocol is TransportProtocol.TCP
+                    )
                 accepting.cancel_scope.cancel()
             deadline = trio.current_time() + self.settings.drain_timeout_s
             waiting.cancel_scope.deadline = deadline
@@ -150,6 +147,14 @@ class Runtime:
         if reactor is not None:
             await self._drain(deadline)  # flows that a waiting connection opened meanwhile
             reactor.abort_all()  # what the drain left open ends as cancelled
+
+    def _close_listeners(self, sockets: Iterable[socket.socket]) -> None:
+        """Stop listening: out of the reactor's set first, then closed (closing twice is
+        harmless)."""
+        for sock in sockets:
+            if self._reactor is not None and sock.fileno() >= 0:
+                self._reactor.unwatch(sock.fileno())
+            sock.close()
 
     async def _drain(self, deadline: float) -> None:
         """Return once no flow of the reactor is open, or at ``deadline`` (flows of the
