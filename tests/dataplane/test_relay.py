@@ -717,3 +717,31 @@ async def test_cancelling_the_caller_of_relay_sockets_resets_the_flow(
     for sock in (client, backend, front, back):
         sock.close()
     fast.close()
+
+
+async def test_relay_sockets_makes_blocking_stdlib_sockets_non_blocking() -> None:
+    """A blocking read in the reactor would stall every flow of the run."""
+    front = socket.create_server((LOOPBACK, 0))
+    back = socket.create_server((LOOPBACK, 0))
+    client = socket.create_connection(front.getsockname())
+    relay_client, _ = front.accept()
+    relay_backend = socket.create_connection(back.getsockname())
+    backend, _ = back.accept()
+    assert relay_client.getblocking()
+    assert relay_backend.getblocking()
+    results: list[RelayResult] = []
+    async with trio.open_nursery() as nursery:
+
+        async def one() -> None:
+            results.append(await relay_sockets(relay_client, relay_backend))
+
+        nursery.start_soon(one)
+        await trio.testing.wait_all_tasks_blocked()
+        assert not relay_client.getblocking()
+        assert not relay_backend.getblocking()
+        client.sendall(b"x" * 20000)  # more than one first read
+        client.shutdown(socket.SHUT_WR)
+        backend.shutdown(socket.SHUT_WR)
+    assert [r.bytes_in for r in results] == [20000]
+    for sock in (front, back, client, backend):
+        sock.close()
