@@ -18,9 +18,11 @@ from prometheus_client import CollectorRegistry, start_http_server
 from lbsim.cli import render
 from lbsim.cli.config import UpConfig, resolve
 from lbsim.cli.files import Loaded, load
+from lbsim.dataplane import host
 from lbsim.dataplane.events import EventSink, fanout
 from lbsim.dataplane.listeners import Listener
 from lbsim.dataplane.runtime import Runtime
+from lbsim.dataplane.settings import TcpEngine
 from lbsim.errors import ConfigError, LbsimError
 from lbsim.observe.flowlogs import FlowLogWriter
 from lbsim.observe.logs import LogWriter
@@ -34,7 +36,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     loaded = load(args, frontends=dict(config.frontends))
     render.problems(loaded.warnings, prefix="warning: ")
     try:
-        trio.run(_up, loaded, config)
+        if config.runtime.tcp_engine is TcpEngine.REACTOR:
+            host.run(_up, loaded, config)  # the reactor owns the thread, trio is its guest
+        else:
+            trio.run(_up, loaded, config)
     except BaseExceptionGroup as group:
         raise _lbsim_error(group) from None
     return 0

@@ -3,6 +3,7 @@ route(s) its flows take and the counters they bump."""
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 
 import attrs
@@ -82,3 +83,20 @@ class Listener:
             raise
         sock.setblocking(False)
         return sock
+
+
+def same_family(source: str, route: Route | None) -> str:
+    """A loopback client presented in the backend's IP version: an IPv6 loopback client of
+    an IPv4 backend is judged as 127.0.0.1, an IPv4-mapped one as its IPv4 address (and an
+    IPv4 loopback client of an IPv6 backend as ::1). Other addresses stay as they are."""
+    if route is None or (":" in source) == (":" in route.backend.private_ip_address):
+        return source
+    address = ipaddress.ip_address(source)
+    wanted = ipaddress.ip_address(route.backend.private_ip_address).version
+    if address.version == wanted:
+        return source
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    if address.is_loopback:
+        return "127.0.0.1" if wanted == 4 else "::1"
+    return source

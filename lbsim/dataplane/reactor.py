@@ -41,9 +41,11 @@ __all__ = [
     "ACCEPT_EXHAUSTED",
     "ACCEPT_GONE",
     "EXHAUSTED_RETRY_S",
+    "HOSTED",
     "Acceptor",
     "Reactor",
     "default",
+    "hosted",
 ]
 
 
@@ -89,9 +91,11 @@ class Handler(Protocol):
 class Reactor:
     """The epoll set, its handlers, and the flows it relays."""
 
-    def __init__(self, fast: fastpath.FastPath | None = None) -> None:
-        """An empty reactor; bytes go through ``fast`` unless a flow brings its own."""
+    def __init__(self, fast: fastpath.FastPath | None = None, *, hosted: bool = False) -> None:
+        """An empty reactor; bytes go through ``fast`` unless a flow brings its own.
+        ``hosted``: :mod:`lbsim.dataplane.host` runs its rounds, not a task of its own."""
         self.fast = fast or fastpath.FastPath()
+        self.hosted = hosted
         self.flows: dict[SocketFlow, None] = {}
         self._epoll = select.epoll()
         self.handlers: dict[int, Handler] = {}  # by descriptor
@@ -118,6 +122,10 @@ class Reactor:
         if self.handlers.pop(fd, None) is not None:
             with contextlib.suppress(OSError, ValueError):
                 self._epoll.unregister(fd)
+
+    def attach(self, nursery: trio.Nursery) -> None:
+        """Where the reactor's timers run (its own task does this itself)."""
+        self._nursery = nursery
 
     def again(self, handler: Handler) -> None:
         """Give ``handler`` another turn (``resume``) once other tasks had theirs."""
@@ -193,26 +201,35 @@ class Reactor:
         self.handlers.clear()
         self._epoll.close()
 
-    # --- the task -------------------------------------------------------------------------
+    # --- the rounds -----------------------------------------------------------------------
+    def dispatch(self, *, block: bool = False) -> None:
+        """One round: the handlers that asked for another turn, then every descriptor ready
+        (waited for if ``block`` and no handler asked)."""
+        timeout = -1.0 if block else 0.0
+        if self._again:
+            again, self._again = self._again, []
+            for handler in again:
+                handler.queued = False
+                handler.resume()
+            timeout = 0.0
+        handlers = self.handlers
+        for fd, events in self._epoll.poll(timeout, _MAX_EVENTS):
+            target = handlers.get(fd)
+            if target is not None:
+                target.ready(events)
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Dispatch readiness until cancelled; then every open flow is aborted."""
-        poll, handlers, epfd = self._epoll.poll, self.handlers, self._epoll.fileno()
+        dispatch, epfd = self.dispatch, self._epoll.fileno()
         try:
             async with trio.open_nursery() as self._nursery:
                 task_status.started()
                 while True:
                     if self._again:
                         await trio.lowlevel.checkpoint()
-                        again, self._again = self._again, []
-                        for handler in again:
-                            handler.queued = False
-                            handler.resume()
                     else:
                         await trio.lowlevel.wait_readable(epfd)
-                    for fd, events in poll(0, _MAX_EVENTS):
-                        target = handlers.get(fd)
-                        if target is not None:
-                            target.ready(events)
+                    dispatch()
         finally:
             self._nursery = None
             self.close()
@@ -278,15 +295,24 @@ class Acceptor:
 
 
 _DEFAULT: trio.lowlevel.RunVar[Reactor] = trio.lowlevel.RunVar("lbsim_reactor")
+# The reactor whose rounds lbsim.dataplane.host runs, in a run it hosts.
+HOSTED: trio.lowlevel.RunVar[Reactor | None] = trio.lowlevel.RunVar("lbsim_hosted", None)
+
+
+def hosted() -> Reactor | None:
+    """The reactor that owns the thread of this trio run (``lbsim up``), if any."""
+    return HOSTED.get()
 
 
 def default() -> Reactor:
-    """The reactor of the current trio run, started as a system task on first use; its open
-    flows are aborted when the run ends."""
+    """The reactor of the current trio run: the hosted one, else one started as a system
+    task on first use; its open flows are aborted when the run ends."""
     try:
         return _DEFAULT.get()
     except LookupError:
-        reactor = Reactor(fastpath.default())
+        reactor = hosted()
+        if reactor is None:
+            reactor = Reactor(fastpath.default())
+            trio.lowlevel.spawn_system_task(reactor.run, name="lbsim reactor")
         _DEFAULT.set(reactor)
-        trio.lowlevel.spawn_system_task(reactor.run, name="lbsim reactor")
         return reactor

@@ -13,7 +13,6 @@ time, then ends.
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import time
 from collections.abc import Iterable
@@ -28,13 +27,14 @@ from lbsim.dataplane import fastpath
 from lbsim.dataplane.backends import Backends
 from lbsim.dataplane.events import EventSink, FlowEvent, NsgHit, discard
 from lbsim.dataplane.instances import InstanceServer
-from lbsim.dataplane.listeners import Listener, Route
+from lbsim.dataplane.listeners import Listener, Route, same_family
 from lbsim.dataplane.probes import ProbeState
 from lbsim.dataplane.reactor import (
     ACCEPT_EXHAUSTED,
     ACCEPT_GONE,
     EXHAUSTED_RETRY_S,
     Reactor,
+    hosted,
 )
 from lbsim.dataplane.relay import (
     BackendUnreachableError,
@@ -73,7 +73,7 @@ class Runtime:
         self._stop = trio.Event()
         self._fast = fastpath.FastPath()
         self._streams = self.settings.tcp_engine is TcpEngine.STREAMS
-        self._reactor = None if self._streams else Reactor(self._fast)
+        self._reactor: Reactor | None = None  # made (or found) by run()
         self._all_closed = trio.Event()
         self._draining = False
         self._waiting: trio.Nursery | None = None  # flows that wait for something
@@ -106,15 +106,17 @@ class Runtime:
                 await self.backends.start(servers)
                 self.listeners = list(self.backends.listeners())
                 sockets = self._bind_all()
-                if self._reactor is not None:
-                    servers.start_soon(self._reactor.run, name="lbsim reactor")
+                if not self._streams:  # lbsim up's reactor owns the thread; else a task's
+                    self._reactor = hosted() or Reactor(self._fast)
+                    if not self._reactor.hosted:
+                        servers.start_soon(self._reactor.run, name="lbsim reactor")
                 try:
                     await self._serve(sockets, task_status)
                 finally:  # also when cancelled: no listening socket outlives the runtime
                     self._close_listeners(sock for _, sock in sockets)
                 servers.cancel_scope.cancel()
         finally:
-            if self._reactor is not None:
+            if self._reactor is not None and not self._reactor.hosted:
                 self._reactor.close()
             self._fast.close()
 
@@ -188,7 +190,7 @@ class Runtime:
         all before the reactor goes on, unless something has to wait."""
         peer: tuple[str, int] = address[:2]
         route = listener.pick(peer)
-        source = self.settings.sources.present(_same_family(peer[0], route))
+        source = self.settings.sources.present(same_family(peer[0], route))
         if route is None:  # every backend of the rule is probed down: no new flows
             self._unreachable(listener, conn, None, source, peer, reason="no-healthy-backend")
             return
@@ -346,7 +348,7 @@ class Runtime:
             route = listener.pick(client)
             if route is None:  # every backend of the rule is probed down
                 return None
-            source = self.settings.sources.present(_same_family(client[0], route))
+            source = self.settings.sources.present(same_family(client[0], route))
             allowed, hits = self._admit(listener, route, source, client)
             if not allowed:
                 return None
@@ -481,23 +483,6 @@ def _route_names(route: Route) -> tuple[str, str, str, str]:
 
 # What a relayed flow carries for its close event: route, source as judged, client, NSG hits.
 _About = tuple[Route, str, tuple[str, int], tuple[NsgHit, ...]]
-
-
-def _same_family(source: str, route: Route | None) -> str:
-    """A loopback client presented in the backend's IP version: an IPv6 loopback client of
-    an IPv4 backend is judged as 127.0.0.1, an IPv4-mapped one as its IPv4 address (and an
-    IPv4 loopback client of an IPv6 backend as ::1). Other addresses stay as they are."""
-    if route is None or (":" in source) == (":" in route.backend.private_ip_address):
-        return source
-    address = ipaddress.ip_address(source)
-    wanted = ipaddress.ip_address(route.backend.private_ip_address).version
-    if address.version == wanted:
-        return source
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return str(address.ipv4_mapped)
-    if address.is_loopback:
-        return "127.0.0.1" if wanted == 4 else "::1"
-    return source
 
 
 def _endpoint(address: str, port: int) -> str:

@@ -1,27 +1,50 @@
-"""Runtime tests run on both TCP engines: the reactor (Linux) and the portable streams one."""
+"""Runtime tests run on every way lbsim can relay TCP: the reactor as a trio task (Linux),
+the reactor owning the thread with trio as its guest (``lbsim up`` on Linux), and the
+portable streams engine."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import inspect
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
 import runtime_harness
 
+from lbsim.dataplane import host
 from lbsim.dataplane.settings import DEFAULT_TCP_ENGINE, TcpEngine
 
 # The modules whose every test runs once per engine (the others test one engine only).
-_BOTH_ENGINES = {"test_runtime", "test_runtime_lifecycle", "test_runtime_families"}
+_EVERY_ENGINE = {"test_runtime", "test_runtime_lifecycle", "test_runtime_families"}
+# How the tests name the ways: the reactor hosted is the reactor engine, run by host.run.
+_HOSTED = "hosted"
+_ENGINES = [TcpEngine.REACTOR.value, _HOSTED, TcpEngine.STREAMS.value]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if metafunc.module.__name__ in _BOTH_ENGINES and "tcp_engine" in metafunc.fixturenames:
-        metafunc.parametrize("tcp_engine", list(TcpEngine), indirect=True, ids=lambda e: e.value)
+    if metafunc.module.__name__ in _EVERY_ENGINE and "tcp_engine" in metafunc.fixturenames:
+        metafunc.parametrize("tcp_engine", _ENGINES, indirect=True)
+
+
+def _hosted_run(fn: Callable[[], Awaitable[Any]], **_trio_options: Any) -> Any:
+    """pytest-trio's runner for the hosted way (no test of these modules passes a clock)."""
+    return host.run(fn)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        hosted = callspec is not None and callspec.params.get("tcp_engine") == _HOSTED
+        if hosted and inspect.iscoroutinefunction(getattr(item, "obj", None)):
+            # First among the item's trio markers: pytest-trio runs the test with host.run.
+            item.add_marker(pytest.mark.trio(run=_hosted_run), append=False)
 
 
 @pytest.fixture(autouse=True)
 def tcp_engine(request: pytest.FixtureRequest) -> Iterator[TcpEngine]:
     """The engine that ``runtime_harness.settings`` gives the test's runtime."""
-    engine: TcpEngine = getattr(request, "param", DEFAULT_TCP_ENGINE)
+    name: str = getattr(request, "param", DEFAULT_TCP_ENGINE.value)
+    engine = TcpEngine.REACTOR if name == _HOSTED else TcpEngine(name)
     runtime_harness.TCP_ENGINE = engine
     yield engine
     runtime_harness.TCP_ENGINE = DEFAULT_TCP_ENGINE

@@ -10,8 +10,7 @@ import trio
 from runtime_harness import example_plan, place, running
 
 from lbsim.control.types import Backend
-from lbsim.dataplane.listeners import Route
-from lbsim.dataplane.runtime import _same_family
+from lbsim.dataplane.listeners import Route, same_family
 from lbsim.dataplane.settings import RuntimeSettings, SourceMap
 
 
@@ -32,7 +31,7 @@ def _route(private_ip: str) -> Route:
 def test_loopback_clients_are_judged_in_the_backend_family(
     client: str, backend: str, judged: str
 ) -> None:
-    assert _same_family(client, _route(backend)) == judged
+    assert same_family(client, _route(backend)) == judged
 
 
 async def _banner(port: int) -> bytes:

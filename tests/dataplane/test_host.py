@@ -1,0 +1,158 @@
+"""lbsim.dataplane.host: the reactor owns the thread and trio runs as its guest. The runtime
+tests run this way too (conftest's "hosted" engine); these test what only it promises."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+import trio
+from runtime_harness import free_ports, nat_pool, place, plan_of, running, scale_set, settings
+
+from lbsim.dataplane import host, idle, reactor
+from lbsim.dataplane.settings import BackendPattern
+from lbsim.errors import LbsimError
+
+
+def test_run_gives_back_what_the_main_task_returns() -> None:
+    async def main(x: int) -> int:
+        await trio.sleep(0.01)  # a trio timer, while the reactor waits on its own set
+        return x + 1
+
+    assert host.run(main, 41) == 42
+
+
+def test_run_raises_what_the_main_task_raises() -> None:
+    async def main() -> None:
+        await trio.lowlevel.checkpoint()
+        raise LbsimError("SomeCode", "from inside")
+
+    with pytest.raises(LbsimError, match="from inside"):
+        host.run(main)
+
+
+def test_the_hosted_reactor_is_the_runs_reactor() -> None:
+    async def main() -> tuple[bool, bool]:
+        mine = reactor.hosted()
+        return mine is not None and mine.hosted, reactor.default() is mine
+
+    assert host.run(main) == (True, True)
+    assert trio.run(_hosted_outside) is None
+
+
+async def _hosted_outside() -> reactor.Reactor | None:
+    return reactor.hosted()
+
+
+class _Steps(trio.abc.Instrument):
+    def __init__(self) -> None:
+        self.count = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.count += 1
+
+
+@pytest.fixture
+def echo_backend() -> Iterator[tuple[str, int]]:
+    """A blocking echo server in a thread of the test's own: it never wakes trio."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            while data := conn.recv(4096):
+                conn.sendall(data)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[:2]
+    server.close()
+    thread.join(timeout=5)
+
+
+def _round_trips(address: tuple[str, int], count: int) -> int:
+    done = 0
+    with socket.create_connection(address, timeout=5) as client:
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(count):
+            message = b"%06d" % i
+            client.sendall(message)
+            got = b""
+            while len(got) < len(message):
+                got += client.recv(64)
+            done += got == message
+    return done
+
+
+def test_relayed_bytes_never_wake_trio(echo_backend: tuple[str, int]) -> None:
+    """200 round trips through a NAT port cost trio a handful of task steps (the worker
+    thread that makes them): the reactor relays them without trio's scheduler."""
+
+    async def main() -> tuple[int, int]:
+        where = place()
+        start = free_ports(where.frontend, 1)
+        template = scale_set([nat_pool("echo", start, 7000, size=1)], capacity=1)
+        target = BackendPattern(instances={0: "{}:{}".format(*echo_backend)})
+        config = settings(where, backends={"vmss": target})
+        async with running(plan_of(template, where.frontend), config):
+            steps = _Steps()
+            trio.lowlevel.add_instrument(steps)
+            done = await trio.to_thread.run_sync(_round_trips, (where.frontend, start), 200)
+            trio.lowlevel.remove_instrument(steps)
+        return done, steps.count
+
+    done, steps = host.run(main)
+    assert done == 200
+    assert steps < 20, f"{steps} trio task steps for 200 round trips"
+
+
+class _Flow:
+    """What the idle watcher needs of a flow."""
+
+    def __init__(self, idle_timeout_s: float) -> None:
+        self.last = trio.current_time()
+        self.idle_timeout_s = idle_timeout_s
+        self.done = False
+        self.expired = trio.Event()
+
+    def expire(self) -> None:
+        self.expired.set()
+
+
+class _WatchOnRead:
+    """A reactor handler that gives the idle watcher a flow, outside any trio task."""
+
+    queued = False
+
+    def __init__(self, flow: _Flow) -> None:
+        self.flow = flow
+
+    def ready(self, events: int) -> None:
+        idle.reaper().watch(self.flow)
+
+    def resume(self) -> None:
+        pass
+
+
+def test_a_flow_watched_from_a_handler_expires_on_time() -> None:
+    """The idle watcher sleeps until a far deadline; a handler (host side, not a trio task)
+    watches a flow due sooner: trio must wake for it, not at the far deadline."""
+
+    async def main() -> bool:
+        far = _Flow(idle_timeout_s=3600)
+        idle.reaper().watch(far)
+        await trio.sleep(0.05)  # the watcher is asleep until the far deadline
+        soon = _Flow(idle_timeout_s=0.2)
+        a, b = socket.socketpair()
+        with a, b:
+            reactor.default().watch(a.fileno(), _WatchOnRead(soon))
+            b.send(b"x")
+            with trio.move_on_after(3):
+                await soon.expired.wait()
+            reactor.default().unwatch(a.fileno())
+        idle.reaper().forget(far)
+        return soon.expired.is_set() and not far.expired.is_set()
+
+    assert host.run(main)
