@@ -372,6 +372,7 @@ class Runtime:
             choose=choose,
             rule=listener.stats,
             on_close=closed,
+            reactor=self._reactor,
         )
         await relay.serve()
 

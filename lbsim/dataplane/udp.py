@@ -8,9 +8,12 @@ that client from the frontend socket. The table is kept in order of last activit
 flow at its head is the one idle longest, which is the one to expire (after
 ``idle_timeout_s``) or to evict (when ``max_flows`` is reached).
 
-Sockets are raw and non-blocking; a task waits only when a call would block. A datagram
-that cannot be sent at once is dropped and counted (``dropped``), as a router would do; a
-"port unreachable" from the backend counts as a backend failure (``backend_failures``).
+Sockets are raw and non-blocking, read until a call would block (or a burst ran out, to give
+others a turn). Where the runtime has a reactor (:mod:`lbsim.dataplane.reactor`) it calls
+the relay when a socket is ready, and a datagram relayed costs no trio task and no pass of
+trio's scheduler; otherwise a task per socket waits with trio. A datagram that cannot be
+sent at once is dropped and counted (``dropped``), as a router would do; a "port
+unreachable" from the backend counts as a backend failure (``backend_failures``).
 """
 
 from __future__ import annotations
@@ -19,10 +22,13 @@ import math
 import socket
 from collections import OrderedDict
 from collections.abc import Callable
+from functools import partial
 
 import trio
 
+from lbsim.dataplane.reactor import Reactor
 from lbsim.dataplane.relay import CloseReason
+from lbsim.dataplane.socketflow import EPOLLET, EPOLLIN
 from lbsim.dataplane.stats import FlowStats, RuleStats
 
 __all__ = ["Address", "Admit", "Choose", "Closed", "UdpRelay", "open_udp_socket"]
@@ -57,6 +63,35 @@ def _allow_all(client: Address) -> bool:
     return True
 
 
+class _Pump:
+    """A socket in the reactor: ``drain`` reads it until it would block (False) or a burst
+    ran out (True: another turn after the others)."""
+
+    __slots__ = ("drain", "queued", "reactor")
+
+    def __init__(self, reactor: Reactor, drain: Callable[[], bool]) -> None:
+        self.reactor = reactor
+        self.drain = drain
+        self.queued = False
+
+    def ready(self, events: int) -> None:
+        if not self.queued:  # (a queued pump drains on its turn anyway)
+            self.resume()
+
+    def resume(self) -> None:
+        if self.drain():
+            self.reactor.again(self)
+
+
+async def _pump_task(sock: socket.socket, drain: Callable[[], bool]) -> None:
+    """What a pump does without a reactor: a task that waits with trio."""
+    while True:
+        if drain():
+            await trio.lowlevel.checkpoint()
+        else:
+            await trio.lowlevel.wait_readable(sock)
+
+
 class _UdpFlow:
     """One client's flow: its backend socket, counters, last activity and reply task scope."""
 
@@ -85,11 +120,13 @@ class UdpRelay:
         choose: Choose | None = None,
         rule: RuleStats | None = None,
         on_close: Closed | None = None,
+        reactor: Reactor | None = None,
     ) -> None:
         """A relay that owns ``frontend`` (a bound non-blocking UDP socket) from now on;
         without ``admit`` every client is admitted. ``choose``, if given, picks each new
         flow's backend instead of ``backend`` (None refuses the flow): a load-balancing rule
-        spreads its flows that way."""
+        spreads its flows that way. With ``reactor`` its sockets are read by the reactor,
+        else by tasks of the relay's own."""
         self.backend = backend
         self.idle_timeout_s = idle_timeout_s
         self.max_flows = max_flows
@@ -97,6 +134,7 @@ class UdpRelay:
         self.choose = choose
         self.on_close = on_close
         self.rule = rule or RuleStats()
+        self.reactor = reactor
         self._sock = frontend
         self._flows: OrderedDict[Address, _UdpFlow] = OrderedDict()
         self._buffer = bytearray(65536)
@@ -124,38 +162,38 @@ class UdpRelay:
     ) -> None:
         """Relay until cancelled; reports the bound address when ready, and on the way out
         closes every flow (reason ``cancelled``), its socket, and the frontend socket."""
+        reactor, fd = self.reactor, self._sock.fileno()
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._expire_idle, name="lbsim udp expiry")
+                if reactor is not None:
+                    reactor.watch(fd, _Pump(reactor, self._from_clients), EPOLLIN | EPOLLET)
                 task_status.started(self.address)
-                await self._from_clients()
+                if reactor is None:
+                    await _pump_task(self._sock, self._from_clients)
         finally:
+            if reactor is not None:
+                reactor.unwatch(fd)
             for flow in list(self._flows.values()):
                 self._close(flow, CloseReason.CANCELLED)
             self._sock.close()
 
-    async def _from_clients(self) -> None:
-        """Read datagrams from clients and forward each through its flow."""
+    def _from_clients(self) -> bool:
+        """Forward datagrams from clients, each through its flow, up to a burst; whether
+        the burst ran out before the socket had nothing left."""
         sock, buffer, view = self._sock, self._buffer, self._view
-        burst = 0
-        while True:
+        for _ in range(_BURST):
             try:
                 n, client = sock.recvfrom_into(buffer)
             except BlockingIOError:
-                n = -1
+                return False
             except OSError:  # an error queued on the socket: nothing to forward
-                n, burst = -2, burst + 1
-            if n == -1:
-                burst = 0
-                await trio.lowlevel.wait_readable(sock)
+                if sock.fileno() < 0:  # closed (the relay stopped)
+                    return False
                 continue
-            if n >= 0:
-                self._forward(client[:2], view[:n], n)
-                burst += 1
-            if burst >= _BURST:
-                burst = 0
-                await trio.lowlevel.checkpoint()
+            self._forward(client[:2], view[:n], n)
+        return True
 
     def _forward(self, client: Address, data: memoryview, n: int) -> None:
         """Send one client datagram to the backend through the client's flow."""
@@ -202,40 +240,39 @@ class UdpRelay:
         self._flows[client] = flow
         if self._wake is not None and self._wake.deadline == math.inf:
             self._wake.deadline = flow.last + self.idle_timeout_s
-        assert self._nursery is not None
-        self._nursery.start_soon(self._from_backend, flow, name="lbsim udp flow")
+        replies = partial(self._replies, flow)
+        if self.reactor is not None:
+            self.reactor.watch(sock.fileno(), _Pump(self.reactor, replies), EPOLLIN | EPOLLET)
+        else:
+            assert self._nursery is not None
+            self._nursery.start_soon(self._from_backend, flow, replies, name="lbsim udp flow")
         return flow
 
-    async def _from_backend(self, flow: _UdpFlow) -> None:
-        """Send the backend's replies back to the flow's client until the flow closes."""
+    async def _from_backend(self, flow: _UdpFlow, replies: Callable[[], bool]) -> None:
+        """Without a reactor: send the backend's replies back to the flow's client until the
+        flow closes."""
         with flow.scope:
             try:
-                await self._replies(flow)
+                await _pump_task(flow.sock, replies)
             finally:
                 flow.sock.close()
 
-    async def _replies(self, flow: _UdpFlow) -> None:
-        """The reply loop of one flow (see :meth:`_from_backend`)."""
+    def _replies(self, flow: _UdpFlow) -> bool:
+        """Send the backend's replies back to the flow's client, up to a burst; whether the
+        burst ran out before the socket had nothing left."""
         sock, frontend, buffer, view = flow.sock, self._sock, self._buffer, self._view
-        burst = 0
-        while True:
+        for _ in range(_BURST):
+            if flow.stats.closed:  # closed meanwhile (evicted by a new flow, say)
+                return False
             try:
                 n = sock.recv_into(buffer)
             except BlockingIOError:
-                n = -1
+                return False
             except OSError:  # "port unreachable" from the backend, reported once
-                n = -2
                 self.rule.backend_failures += 1
-            if n == -1:
-                burst = 0
-                await trio.lowlevel.wait_readable(sock)
                 continue
-            if n >= 0:
-                self._reply(flow, frontend, view[:n], n)
-            burst += 1
-            if burst >= _BURST:
-                burst = 0
-                await trio.lowlevel.checkpoint()
+            self._reply(flow, frontend, view[:n], n)
+        return True
 
     def _reply(self, flow: _UdpFlow, frontend: socket.socket, data: memoryview, n: int) -> None:
         """Send one backend datagram to the flow's client from the frontend socket."""
@@ -271,10 +308,14 @@ class UdpRelay:
             self._wake = None
 
     def _close(self, flow: _UdpFlow, reason: CloseReason) -> None:
-        """Record the flow's end, tell ``on_close``, and stop its reply task (which closes
-        its socket)."""
+        """Record the flow's end, tell ``on_close``, and close its socket (or stop its reply
+        task, which does)."""
         self._flows.pop(flow.client, None)
         flow.stats.close(reason)
-        flow.scope.cancel()
+        if self.reactor is not None:
+            self.reactor.unwatch(flow.sock.fileno())
+            flow.sock.close()
+        else:
+            flow.scope.cancel()  # its task closes the socket
         if self.on_close is not None:
             self.on_close(flow.client, flow.stats)

@@ -108,6 +108,64 @@ def test_relayed_bytes_never_wake_trio(echo_backend: tuple[str, int]) -> None:
     assert steps < 20, f"{steps} trio task steps for 200 round trips"
 
 
+@pytest.fixture
+def udp_echo_backend() -> Iterator[tuple[str, int]]:
+    """A blocking UDP echo server in a thread of the test's own."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                data, peer = server.recvfrom(2048)
+            except TimeoutError:
+                continue
+            server.sendto(data, peer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[:2]
+    stop.set()
+    thread.join(timeout=5)
+    server.close()
+
+
+def _udp_round_trips(address: tuple[str, int], count: int) -> int:
+    done = 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.settimeout(2)
+        for i in range(count):
+            message = b"%06d" % i
+            client.sendto(message, address)
+            done += client.recv(64) == message
+    return done
+
+
+def test_relayed_datagrams_never_wake_trio(udp_echo_backend: tuple[str, int]) -> None:
+    """200 datagrams each way through a UDP NAT port: the reactor reads both sockets of the
+    flow, so trio's scheduler stays out of it."""
+
+    async def main() -> tuple[int, int]:
+        where = place()
+        start = free_ports(where.frontend, 1)
+        pool = nat_pool("dns", start, 53, protocol="Udp", size=1)
+        template = scale_set([pool], capacity=1)
+        target = BackendPattern(instances={0: "{}:{}".format(*udp_echo_backend)})
+        config = settings(where, backends={"vmss": target})
+        async with running(plan_of(template, where.frontend), config):
+            steps = _Steps()
+            trio.lowlevel.add_instrument(steps)
+            done = await trio.to_thread.run_sync(_udp_round_trips, (where.frontend, start), 200)
+            trio.lowlevel.remove_instrument(steps)
+        return done, steps.count
+
+    done, steps = host.run(main)
+    assert done == 200
+    assert steps < 20, f"{steps} trio task steps for 200 datagrams each way"
+
+
 class _Flow:
     """What the idle watcher needs of a flow."""
 

@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
 import pytest
 import trio
 import trio.testing
 
+from lbsim.dataplane import reactor
 from lbsim.dataplane.stats import RuleStats
 from lbsim.dataplane.udp import Address, Admit, UdpRelay, open_udp_socket
 
 LOOPBACK = "127.0.0.1"
+_DRIVEN_BY = {"this test": "reactor"}
+
+
+@pytest.fixture(autouse=True, params=["reactor", "tasks"])
+def driven_by(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test runs with the relay's sockets read by the reactor, and by tasks."""
+    _DRIVEN_BY["this test"] = request.param
+    yield request.param
+    _DRIVEN_BY["this test"] = "reactor"
+
+
+def _reactor() -> reactor.Reactor | None:
+    """What reads the relay's sockets in this test: the run's reactor, or None (tasks)."""
+    return reactor.default() if _DRIVEN_BY["this test"] == "reactor" else None
 
 
 class Backend:
@@ -53,6 +68,7 @@ async def udp_nat(
         rule=rule,
         max_flows=max_flows,
         admit=admit,
+        reactor=_reactor(),
     )
     try:
         async with trio.open_nursery() as nursery:
@@ -193,7 +209,13 @@ async def test_unreachable_backend_port_is_counted_not_fatal() -> None:
     closed_port = open_udp_socket(LOOPBACK, 0)
     backend = closed_port.getsockname()
     closed_port.close()
-    relay = UdpRelay(open_udp_socket(LOOPBACK, 0), backend, idle_timeout_s=60, rule=rule)
+    relay = UdpRelay(
+        open_udp_socket(LOOPBACK, 0),
+        backend,
+        idle_timeout_s=60,
+        rule=rule,
+        reactor=_reactor(),
+    )
     async with trio.open_nursery() as nursery:
         await nursery.start(relay.serve)
         sock = _client()
