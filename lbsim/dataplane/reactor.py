@@ -96,6 +96,8 @@ class Reactor:
         ``hosted``: :mod:`lbsim.dataplane.host` runs its rounds, not a task of its own."""
         self.fast = fast or fastpath.FastPath()
         self.hosted = hosted
+        # trio's clock, read a few times a flow: the run's clock itself once it is known
+        self.now: Callable[[], float] = trio.current_time
         self.flows: dict[SocketFlow, None] = {}
         self._epoll = select.epoll()
         self.handlers: dict[int, Handler] = {}  # by descriptor
@@ -126,6 +128,7 @@ class Reactor:
     def attach(self, nursery: trio.Nursery) -> None:
         """Where the reactor's timers run (its own task does this itself)."""
         self._nursery = nursery
+        self.now = trio.lowlevel.current_clock().current_time
 
     def again(self, handler: Handler) -> None:
         """Give ``handler`` another turn (``resume``) once other tasks had theirs."""
@@ -222,7 +225,8 @@ class Reactor:
         """Dispatch readiness until cancelled; then every open flow is aborted."""
         dispatch, epfd = self.dispatch, self._epoll.fileno()
         try:
-            async with trio.open_nursery() as self._nursery:
+            async with trio.open_nursery() as nursery:
+                self.attach(nursery)
                 task_status.started()
                 while True:
                     if self._again:

@@ -249,11 +249,12 @@ class Runtime:
     def _relay(
         self, listener: Listener, conn: socket.socket, backend: socket.socket, about: _About
     ) -> None:
-        stats = listener.stats.open_flow(trio.current_time())
-        if self._reactor is None:
+        reactor = self._reactor
+        stats = listener.stats.open_flow(trio.current_time() if reactor is None else reactor.now())
+        if reactor is None:
             self._later(self._relay_streams, conn, backend, listener, about, stats)
             return
-        self._reactor.relay(
+        reactor.relay(
             conn,
             backend,
             stats,
@@ -276,6 +277,8 @@ class Runtime:
 
     def _emit_close(self, listener: Listener, about: _About, stats: FlowStats) -> None:
         """The close event of a flow (TCP or UDP), with its counters."""
+        if self.sink is discard:
+            return
         route, source, peer, hits = about
         self._emit(
             "close",

@@ -99,7 +99,7 @@ class SocketFlow:
         self.backend = backend
         self.stats = stats
         self.fast = fast
-        self.last = trio.current_time()
+        self.last = reactor.now()
         self.idle_timeout_s = math.inf
         self.idle_hold_s = 0.0
         self.tcp_reset = False
@@ -163,8 +163,10 @@ class SocketFlow:
                 if abort:
                     reset_socket(side)
                 else:
-                    with contextlib.suppress(OSError):
+                    try:  # noqa: SIM105  (a try costs less than contextlib.suppress)
                         side.close()
+                    except OSError:
+                        pass
         self.stats.close(reason)
         if self.on_end is not None:
             self.on_end(self)
@@ -373,7 +375,7 @@ class Way:
         """One read brought bytes: a packet each way of counting, and the flow is active."""
         self.mine.packets += 1
         self.agg.packets += 1
-        self.flow.last = trio.current_time()
+        self.flow.last = self.flow.reactor.now()
 
     def _count(self, n: int) -> None:
         """``n`` bytes delivered: counted, and the flow is active (a slow reader draining
@@ -381,7 +383,7 @@ class Way:
         if n > 0:
             self.mine.bytes += n
             self.agg.bytes += n
-            self.flow.last = trio.current_time()
+            self.flow.last = self.flow.reactor.now()
 
     def _eof(self) -> None:
         """The source ended its stream: forward it as a FIN, then this direction is done.
@@ -401,8 +403,10 @@ class Way:
 
 def nodelay(sock: AnySocket) -> None:
     """Turn Nagle off on a TCP socket; a socket that refuses is left as it is."""
-    with contextlib.suppress(OSError):
+    try:  # noqa: SIM105  (once a flow: a try costs less than contextlib.suppress)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass
 
 
 def reset_socket(sock: AnySocket) -> None:
