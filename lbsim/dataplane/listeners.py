@@ -100,3 +100,16 @@ def same_family(source: str, route: Route | None) -> str:
     if address.is_loopback:
         return "127.0.0.1" if wanted == 4 else "::1"
     return source
+
+
+def address_in_use_hint(ports: list[int]) -> str:
+    """What to say when frontend ``ports`` are in use: a listener elsewhere, or, since NAT
+    ports such as 50000-50119 lie in Linux's ephemeral range, a recent connection of some
+    program that used one as its source port and waits in TIME_WAIT (for up to a minute)."""
+    if not ports:
+        return ""
+    return (
+        f" (another program listens there, or a recent connection from that port waits in"
+        f" TIME_WAIT for up to a minute: `ss -tanp 'sport = :{ports[0]}'` shows which;"
+        f" --frontend NAME=127.0.0.2 puts the frontend on another address)"
+    )

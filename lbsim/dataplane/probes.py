@@ -10,6 +10,8 @@ NAT entries are never gated by probes.
 
 from __future__ import annotations
 
+import socket
+
 import attrs
 import trio
 
@@ -56,7 +58,7 @@ async def check(state: ProbeState) -> bool:
     wait = min(state.probe.interval_s, _MAX_WAIT_S)
     with trio.move_on_after(wait):
         try:
-            stream = await trio.open_tcp_stream(*state.target)
+            stream = await _connect(state.target)
         except OSError:
             return False
         async with stream:
@@ -64,6 +66,21 @@ async def check(state: ProbeState) -> bool:
                 return True
             return await _http_ok(stream, state.probe.request_path or "/", state.target)
     return False
+
+
+async def _connect(target: tuple[str, int]) -> trio.SocketStream:
+    """A connection to ``target`` whose source port, once the probe has closed it and it
+    waits in TIME_WAIT, does not stop lbsim (or anything else) from listening on that port
+    (probes close first: their ephemeral ports may fall in a NAT pool's range)."""
+    family = socket.AF_INET6 if ":" in target[0] else socket.AF_INET
+    sock = trio.socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        await sock.connect(target)
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketStream(sock)
 
 
 async def _http_ok(stream: trio.SocketStream, path: str, target: tuple[str, int]) -> bool:

@@ -404,7 +404,11 @@ def begin_connect(address: tuple[str, int]) -> tuple[socket.socket, bool]:
     except OSError as exc:  # out of descriptors: no connection can be made now
         raise BackendUnreachableError(address, str(exc)) from exc
     nodelay(sock)
+    # lbsim usually sends the first FIN to a backend, so its side waits in TIME_WAIT; with
+    # this, that does not stop a listener from binding the port (an ephemeral port may be a
+    # NAT frontend port of lbsim's next run).
     try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         err = sock.connect_ex(address)
     except (OSError, OverflowError, TypeError) as exc:  # not an address lbsim can reach
         sock.close()

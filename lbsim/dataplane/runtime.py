@@ -13,6 +13,7 @@ time, then ends.
 
 from __future__ import annotations
 
+import errno
 import socket
 import time
 from collections.abc import Iterable
@@ -27,7 +28,7 @@ from lbsim.dataplane import fastpath
 from lbsim.dataplane.backends import Backends
 from lbsim.dataplane.events import EventSink, FlowEvent, NsgHit, discard
 from lbsim.dataplane.instances import InstanceServer
-from lbsim.dataplane.listeners import Listener, Route, same_family
+from lbsim.dataplane.listeners import Listener, Route, address_in_use_hint, same_family
 from lbsim.dataplane.probes import ProbeState
 from lbsim.dataplane.reactor import (
     ACCEPT_EXHAUSTED,
@@ -169,19 +170,23 @@ class Runtime:
     def _bind_all(self) -> list[tuple[Listener, socket.socket]]:
         bound: list[tuple[Listener, socket.socket]] = []
         failures: list[str] = []
+        in_use: list[int] = []
         for listener in self.listeners:
             try:
                 sock = listener.open_socket()
             except OSError as error:
                 what = f"{listener.protocol.value} {listener.label} ({listener.entry.rule_name})"
                 failures.append(f"{what}: {error.strerror}")
+                if error.errno == errno.EADDRINUSE:
+                    in_use.append(listener.address[1])
                 continue
             listener.bound = sock.getsockname()[:2]
             bound.append((listener, sock))
         if failures:
             for _, sock in bound:
                 sock.close()
-            raise LbsimError("FrontendBindFailed", "cannot listen on " + "; ".join(failures))
+            message = "cannot listen on " + "; ".join(failures)
+            raise LbsimError("FrontendBindFailed", message + address_in_use_hint(in_use))
         return bound
 
     # --- TCP ----------------------------------------------------------------------------------

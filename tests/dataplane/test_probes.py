@@ -3,6 +3,7 @@ rule that sends new flows only to backends its probe finds up."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -80,6 +81,24 @@ async def test_tcp_probe_wants_a_completed_connection(servers: dict[str, int]) -
     port = closed.getsockname()[1]
     closed.close()  # nothing listens there now
     assert not await check(state(ProbeProtocol.TCP, port=port))
+
+
+async def test_a_probes_time_wait_never_blocks_a_listener_on_its_port() -> None:
+    """A probe closes first, so its ephemeral source port waits in TIME_WAIT; that port
+    may be a NAT frontend port of lbsim's next run: a listener still binds it."""
+    server = trio.socket.socket()
+    await server.bind(("127.0.0.1", 0))
+    server.listen()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(check, state(ProbeProtocol.TCP, port=server.getsockname()[1]))
+        conn, (_, probe_port) = await server.accept()
+        with conn, trio.fail_after(3):
+            assert await conn.recv(16) == b""  # the probe closed its side first
+    server.close()
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", probe_port))  # EADDRINUSE if TIME_WAIT blocked it
+        listener.listen()
 
 
 def _plan(address: str) -> Plan:

@@ -121,6 +121,7 @@ async def test_a_taken_frontend_port_fails_with_frontend_bind_failed() -> None:
     assert error.code == "FrontendBindFailed"
     assert f"{where.frontend}:{start + 1}" in error.message
     assert "in use" in error.message  # the OS's reason
+    assert f"`ss -tanp 'sport = :{start + 1}'`" in error.message  # and how to see who holds it
     for port in (start, start + 2):  # the other listeners were closed again
         with socket.socket() as probe:
             probe.bind((where.frontend, port))
