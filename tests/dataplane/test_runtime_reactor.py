@@ -3,8 +3,10 @@ verdicts never stand in for a verdict that the source port could change."""
 
 from __future__ import annotations
 
+import gc
 import random
 import socket
+import weakref
 
 import trio
 from runtime_harness import (
@@ -25,7 +27,9 @@ from runtime_harness import (
     settings,
 )
 
+from lbsim.dataplane import reactor
 from lbsim.dataplane.settings import BackendPattern
+from lbsim.dataplane.stats import RuleStats
 
 
 def _tasks() -> int:
@@ -140,3 +144,31 @@ async def test_out_of_descriptors_one_accept_retry_waits_however_many_connect() 
         for sock in clients:
             with sock:
                 assert (await read_line(sock)).startswith(b"lbsim instance vmss_0 ")
+
+
+async def test_an_ended_flow_is_freed_without_the_cyclic_collector() -> None:
+    """An ended flow leaves no reference cycle: with the collector off, its objects go as
+    soon as the last reference does."""
+    client_side, client = socket.socketpair()
+    backend, peer = socket.socketpair()
+    for sock in (client, backend):
+        sock.setblocking(False)
+    backend_side = trio.socket.from_stdlib_socket(peer)
+    ended: list[weakref.ref[object]] = []
+
+    def on_end(flow: object) -> None:
+        ended.append(weakref.ref(flow))
+
+    gc.disable()
+    try:
+        reactor.default().relay(client, backend, RuleStats().open_flow(0.0), on_end=on_end)
+        client_side.sendall(b"ping")
+        with trio.fail_after(3):
+            assert await backend_side.recv(16) == b"ping"
+        client_side.close()
+        backend_side.close()
+        await eventually(lambda: bool(ended))
+        await trio.lowlevel.checkpoint()  # the reactor's round is over: nothing holds it
+        assert ended[0]() is None
+    finally:
+        gc.enable()
