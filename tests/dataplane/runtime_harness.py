@@ -390,30 +390,3 @@ def no_descriptors_left(spare: int = 0) -> Iterator[None]:
         for fd in fillers:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-
-
-# --- TIME_WAIT -----------------------------------------------------------------------------
-def time_waits_on(port: int) -> list[int]:
-    """The remote ports of IPv4 TCP connections in TIME_WAIT whose local port is ``port``
-    (from /proc/net/tcp: Linux)."""
-    remotes = []
-    with open("/proc/net/tcp", encoding="ascii") as table:
-        next(table)
-        for line in table:
-            fields = line.split()
-            local, remote, state = fields[1], fields[2], fields[3]
-            if state == "06" and int(local.rsplit(":", 1)[1], 16) == port:
-                remotes.append(int(remote.rsplit(":", 1)[1], 16))
-    return remotes
-
-
-def can_listen_on(port: int) -> bool:
-    """Whether a listener with SO_REUSEADDR (as lbsim's) can bind 127.0.0.1:``port``."""
-    with socket.socket() as listener:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            listener.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        listener.listen()
-    return True

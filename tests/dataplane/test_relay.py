@@ -429,6 +429,16 @@ async def test_sockets_client_vanishing_mid_stream_ends_the_flow(mode: str) -> N
     assert pair.results[0].reason is CloseReason.CLIENT_ERROR
 
 
+async def test_backend_connections_never_leave_a_time_wait_that_blocks_a_listener() -> None:
+    """lbsim usually sends a backend the first FIN, so its side waits in TIME_WAIT on an
+    ephemeral port, which may be a NAT frontend port of lbsim's next run: the socket has
+    SO_REUSEADDR, which lets a listener with SO_REUSEADDR (as lbsim's) bind the port all the
+    same (a TIME_WAIT left by a socket without it blocks the bind for a minute)."""
+    server = socket.create_server((LOOPBACK, 0))
+    with server, await connect_raw(server.getsockname()) as sock:
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR)
+
+
 async def test_connect_backend_refused_is_a_clear_error() -> None:
     port = await _free_port()
     with pytest.raises(BackendUnreachableError) as caught:

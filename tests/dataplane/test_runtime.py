@@ -4,14 +4,12 @@ timeouts, unreachable and user-mapped backends, load-balancing rules."""
 from __future__ import annotations
 
 from collections import Counter
-from functools import partial
 
 import pytest
 import trio
 from runtime_harness import (
     FAST,
     allow,
-    can_listen_on,
     connect,
     ending,
     eventually,
@@ -27,7 +25,6 @@ from runtime_harness import (
     running,
     scale_set,
     settings,
-    time_waits_on,
     udp_ask,
     udp_client,
 )
@@ -309,42 +306,6 @@ async def test_user_mapped_backends_receive_the_traffic(nursery: trio.Nursery) -
                 await sock.send(b"hello\n")
                 assert await read_line(sock) == b"hello\n"
     nursery.cancel_scope.cancel()
-
-
-async def test_lbsims_own_time_wait_never_blocks_a_listener_on_its_port() -> None:
-    """lbsim sends the first FIN to a backend when the client closes, so its side of the
-    backend connection waits in TIME_WAIT on an ephemeral port, which may be a NAT frontend
-    port of lbsim's next run: a listener (with SO_REUSEADDR, as lbsim's) still binds it.
-    (A port that some other connection also left in TIME_WAIT proves nothing: another flow.)"""
-    where = place()
-    start = free_ports(where.frontend, 1)
-    backend = trio.socket.socket()
-    await backend.bind(("127.0.0.1", 0))
-    backend.listen()
-    backend_port = backend.getsockname()[1]
-    target = BackendPattern(instances={0: f"127.0.0.1:{backend_port}"})
-    template = scale_set([nat_pool("svc", start, 9000, size=1)], capacity=1)
-    config = settings(where, backends={"vmss": target})
-    events: list[FlowEvent] = []
-    judged = 0
-    async with running(plan_of(template, where.frontend), config, events):
-        for attempt in range(1, 6):
-            client = await connect((where.frontend, start))
-            conn, (_, lbsim_port) = await backend.accept()
-            client.close()  # the client's FIN: lbsim passes it on first
-            with conn, trio.fail_after(3):
-                assert await conn.recv(16) == b""
-            await eventually(partial(_closes_are, events, attempt))
-            assert time_waits_on(lbsim_port).count(backend_port) == 1  # lbsim's, as said
-            if set(time_waits_on(lbsim_port)) == {backend_port}:  # and no other
-                assert can_listen_on(lbsim_port)
-                judged += 1
-    backend.close()
-    assert judged
-
-
-def _closes_are(events: list[FlowEvent], count: int) -> bool:
-    return sum(event.kind == "close" for event in events) == count
 
 
 async def test_backends_of_other_scale_sets_stay_built_in() -> None:
