@@ -197,9 +197,9 @@ def metrics(b: Bench) -> Section:
             "off": stack.enter_context(targets.lbsim(off, b.tmp, name="lbsim-off")),
             "on": stack.enter_context(targets.lbsim(on, b.tmp, name="lbsim-on")),
         }
-        runs = 2 * b.runs  # a difference of a few percent, measured on a shared machine
-        for run in range(runs):
-            log(f"metrics: run {run + 1}/{runs}")
+        rounds = 2 * b.runs  # a difference of a few percent, measured on a shared machine
+        for run in range(rounds):
+            log(f"metrics: run {run + 1}/{rounds}")
             for name in ["off", "on"] if run % 2 == 0 else ["on", "off"]:
                 point, url = runs[name].endpoint, runs[name].metrics
                 with _scraping(url):
