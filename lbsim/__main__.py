@@ -1,5 +1,5 @@
 import sys
 
-from lbsim.cli import main
+from lbsim.entry import main
 
 sys.exit(main())
