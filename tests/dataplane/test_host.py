@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import trio
@@ -86,24 +86,36 @@ def _round_trips(address: tuple[str, int], count: int) -> int:
     return done
 
 
-def test_relayed_bytes_never_wake_trio(echo_backend: tuple[str, int]) -> None:
-    """200 round trips through a NAT port cost trio a handful of task steps (the worker
-    thread that makes them): the reactor relays them without trio's scheduler."""
+def _exchanges_through_lbsim(
+    protocol: str,
+    backend: tuple[str, int],
+    exchanges: Callable[[tuple[str, int], int], int],
+) -> tuple[int, int]:
+    """Under lbsim up's hosted loop, a NAT port (``protocol``) to ``backend``, and 200
+    ``exchanges`` through it from a worker thread: how many came back right, and how many
+    trio task steps ran meanwhile."""
 
     async def main() -> tuple[int, int]:
         where = place()
         start = free_ports(where.frontend, 1)
-        template = scale_set([nat_pool("echo", start, 7000, size=1)], capacity=1)
-        target = BackendPattern(instances={0: "{}:{}".format(*echo_backend)})
+        pool = nat_pool("svc", start, 7000, protocol=protocol, size=1)
+        target = BackendPattern(instances={0: "{}:{}".format(*backend)})
         config = settings(where, backends={"vmss": target})
-        async with running(plan_of(template, where.frontend), config):
+        async with running(plan_of(scale_set([pool], capacity=1), where.frontend), config):
             steps = _Steps()
             trio.lowlevel.add_instrument(steps)
-            done = await trio.to_thread.run_sync(_round_trips, (where.frontend, start), 200)
+            done = await trio.to_thread.run_sync(exchanges, (where.frontend, start), 200)
             trio.lowlevel.remove_instrument(steps)
         return done, steps.count
 
-    done, steps = host.run(main)
+    return host.run(main)
+
+
+def test_relayed_bytes_never_wake_trio(echo_backend: tuple[str, int]) -> None:
+    """200 round trips through a NAT port cost trio a handful of task steps (the worker
+    thread that makes them): the reactor relays them without trio's scheduler."""
+
+    done, steps = _exchanges_through_lbsim("Tcp", echo_backend, _round_trips)
     assert done == 200
     assert steps < 20, f"{steps} trio task steps for 200 round trips"
 
@@ -147,21 +159,7 @@ def test_relayed_datagrams_never_wake_trio(udp_echo_backend: tuple[str, int]) ->
     """200 datagrams each way through a UDP NAT port: the reactor reads both sockets of the
     flow, so trio's scheduler stays out of it."""
 
-    async def main() -> tuple[int, int]:
-        where = place()
-        start = free_ports(where.frontend, 1)
-        pool = nat_pool("dns", start, 53, protocol="Udp", size=1)
-        template = scale_set([pool], capacity=1)
-        target = BackendPattern(instances={0: "{}:{}".format(*udp_echo_backend)})
-        config = settings(where, backends={"vmss": target})
-        async with running(plan_of(template, where.frontend), config):
-            steps = _Steps()
-            trio.lowlevel.add_instrument(steps)
-            done = await trio.to_thread.run_sync(_udp_round_trips, (where.frontend, start), 200)
-            trio.lowlevel.remove_instrument(steps)
-        return done, steps.count
-
-    done, steps = host.run(main)
+    done, steps = _exchanges_through_lbsim("Udp", udp_echo_backend, _udp_round_trips)
     assert done == 200
     assert steps < 20, f"{steps} trio task steps for 200 datagrams each way"
 
