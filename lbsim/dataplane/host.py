@@ -6,8 +6,9 @@ scheduler is most of what a relayed round trip costs in Python. Here the roles a
 the reactor's loop owns the thread and waits on its epoll set directly, so a byte relayed
 costs one ``epoll_wait``, a read and a write; trio runs alongside in guest mode (its
 documented way of living inside another event loop: trio's own waits happen in a helper
-thread, its tasks run here, between the reactor's rounds). Everything that is not relaying
-TCP (UDP, probes, built-in instances, the log writers, signals) stays in trio tasks.
+thread, its tasks run here, between the reactor's rounds). UDP flows are relayed by the
+reactor too; everything else (probes, built-in instances, the log writers, signals) stays in
+trio tasks.
 
 Both loops share one thread: handlers and trio tasks never run at the same time, and trio's
 synchronous functions called by a handler (setting an event, starting a task) are safe; trio
