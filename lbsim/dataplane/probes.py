@@ -10,12 +10,11 @@ NAT entries are never gated by probes.
 
 from __future__ import annotations
 
-import socket
-
 import attrs
 import trio
 
 from lbsim.control.types import Backend, PlannedProbe
+from lbsim.dataplane.relay import BackendUnreachableError, connect_backend
 from lbsim.model import ProbeProtocol
 
 _MAX_WAIT_S = 30.0
@@ -58,8 +57,8 @@ async def check(state: ProbeState) -> bool:
     wait = min(state.probe.interval_s, _MAX_WAIT_S)
     with trio.move_on_after(wait):
         try:
-            stream = await _connect(state.target)
-        except OSError:
+            stream = await _connect(state.target, wait)
+        except BackendUnreachableError:
             return False
         async with stream:
             if state.probe.protocol is not ProbeProtocol.HTTP:
@@ -68,19 +67,10 @@ async def check(state: ProbeState) -> bool:
     return False
 
 
-async def _connect(target: tuple[str, int]) -> trio.SocketStream:
-    """A connection to ``target`` whose source port, once the probe has closed it and it
-    waits in TIME_WAIT, does not stop lbsim (or anything else) from listening on that port
-    (probes close first: their ephemeral ports may fall in a NAT pool's range)."""
-    family = socket.AF_INET6 if ":" in target[0] else socket.AF_INET
-    sock = trio.socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        await sock.connect(target)
-    except BaseException:
-        sock.close()
-        raise
-    return trio.SocketStream(sock)
+async def _connect(target: tuple[str, int], timeout_s: float) -> trio.SocketStream:
+    """A probe's connection, opened as the relay opens its backend connections: probes close
+    first too, and their TIME_WAIT must not keep a NAT frontend port from being bound."""
+    return trio.SocketStream(await connect_backend(target, timeout_s=timeout_s))
 
 
 async def _http_ok(stream: trio.SocketStream, path: str, target: tuple[str, int]) -> bool:

@@ -43,6 +43,7 @@ __all__ = [
     "EXHAUSTED_RETRY_S",
     "HOSTED",
     "Acceptor",
+    "Pump",
     "Reactor",
     "default",
     "hosted",
@@ -191,7 +192,14 @@ class Reactor:
     def listen(self, sock: socket.socket, on_accept: Callable[[socket.socket, Any], None]) -> None:
         """Accept on ``sock`` (listening, non-blocking) and hand each connection,
         non-blocking, with its peer address to ``on_accept``."""
-        self.watch(sock.fileno(), Acceptor(self, sock, on_accept), EPOLLIN | EPOLLET)
+        acceptor = Acceptor(self, sock, on_accept)
+        acceptor.pump = self.pump(sock.fileno(), acceptor.drain)
+
+    def pump(self, fd: int, drain: Callable[[], bool]) -> Pump:
+        """Call ``drain`` whenever ``fd`` has something to read (see :class:`Pump`)."""
+        pump = Pump(self, drain)
+        self.watch(fd, pump, EPOLLIN | EPOLLET)
+        return pump
 
     def abort_all(self) -> None:
         """End every flow still open as cancelled (both sides reset)."""
@@ -252,10 +260,33 @@ async def _call_later(delay_s: float, call: Callable[[], None]) -> None:
     call()
 
 
-class Acceptor:
-    """A listening socket in the reactor: accepts until the backlog is empty."""
+class Pump:
+    """A descriptor read by ``drain`` when the reactor finds it readable: ``drain`` reads
+    until a call would block (and returns False) or until it has had a burst (True: it gets
+    another turn once the others had theirs). Edge-triggered, so every burst ends one way or
+    the other."""
 
-    __slots__ = ("on_accept", "queued", "reactor", "retrying", "sock")
+    __slots__ = ("drain", "queued", "reactor")
+
+    def __init__(self, reactor: Reactor, drain: Callable[[], bool]) -> None:
+        self.reactor = reactor
+        self.drain = drain
+        self.queued = False
+
+    def ready(self, events: int) -> None:
+        if not self.queued:  # (a queued pump drains on its turn anyway)
+            self.resume()
+
+    def resume(self) -> None:
+        if self.drain():
+            self.reactor.again(self)
+
+
+class Acceptor:
+    """A listening socket in the reactor, drained by its :class:`Pump`: a burst of
+    connections per turn until the backlog is empty."""
+
+    __slots__ = ("on_accept", "pump", "reactor", "retrying", "sock")
 
     def __init__(
         self, reactor: Reactor, sock: socket.socket, on_accept: Callable[[socket.socket, Any], None]
@@ -263,39 +294,37 @@ class Acceptor:
         self.reactor = reactor
         self.sock = sock
         self.on_accept = on_accept
-        self.queued = False
+        self.pump: Pump | None = None
         self.retrying = False  # a retry after running out of descriptors is scheduled
-
-    def ready(self, events: int) -> None:
-        if not self.retrying:  # out of descriptors: the retry already scheduled will accept
-            self.resume()
 
     def retry(self) -> None:
         self.retrying = False
-        self.resume()
+        if self.pump is not None:
+            self.pump.resume()
 
-    def resume(self) -> None:
-        """Accept up to a burst; the rest of the backlog gets the next turn."""
+    def drain(self) -> bool:
+        """Accept up to a burst; True if the backlog may hold more."""
+        if self.retrying:  # out of descriptors: the retry already scheduled will accept
+            return False
         accept, on_accept = self.sock.accept, self.on_accept
         for _ in range(_ACCEPT_BURST):
             try:
                 conn, peer = accept()
             except BlockingIOError:
-                return
+                return False
             except OSError as error:
                 if error.errno in ACCEPT_EXHAUSTED:
-                    if not self.retrying:
-                        self.retrying = True
-                        self.reactor.later(EXHAUSTED_RETRY_S, self.retry)
-                    return
+                    self.retrying = True
+                    self.reactor.later(EXHAUSTED_RETRY_S, self.retry)
+                    return False
                 if error.errno in ACCEPT_GONE:
                     continue
                 if self.sock.fileno() < 0:  # closed meanwhile: nothing more to accept
-                    return
+                    return False
                 raise
             conn.setblocking(False)
             on_accept(conn, peer)
-        self.reactor.again(self)
+        return True
 
 
 _DEFAULT: trio.lowlevel.RunVar[Reactor] = trio.lowlevel.RunVar("lbsim_reactor")

@@ -28,7 +28,6 @@ import trio
 
 from lbsim.dataplane.reactor import Reactor
 from lbsim.dataplane.relay import CloseReason
-from lbsim.dataplane.socketflow import EPOLLET, EPOLLIN
 from lbsim.dataplane.stats import FlowStats, RuleStats
 
 __all__ = ["Address", "Admit", "Choose", "Closed", "UdpRelay", "open_udp_socket"]
@@ -63,28 +62,9 @@ def _allow_all(client: Address) -> bool:
     return True
 
 
-class _Pump:
-    """A socket in the reactor: ``drain`` reads it until it would block (False) or a burst
-    ran out (True: another turn after the others)."""
-
-    __slots__ = ("drain", "queued", "reactor")
-
-    def __init__(self, reactor: Reactor, drain: Callable[[], bool]) -> None:
-        self.reactor = reactor
-        self.drain = drain
-        self.queued = False
-
-    def ready(self, events: int) -> None:
-        if not self.queued:  # (a queued pump drains on its turn anyway)
-            self.resume()
-
-    def resume(self) -> None:
-        if self.drain():
-            self.reactor.again(self)
-
-
 async def _pump_task(sock: socket.socket, drain: Callable[[], bool]) -> None:
-    """What a pump does without a reactor: a task that waits with trio."""
+    """What the reactor's :class:`~lbsim.dataplane.reactor.Pump` does, without a reactor: a
+    task that waits with trio."""
     while True:
         if drain():
             await trio.lowlevel.checkpoint()
@@ -168,7 +148,7 @@ class UdpRelay:
                 self._nursery = nursery
                 nursery.start_soon(self._expire_idle, name="lbsim udp expiry")
                 if reactor is not None:
-                    reactor.watch(fd, _Pump(reactor, self._from_clients), EPOLLIN | EPOLLET)
+                    reactor.pump(fd, self._from_clients)
                 task_status.started(self.address)
                 if reactor is None:
                     await _pump_task(self._sock, self._from_clients)
@@ -242,7 +222,7 @@ class UdpRelay:
             self._wake.deadline = flow.last + self.idle_timeout_s
         replies = partial(self._replies, flow)
         if self.reactor is not None:
-            self.reactor.watch(sock.fileno(), _Pump(self.reactor, replies), EPOLLIN | EPOLLET)
+            self.reactor.pump(sock.fileno(), replies)
         else:
             assert self._nursery is not None
             self._nursery.start_soon(self._from_backend, flow, replies, name="lbsim udp flow")

@@ -91,7 +91,7 @@ async def test_probe_connections_never_leave_a_time_wait_that_blocks_a_listener(
     server = trio.socket.socket()
     await server.bind(("127.0.0.1", 0))
     server.listen()
-    stream = await probes._connect(server.getsockname())
+    stream = await probes._connect(server.getsockname(), 2.0)
     async with stream:
         assert stream.socket.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR)
     server.close()
