@@ -8,7 +8,8 @@ costs one ``epoll_wait``, a read and a write; trio runs alongside in guest mode 
 documented way of living inside another event loop: trio's own waits happen in a helper
 thread, its tasks run here, between the reactor's rounds). UDP flows are relayed by the
 reactor too; everything else (probes, built-in instances, the log writers, signals) stays in
-trio tasks.
+trio tasks. The hosted reactor hands the sockets of flows that end quietly to a closing
+thread (:mod:`lbsim.dataplane.closer`).
 
 Both loops share one thread: handlers and trio tasks never run at the same time, and trio's
 synchronous functions called by a handler (setting an event, starting a task) are safe; trio

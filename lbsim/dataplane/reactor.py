@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import trio
 
 from lbsim.dataplane import fastpath, idle
+from lbsim.dataplane.closer import Closer
 from lbsim.dataplane.socketflow import (
     CANCELLED,
     EPOLLET,
@@ -105,6 +106,8 @@ class Reactor:
         self._again: list[Handler] = []
         self._nursery: trio.Nursery | None = None
         self._reaper: idle.IdleReaper | None = None
+        # Hosted (lbsim up): ended flows are closed by a thread of their own.
+        self.closer: Closer | None = Closer() if hosted else None
 
     @property
     def reaper(self) -> idle.IdleReaper:
@@ -207,16 +210,21 @@ class Reactor:
             flow.end(CANCELLED)
 
     def close(self) -> None:
-        """Abort the open flows and close the epoll set."""
+        """Abort the open flows, close the epoll set, and wait for the closes handed over."""
         self.abort_all()
         self.handlers.clear()
         self._epoll.close()
+        if self.closer is not None:
+            self.closer.stop()
 
     # --- the rounds -----------------------------------------------------------------------
     def dispatch(self, *, block: bool = False) -> None:
         """One round: the handlers that asked for another turn, then every descriptor ready
         (waited for if ``block`` and no handler asked)."""
         timeout = -1.0 if block else 0.0
+        closer = self.closer
+        if closer is not None:  # what trio's tasks ended since the last round
+            closer.flush()
         if self._again:
             again, self._again = self._again, []
             for handler in again:
@@ -228,6 +236,8 @@ class Reactor:
             target = handlers.get(fd)
             if target is not None:
                 target.ready(events)
+        if closer is not None:
+            closer.flush()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Dispatch readiness until cancelled; then every open flow is aborted."""

@@ -171,10 +171,19 @@ class SocketFlow:
             way.flow = way.other = _GONE
         if self.idle_timeout_s < math.inf:
             reactor.reaper.forget(self)
+        client, backend = self.client, self.backend
         if held:  # Azure drops an idle flow silently: nobody hears of it until the hold ends
-            reactor.hold((self.client, self.backend), self.idle_hold_s)
+            reactor.hold((client, backend), self.idle_hold_s)
+        elif (
+            reactor.closer is not None
+            and not abort
+            and isinstance(client, socket.socket)
+            and isinstance(backend, socket.socket)
+        ):  # a quiet close: the reactor's closing thread sends the FINs
+            reactor.closer.defer(client)
+            reactor.closer.defer(backend)
         else:
-            _close_both(self.client, self.backend, abort=abort)
+            _close_both(client, backend, abort=abort)
         self.stats.close(reason)
         if self.on_end is not None:
             self.on_end(self)

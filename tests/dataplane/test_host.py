@@ -3,15 +3,17 @@ tests run this way too (conftest's "hosted" engine); these test what only it pro
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
+import types
 from collections.abc import Callable, Iterator
 
 import pytest
 import trio
 from runtime_harness import free_ports, nat_pool, place, plan_of, running, scale_set, settings
 
-from lbsim.dataplane import host, idle, reactor
+from lbsim.dataplane import closer, host, idle, reactor
 from lbsim.dataplane.settings import BackendPattern
 from lbsim.errors import LbsimError
 
@@ -52,24 +54,6 @@ class _Steps(trio.abc.Instrument):
 
     def before_task_step(self, task: trio.lowlevel.Task) -> None:
         self.count += 1
-
-
-@pytest.fixture
-def echo_backend() -> Iterator[tuple[str, int]]:
-    """A blocking echo server in a thread of the test's own: it never wakes trio."""
-    server = socket.create_server(("127.0.0.1", 0))
-
-    def serve() -> None:
-        conn, _ = server.accept()
-        with conn:
-            while data := conn.recv(4096):
-                conn.sendall(data)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield server.getsockname()[:2]
-    server.close()
-    thread.join(timeout=5)
 
 
 def _round_trips(address: tuple[str, int], count: int) -> int:
@@ -120,21 +104,51 @@ def test_relayed_bytes_never_wake_trio(echo_backend: tuple[str, int]) -> None:
     assert steps < 20, f"{steps} trio task steps for 200 round trips"
 
 
-@pytest.fixture
-def udp_echo_backend() -> Iterator[tuple[str, int]]:
-    """A blocking UDP echo server in a thread of the test's own."""
-    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    server.bind(("127.0.0.1", 0))
+def _connections(address: tuple[str, int], count: int) -> int:
+    """``count`` connections one after the other: one exchange each, closed by the client;
+    how many of them saw their bytes back and then the end of the stream."""
+    done = 0
+    for i in range(count):
+        with socket.create_connection(address, timeout=5) as client:
+            client.sendall(b"%06d" % i)
+            got = b""
+            while len(got) < 6:
+                got += client.recv(64)
+            client.shutdown(socket.SHUT_WR)
+            done += got == b"%06d" % i and client.recv(64) == b""
+    return done
+
+
+def test_ended_flows_are_closed_by_the_closer_thread(
+    echo_backend: tuple[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each flow that ends quietly has both its sockets closed by lbsim's closing thread,
+    not by the reactor's, and its client still sees the end of the stream."""
+    threads: list[str] = []
+
+    def close(fd: int) -> None:
+        threads.append(threading.current_thread().name)
+        os.close(fd)
+
+    monkeypatch.setattr(closer, "os", types.SimpleNamespace(close=close))
+    done, _ = _exchanges_through_lbsim("Tcp", echo_backend, _connections)
+    assert done == 200
+    assert len(threads) == 400
+    assert set(threads) == {"lbsim closer"}
+
+
+def _serving(server: socket.socket, serve_one: Callable[[], None]) -> Iterator[tuple[str, int]]:
+    """``server``'s address while a thread of the test's own (it never wakes trio) calls
+    ``serve_one`` again and again; then the thread is stopped and ``server`` closed."""
     server.settimeout(0.2)
     stop = threading.Event()
 
     def serve() -> None:
         while not stop.is_set():
             try:
-                data, peer = server.recvfrom(2048)
+                serve_one()
             except TimeoutError:
                 continue
-            server.sendto(data, peer)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
@@ -142,6 +156,35 @@ def udp_echo_backend() -> Iterator[tuple[str, int]]:
     stop.set()
     thread.join(timeout=5)
     server.close()
+
+
+@pytest.fixture
+def echo_backend() -> Iterator[tuple[str, int]]:
+    """A blocking TCP echo server: one connection after another, each until its client's
+    stream ends."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def echo_one() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.settimeout(5)
+            while data := conn.recv(4096):
+                conn.sendall(data)
+
+    yield from _serving(server, echo_one)
+
+
+@pytest.fixture
+def udp_echo_backend() -> Iterator[tuple[str, int]]:
+    """A blocking UDP echo server."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+
+    def echo_one() -> None:
+        data, peer = server.recvfrom(2048)
+        server.sendto(data, peer)
+
+    yield from _serving(server, echo_one)
 
 
 def _udp_round_trips(address: tuple[str, int], count: int) -> int:
