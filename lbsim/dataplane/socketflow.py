@@ -297,7 +297,8 @@ class Way:
             if (self.pending or self.rest is not None) and not self._deliver():
                 return
             if not self.readable:
-                self.release()
+                if self.pipe is not None:
+                    self.release()
                 return
             if not turns:
                 flow.reactor.again(self)
@@ -327,7 +328,10 @@ class Way:
         if n == 0:
             self._eof()
             return 0
-        self._arrived()
+        # (the hop every relayed byte takes: _arrived and _count inlined, one clock read)
+        mine, agg = self.mine, self.agg
+        mine.packets += 1
+        agg.packets += 1
         try:
             sent = os.write(self.dfd, view[:n])
         except BlockingIOError:
@@ -335,7 +339,10 @@ class Way:
         except OSError:
             self.flow.end(self.names[2])
             return -1
-        self._count(sent)
+        mine.bytes += sent
+        agg.bytes += sent
+        flow = self.flow
+        flow.last = flow.reactor.now()
         if sent < n:
             self.rest = memoryview(view[sent:n].tobytes())
             self.writable = False
