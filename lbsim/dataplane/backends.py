@@ -15,7 +15,7 @@ from lbsim.dataplane.instances import InstanceIdentity, InstanceServer, start_in
 from lbsim.dataplane.listeners import Listener, Route
 from lbsim.dataplane.probes import ProbeState
 from lbsim.dataplane.settings import RuntimeSettings
-from lbsim.model import TransportProtocol
+from lbsim.model import ProbeProtocol, TransportProtocol
 
 Target = tuple[str, int]
 TargetKey = tuple[str, str, int]  # (backend key, transport, backend port)
@@ -42,6 +42,7 @@ class Backends:
         covers; the local address of each (backend, transport, port)."""
         targets: dict[TargetKey, Target] = {}
         hosts = self._instance_hosts()
+        probed = self._probe_protocols()
         for backend, protocol, port in self._needs():
             key = (backend.key, protocol.value, port)
             user = self._user_target(backend, port)
@@ -53,7 +54,9 @@ class Backends:
                 backend.instance_id if backend.instance_id is not None else 0,
                 backend.private_ip_address,
             )
-            servers = await self._start_one(nursery, identity, protocol, port, hosts[backend.key])
+            speaks = probed.get((backend.key, port))
+            host = hosts[backend.key]
+            servers = await self._start_one(nursery, identity, protocol, port, host, probed=speaks)
             self.instances += servers
             targets[key] = servers[0].address
         return targets
@@ -65,11 +68,26 @@ class Backends:
         protocol: TransportProtocol,
         port: int,
         host: str,
+        *,
+        probed: ProbeProtocol | None,
     ) -> list[InstanceServer]:
         try:
-            return await start_instance(nursery, identity, protocol, port, host=host)
+            return await start_instance(nursery, identity, protocol, port, host=host, probed=probed)
         except OSError:  # a privileged or busy port: any free port stands in for it
-            return await start_instance(nursery, identity, protocol, port, host=host, port=0)
+            return await start_instance(
+                nursery, identity, protocol, port, host=host, port=0, probed=probed
+            )
+
+    def _probe_protocols(self) -> dict[tuple[str, int], ProbeProtocol]:
+        """What the health probes speak to each (backend, port): a built-in server there
+        answers in kind (HTTPS before HTTP before TCP where probes differ)."""
+        rank = {ProbeProtocol.TCP: 0, ProbeProtocol.HTTP: 1, ProbeProtocol.HTTPS: 2}
+        found: dict[tuple[str, int], ProbeProtocol] = {}
+        for probe, backend in self._probed():
+            key = (backend.key, probe.port)
+            if key not in found or rank[probe.protocol] > rank[found[key]]:
+                found[key] = probe.protocol
+        return found
 
     def _needs(self) -> list[tuple[Backend, TransportProtocol, int]]:
         """Every (backend, transport, port) that flows or probes reach."""

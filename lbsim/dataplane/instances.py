@@ -5,8 +5,11 @@ One server per (instance, backend port, transport). Each says which instance ans
 - TCP port 22: an SSH identification line (RFC 4253 section 4.2) whose software version
   names the scale set and instance, so ``ssh -v`` shows it; then it reads until the peer
   closes (it speaks no further SSH);
-- TCP ports 80 and 8080: HTTP/1.1 (parsed by h11), every request answered with a JSON body
-  naming the scale set, instance, private IP and the connection's client address;
+- TCP ports 80 and 8080, and any port an HTTP health probe checks: HTTP/1.1 (parsed by
+  h11), every request answered with a JSON body naming the scale set, instance, private IP
+  and the connection's client address;
+- TCP port 443, and any port an HTTPS health probe checks: the same inside TLS, with a
+  self-signed certificate (:mod:`lbsim.dataplane.tls`);
 - any other TCP port: one line naming the instance, then every byte echoed back;
 - UDP: every datagram echoed back, prefixed with the instance's name.
 
@@ -27,9 +30,11 @@ import attrs
 import h11
 import trio
 
-from lbsim.model.common import TransportProtocol
+from lbsim.dataplane import tls
+from lbsim.model.common import ProbeProtocol, TransportProtocol
 
 __all__ = [
+    "HTTPS_PORTS",
     "HTTP_PORTS",
     "SSH_PORT",
     "InstanceIdentity",
@@ -42,6 +47,8 @@ __all__ = [
 
 SSH_PORT = 22
 HTTP_PORTS = frozenset({80, 8080})
+HTTPS_PORTS = frozenset({443})
+_TLS_CLOSE_S = 1.0  # how long a TLS close waits for the client to take its last bytes
 _MAX_BANNER = 255  # RFC 4253 4.2: the identification line, CR LF included
 
 
@@ -116,8 +123,29 @@ async def _echo(identity: InstanceIdentity, backend_port: int, stream: trio.Sock
 
 async def _http(identity: InstanceIdentity, backend_port: int, stream: trio.SocketStream) -> None:
     """Answer HTTP/1.1 requests on one connection until either side closes it."""
-    conn = h11.Connection(h11.SERVER)
+    await _serve_http(identity, backend_port, stream, _peer(stream))
+
+
+async def _https(identity: InstanceIdentity, backend_port: int, stream: trio.SocketStream) -> None:
+    """HTTP/1.1 inside TLS (a client that fails the handshake ends its own connection)."""
     client = _peer(stream)
+    context = tls.instance_context()
+    secure = trio.SSLStream(stream, context, server_side=True, https_compatible=True)
+    try:
+        await _serve_http(identity, backend_port, secure, client)
+        with trio.move_on_after(_TLS_CLOSE_S):
+            await secure.aclose()  # with TLS's close_notify
+    finally:
+        await trio.aclose_forcefully(secure)
+
+
+async def _serve_http(
+    identity: InstanceIdentity,
+    backend_port: int,
+    stream: trio.abc.Stream,
+    client: tuple[str, int],
+) -> None:
+    conn = h11.Connection(h11.SERVER)
     try:
         while True:
             request = await _read_request(conn, stream)
@@ -134,13 +162,13 @@ async def _http(identity: InstanceIdentity, backend_port: int, stream: trio.Sock
             await _respond(conn, stream, None, exc.error_status_hint, error)
 
 
-async def _read_request(conn: h11.Connection, stream: trio.SocketStream) -> h11.Request | None:
+async def _read_request(conn: h11.Connection, stream: trio.abc.Stream) -> h11.Request | None:
     """The next request, its body read and dropped; None once the client is gone."""
     request: h11.Request | None = None
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA:
-            conn.receive_data(await stream.receive_some(65536))
+            conn.receive_data(bytes(await stream.receive_some(65536)))
         elif isinstance(event, h11.Request):
             request = event
         elif isinstance(event, h11.EndOfMessage):
@@ -171,7 +199,7 @@ def _describe(
 
 async def _respond(
     conn: h11.Connection,
-    stream: trio.SocketStream,
+    stream: trio.abc.Stream,
     request: h11.Request | None,
     status: int,
     body: Mapping[str, object],
@@ -193,10 +221,17 @@ async def _respond(
 Handler = Callable[[InstanceIdentity, int, trio.SocketStream], Awaitable[None]]
 
 
-def _handler_for(backend_port: int) -> Handler:
-    """Which behaviour a TCP backend port gets."""
+def _handler_for(backend_port: int, probed: ProbeProtocol | None = None) -> Handler:
+    """Which behaviour a TCP backend port gets: what its health probe speaks, else what
+    the port's number usually means."""
+    if probed is ProbeProtocol.HTTPS:
+        return _https
+    if probed is ProbeProtocol.HTTP:
+        return _http
     if backend_port == SSH_PORT:
         return _ssh
+    if backend_port in HTTPS_PORTS:
+        return _https
     if backend_port in HTTP_PORTS:
         return _http
     return _echo
@@ -221,11 +256,16 @@ async def start_tcp_instance(
     *,
     host: str = "127.0.0.1",
     port: int | None = None,
+    probed: ProbeProtocol | None = None,
 ) -> InstanceServer:
     """Start a TCP instance server in ``nursery`` on (host, port), port defaulting to
-    ``backend_port``; returns once it listens. ``backend_port`` picks the behaviour."""
+    ``backend_port``; returns once it listens. The protocol of the health probe that checks
+    the port (``probed``), else ``backend_port``, picks the behaviour."""
     listeners = await trio.open_tcp_listeners(backend_port if port is None else port, host=host)
-    handler = partial(_serve_connection, _handler_for(backend_port), identity, backend_port)
+    behaviour = _handler_for(backend_port, probed)
+    if behaviour is _https:
+        tls.instance_context()  # made now: the first client should not wait for the key
+    handler = partial(_serve_connection, behaviour, identity, backend_port)
     await nursery.start(trio.serve_listeners, handler, listeners)
     host_bound, port_bound = listeners[0].socket.getsockname()[:2]
     return InstanceServer(identity, TransportProtocol.TCP, backend_port, (host_bound, port_bound))
@@ -272,12 +312,19 @@ async def start_instance(
     *,
     host: str = "127.0.0.1",
     port: int | None = None,
+    probed: ProbeProtocol | None = None,
 ) -> list[InstanceServer]:
     """Start a server for each transport of ``protocol`` (two for ``All``, both on the
-    same port number: with port 0, the one the first server was given)."""
+    same port number: with port 0, the one the first server was given); ``probed`` as for
+    :func:`start_tcp_instance`."""
     servers: list[InstanceServer] = []
     for transport in protocol.transports():
-        start = start_udp_instance if transport is TransportProtocol.UDP else start_tcp_instance
-        servers.append(await start(nursery, identity, backend_port, host=host, port=port))
+        if transport is TransportProtocol.UDP:
+            server = await start_udp_instance(nursery, identity, backend_port, host=host, port=port)
+        else:
+            server = await start_tcp_instance(
+                nursery, identity, backend_port, host=host, port=port, probed=probed
+            )
+        servers.append(server)
         port = servers[0].port
     return servers

@@ -1,8 +1,9 @@
 """Health probes of load-balancing rules, as Azure runs them (azure-facts.md §3.2).
 
 A TCP probe is up when a connection completes within the interval; an HTTP probe when
-``GET requestPath`` answers 200 within min(interval, 30 s) (an HTTPS probe is run as a TCP
-probe: lbsim does not speak TLS to backends). The first result sets the state; after that,
+``GET requestPath`` answers 200 within min(interval, 30 s); an HTTPS probe when the same
+request answers 200 inside TLS, from a backend whose certificate is signed with SHA-256 or
+stronger (:mod:`lbsim.dataplane.tls`). The first result sets the state; after that,
 ``probeThreshold`` (or the legacy ``numberOfProbes``) consecutive contrary results flip it.
 A probed-down backend gets no new flows from a load-balancing rule; flows already open go on;
 NAT entries are never gated by probes.
@@ -14,6 +15,7 @@ import attrs
 import trio
 
 from lbsim.control.types import Backend, PlannedProbe
+from lbsim.dataplane import tls
 from lbsim.dataplane.relay import BackendUnreachableError, connect_backend
 from lbsim.model import ProbeProtocol
 
@@ -60,11 +62,29 @@ async def check(state: ProbeState) -> bool:
             stream = await _connect(state.target, wait)
         except BackendUnreachableError:
             return False
-        async with stream:
-            if state.probe.protocol is not ProbeProtocol.HTTP:
-                return True
-            return await _http_ok(stream, state.probe.request_path or "/", state.target)
+        protocol, path = state.probe.protocol, state.probe.request_path or "/"
+        try:
+            if protocol is ProbeProtocol.HTTP:
+                return await _http_ok(stream, path, state.target)
+            if protocol is ProbeProtocol.HTTPS:
+                return await _https_ok(stream, path, state.target)
+            return True
+        finally:
+            await trio.aclose_forcefully(stream)
     return False
+
+
+async def _https_ok(stream: trio.SocketStream, path: str, target: tuple[str, int]) -> bool:
+    """The HTTP probe inside TLS, from a backend whose certificate Azure would accept."""
+    # (an HTTP client's view of the end: a response read whole needs no TLS close_notify)
+    secure = trio.SSLStream(stream, tls.client_context(), https_compatible=True)
+    try:
+        await secure.do_handshake()
+    except (trio.BrokenResourceError, OSError):  # not TLS, or a handshake refused
+        return False
+    if not tls.strong_signature(secure.getpeercert(binary_form=True)):
+        return False
+    return await _http_ok(secure, path, target)
 
 
 async def _connect(target: tuple[str, int], timeout_s: float) -> trio.SocketStream:
@@ -73,7 +93,7 @@ async def _connect(target: tuple[str, int], timeout_s: float) -> trio.SocketStre
     return trio.SocketStream(await connect_backend(target, timeout_s=timeout_s))
 
 
-async def _http_ok(stream: trio.SocketStream, path: str, target: tuple[str, int]) -> bool:
+async def _http_ok(stream: trio.abc.Stream, path: str, target: tuple[str, int]) -> bool:
     request = (
         f"GET {path} HTTP/1.1\r\nHost: {target[0]}:{target[1]}\r\n"
         "User-Agent: Load Balancer Agent\r\nConnection: close\r\n\r\n"

@@ -12,6 +12,7 @@ import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
+from lbsim.dataplane import tls
 from lbsim.dataplane.instances import (
     InstanceIdentity,
     InstanceServer,
@@ -21,7 +22,7 @@ from lbsim.dataplane.instances import (
     start_udp_instance,
 )
 from lbsim.dataplane.relay import reset_socket
-from lbsim.model.common import TransportProtocol
+from lbsim.model.common import ProbeProtocol, TransportProtocol
 
 WEB_1 = InstanceIdentity("web", 1, "10.0.0.5")
 # RFC 4253 4.2: SSH-protoversion-softwareversion [SP comments] CR LF, printable US-ASCII,
@@ -77,7 +78,7 @@ async def test_ssh_port_sends_the_banner_then_holds_the_connection(nursery: trio
 
 
 async def _http_exchange(
-    stream: trio.SocketStream, *requests: h11.Request
+    stream: trio.abc.Stream, *requests: h11.Request
 ) -> list[tuple[int, bytes]]:
     client = h11.Connection(h11.CLIENT)
     answers = []
@@ -89,7 +90,7 @@ async def _http_exchange(
         while True:
             event = client.next_event()
             if event is h11.NEED_DATA:
-                client.receive_data(await stream.receive_some(65536))
+                client.receive_data(bytes(await stream.receive_some(65536)))
             elif isinstance(event, h11.Response):
                 status = event.status_code
             elif isinstance(event, h11.Data):
@@ -131,6 +132,40 @@ async def test_http_ports_answer_json_naming_the_instance(
     assert answers[1] == (200, b"")  # HEAD: headers only
     assert json.loads(answers[2][1])["target"] == "/again"  # kept alive
     await stream.aclose()
+
+
+async def test_https_ports_answer_the_same_json_inside_tls(nursery: trio.Nursery) -> None:
+    """Port 443, and any port an HTTPS probe checks, speak HTTP inside TLS, with a
+    certificate an HTTPS probe accepts."""
+    servers = [
+        await start_tcp_instance(nursery, WEB_1, 443, port=0),
+        await start_tcp_instance(nursery, WEB_1, 9443, port=0, probed=ProbeProtocol.HTTPS),
+    ]
+    for server in servers:
+        secure = trio.SSLStream(await _connect(server), tls.client_context())
+        request = h11.Request(method="GET", target="/secure", headers=[("Host", "example")])
+        ((status, body),) = await _http_exchange(secure, request)
+        assert status == 200
+        assert json.loads(body)["name"] == "web_1"
+        assert json.loads(body)["backendPort"] == server.backend_port
+        assert tls.strong_signature(secure.getpeercert(binary_form=True))
+        await secure.aclose()
+
+
+async def test_a_port_is_spoken_to_as_its_probe_speaks(nursery: trio.Nursery) -> None:
+    """Port 5000 names the instance and echoes, unless an HTTP probe checks it: then it
+    answers HTTP; a TCP probe changes nothing."""
+    probed = await start_tcp_instance(nursery, WEB_1, 5000, port=0, probed=ProbeProtocol.HTTP)
+    stream = await _connect(probed)
+    request = h11.Request(method="GET", target="/health", headers=[("Host", "example")])
+    ((status, body),) = await _http_exchange(stream, request)
+    assert (status, json.loads(body)["target"]) == (200, "/health")
+    await stream.aclose()
+    for speaks in (None, ProbeProtocol.TCP):
+        echo = await start_tcp_instance(nursery, WEB_1, 5000, port=0, probed=speaks)
+        stream = await _connect(echo)
+        assert (await _read_line(stream)).startswith(b"lbsim instance web_1")
+        await stream.aclose()
 
 
 async def test_http_garbage_gets_400_and_the_server_lives_on(nursery: trio.Nursery) -> None:

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 import trio
+from cryptography.hazmat.primitives import hashes
 
 from lbsim.arm.jsontext import load_json_text
 from lbsim.arm.loader import LoadOptions, load_template
 from lbsim.control.plan import plan
 from lbsim.control.types import Backend, Plan, PlannedProbe
-from lbsim.dataplane import probes
+from lbsim.dataplane import probes, tls
 from lbsim.dataplane.events import FlowEvent
 from lbsim.dataplane.probes import ProbeState, check
 from lbsim.dataplane.runtime import Runtime
@@ -75,6 +76,41 @@ async def test_http_probe_wants_200(servers: dict[str, int]) -> None:
     assert not await check(state(ProbeProtocol.HTTP, port=servers["503 Busy"]))
 
 
+async def _https_server(
+    status: bytes, signature: tls.SignatureHash, task_status: trio.TaskStatus[int]
+) -> None:
+    """A TLS server (its certificate signed with ``signature``) answering ``status``."""
+    context = tls.server_context(*tls.self_signed("backend", signature))
+
+    async def answer(stream: trio.SocketStream) -> None:
+        secure = trio.SSLStream(stream, context, server_side=True)
+        try:
+            await secure.receive_some(4096)
+            await secure.send_all(b"HTTP/1.1 " + status + b"\r\nContent-Length: 0\r\n\r\n")
+        except trio.BrokenResourceError:
+            pass
+        finally:
+            await trio.aclose_forcefully(secure)
+
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    task_status.started(listeners[0].socket.getsockname()[1])
+    await trio.serve_listeners(answer, listeners)
+
+
+async def test_https_probe_wants_200_inside_tls_from_a_strong_certificate(
+    servers: dict[str, int], nursery: trio.Nursery
+) -> None:
+    sha256, sha224 = hashes.SHA256(), hashes.SHA224()
+    good = await nursery.start(_https_server, b"200 OK", sha256)
+    busy = await nursery.start(_https_server, b"503 Busy", sha256)
+    weak = await nursery.start(_https_server, b"200 OK", sha224)
+    assert await check(state(ProbeProtocol.HTTPS, port=good))
+    assert not await check(state(ProbeProtocol.HTTPS, port=busy))
+    assert not await check(state(ProbeProtocol.HTTPS, port=weak))  # 200, but signed with SHA-224
+    assert not await check(state(ProbeProtocol.HTTPS, port=servers["200 OK"]))  # 200, no TLS
+    nursery.cancel_scope.cancel()
+
+
 async def test_tcp_probe_wants_a_completed_connection(servers: dict[str, int]) -> None:
     assert await check(state(ProbeProtocol.TCP, port=servers["503 Busy"]))
     closed = trio.socket.socket()
@@ -97,10 +133,16 @@ async def test_probe_connections_never_leave_a_time_wait_that_blocks_a_listener(
     server.close()
 
 
-def _plan(address: str) -> Plan:
-    """The web example with its frontend on ``address`` (each test its own)."""
-    template = load_json_text(EXAMPLE.read_bytes(), str(EXAMPLE))
-    deployment = load_template(template, str(EXAMPLE), LoadOptions(fill_missing=True))
+def _plan(address: str, *, https: bool = False) -> Plan:
+    """The web example with its frontend on ``address`` (each test its own); with
+    ``https``, one load-balancing rule on port 443 whose probe is HTTPS."""
+    text = EXAMPLE.read_bytes()
+    options = LoadOptions(fill_missing=True)
+    if https:
+        text = text.replace(b'"protocol": "Http", "port"', b'"protocol": "Https", "port"')
+        options = LoadOptions(fill_missing=True, cli_parameters={"ports": "[443]"})
+    template = load_json_text(text, str(EXAMPLE))
+    deployment = load_template(template, str(EXAMPLE), options)
     return plan(deployment, {"web-lb/fe": address})
 
 
@@ -149,4 +191,26 @@ async def test_no_backend_up_means_no_new_flow(
     assert rule.stats.backend_failures == 1
     (event,) = [e for e in events if e.kind == "unreachable"]
     assert (event.rule, event.reason, event.backend) == ("http-80", "no-healthy-backend", "-")
+    runtime.stop()
+
+
+async def test_built_in_instances_answer_an_https_probe_and_its_rule(nursery: trio.Nursery) -> None:
+    """With no service of the user's, the built-in instances on the probed port speak HTTPS:
+    the probe finds them up, and a client through the rule gets their JSON inside TLS."""
+    runtime: Runtime = await nursery.start(
+        Runtime(_plan("127.0.0.93", https=True), RuntimeSettings()).run
+    )
+    assert {s.probe.protocol for s in runtime.probes} == {ProbeProtocol.HTTPS}
+    assert all(s.healthy for s in runtime.probes)
+    plain = await trio.open_tcp_stream("127.0.0.93", 443)
+    stream = trio.SSLStream(plain, tls.client_context(), https_compatible=True)
+    async with stream:
+        await stream.send_all(b"GET /through HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        reply = b""
+        while chunk := await stream.receive_some(4096):
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert b'"target": "/through"' in body
+    assert b'"name": "web_' in body
     runtime.stop()

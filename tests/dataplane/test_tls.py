@@ -1,0 +1,80 @@
+"""lbsim.dataplane.tls: the certificates an HTTPS probe accepts, and the built-in one."""
+
+from __future__ import annotations
+
+import datetime
+import ssl
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.x509.oid import NameOID
+
+from lbsim.dataplane import tls
+
+# A certificate signed with ECDSA and SHA-1 (made once with the openssl command; the
+# cryptography package no longer signs with SHA-1). Its key was never kept.
+SHA1_CERTIFICATE = b"""\
+-----BEGIN CERTIFICATE-----
+MIIBiTCCATCgAwIBAgIUfOrAVyrZ2mpg1DVF+ynCYaHfKTswCQYHKoZIzj0EATAa
+MRgwFgYDVQQDDA9sYnNpbS1zaGExLXRlc3QwIBcNMjYxMTI0MDA0NTQ3WhgPMjEy
+NjEwMzEwMDQ1NDdaMBoxGDAWBgNVBAMMD2xic2ltLXNoYTEtdGVzdDBZMBMGByqG
+SM49AgEGCCqGSM49AwEHA0IABALGYitBxOPPUJOtBiKsup/FWIz45belzFgWXcN/
+njRCtxkOGASdvPKSWFJGFwSmU3/QKAYGqCk+IVwUjZd7s6ejUzBRMB0GA1UdDgQW
+BBQin1rsrPsbSlBaScLRz/RXoMGtlTAfBgNVHSMEGDAWgBQin1rsrPsbSlBaScLR
+z/RXoMGtlTAPBgNVHRMBAf8EBTADAQH/MAkGByqGSM49BAEDSAAwRQIhANrqAxvm
+2mebNBnq9xNM03glEiCO0KjfS0czgY+9XM7rAiAdq0NZ6PCRKq4plCNtNczTL7u1
+HglPC80lhVMTMm1qJA==
+-----END CERTIFICATE-----
+"""
+
+
+def _der(pem: bytes) -> bytes:
+    return x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+
+
+def _ed25519_certificate() -> bytes:
+    key = ed25519.Ed25519PrivateKey.generate()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ed")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, None)
+    )
+    return certificate.public_bytes(serialization.Encoding.DER)
+
+
+def test_sha256_and_stronger_signatures_pass_and_weaker_ones_do_not() -> None:
+    for strong in (hashes.SHA256(), hashes.SHA384(), hashes.SHA512()):
+        assert tls.strong_signature(_der(tls.self_signed("b", strong)[0]))
+    assert tls.strong_signature(_ed25519_certificate())
+    assert not tls.strong_signature(_der(SHA1_CERTIFICATE))
+    assert not tls.strong_signature(_der(tls.self_signed("b", hashes.SHA224())[0]))
+
+
+def test_no_certificate_or_an_unreadable_one_does_not_pass() -> None:
+    assert not tls.strong_signature(None)
+    assert not tls.strong_signature(b"")
+    assert not tls.strong_signature(b"\x30\x03\x02\x01\x00")
+
+
+def test_the_built_in_certificate_is_one_per_run_and_strong() -> None:
+    context = tls.instance_context()
+    assert context is tls.instance_context()
+    assert isinstance(context, ssl.SSLContext)
+    certificate, key = tls.self_signed(tls.INSTANCE_NAME)
+    assert b"BEGIN CERTIFICATE" in certificate
+    assert b"BEGIN PRIVATE KEY" in key
+    assert tls.strong_signature(_der(certificate))
+
+
+def test_the_probe_sends_no_client_certificate_and_accepts_any_issuer() -> None:
+    context = tls.client_context()
+    assert context.verify_mode is ssl.CERT_NONE
+    assert not context.check_hostname
