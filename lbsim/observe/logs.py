@@ -12,17 +12,32 @@ import trio
 
 from lbsim.dataplane.events import FlowEvent
 
-_last_second: list[tuple[int, str]] = [(-1, "")]
+
+class _Stamps:
+    """ISO 8601 time stamps with milliseconds, UTC. Events mostly come in time order, so the
+    last stamp is kept: the seconds part is formatted once per second, the whole stamp once
+    per millisecond (a busy run logs many events within one)."""
+
+    __slots__ = ("millisecond", "second", "seconds_text", "text")
+
+    def __init__(self) -> None:
+        self.second = self.millisecond = -1
+        self.seconds_text = self.text = ""
+
+    def __call__(self, seconds: float) -> str:
+        millisecond = int(seconds * 1000)
+        if millisecond == self.millisecond:
+            return self.text
+        second = millisecond // 1000
+        if second != self.second:
+            self.seconds_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self.second = second
+        self.millisecond = millisecond
+        self.text = f"{self.seconds_text}.{millisecond % 1000:03d}Z"
+        return self.text
 
 
-def _stamp(seconds: float) -> str:
-    """ISO 8601 with milliseconds, UTC; the seconds part is formatted once per second."""
-    whole = int(seconds)
-    last, text = _last_second[0]
-    if whole != last:
-        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-        _last_second[0] = (whole, text)
-    return f"{text}.{int(seconds * 1000) % 1000:03d}Z"
+_stamp = _Stamps()
 
 
 def text_line(event: FlowEvent) -> str:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import datetime
 import io
 
 import trio
 import trio.testing
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lbsim.dataplane.events import FlowEvent
-from lbsim.observe.logs import LogWriter
+from lbsim.observe.logs import LogWriter, _Stamps
 
 
 def event(n: int) -> FlowEvent:
@@ -78,3 +81,22 @@ def test_a_stream_that_fails_ends_the_log_not_the_caller() -> None:
     assert writer.lost
     writer.flush()
     assert writer._events == []  # nothing more is kept once the log has ended
+
+
+def test_stamps_are_iso_8601_utc_with_milliseconds() -> None:
+    stamp = _Stamps()
+    assert stamp(0.0) == "1970-01-01T00:00:00.000Z"
+    assert stamp(1.2345) == "1970-01-01T00:00:01.234Z"
+    assert stamp(1.2349) == "1970-01-01T00:00:01.234Z"  # the same millisecond
+    assert stamp(61.001) == "1970-01-01T00:01:01.001Z"
+    assert stamp(1.5) == "1970-01-01T00:00:01.500Z"  # an earlier one after a later one
+
+
+@given(st.lists(st.floats(min_value=0, max_value=4e9), min_size=1, max_size=20))
+def test_stamps_match_the_calendar_in_any_order(times: list[float]) -> None:
+    stamp = _Stamps()
+    for seconds in times:
+        millisecond = int(seconds * 1000)
+        moment = datetime.datetime.fromtimestamp(millisecond // 1000, datetime.UTC)
+        expected = f"{moment:%Y-%m-%dT%H:%M:%S}.{millisecond % 1000:03d}Z"
+        assert stamp(seconds) == expected
