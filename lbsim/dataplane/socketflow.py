@@ -13,6 +13,7 @@ is reset), when it idles, or when it is aborted.
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
 import select
@@ -231,6 +232,7 @@ class Way:
         "readable",
         "rest",
         "sfd",
+        "splice_refused",
         "spliced",
         "writable",
     )
@@ -259,6 +261,7 @@ class Way:
         self.hangup = False
         self.finished = False
         self.spliced = False
+        self.splice_refused = False  # the kernel would not splice these sockets: copy
         self.pipe: fastpath.Pipe | None = None
         self.pending = 0
         self.rest: memoryview | None = None
@@ -347,7 +350,7 @@ class Way:
             self.rest = memoryview(view[sent:n].tobytes())
             self.writable = False
         if n == len(view):
-            self.spliced = fast.use_splice
+            self.spliced = fast.use_splice and not self.splice_refused
         elif not self.hangup:  # a short read drained the socket: the next data is an edge
             self.readable = False
         return n
@@ -362,9 +365,12 @@ class Way:
             self.spliced = False  # drained: the next data is probed through the buffer
             self.release()
             return -1
-        except OSError:
-            self.flow.end(self.names[1])
-            return -1
+        except OSError as error:
+            if error.errno != errno.EINVAL:
+                self.flow.end(self.names[1])
+                return -1
+            self._refuse_splice()  # a socket that cannot splice (the pipe is empty)
+            return self._read(fast)
         if n == 0:
             self.release()
             self._eof()
@@ -397,15 +403,33 @@ class Way:
             moved = os.splice(self.pipe[0], self.dfd, self.pending, flags=_SPLICE_FLAGS)
         except BlockingIOError:
             moved = 0
-        except OSError:
-            self.flow.end(self.names[2])
-            return False
+        except OSError as error:
+            if error.errno != errno.EINVAL:
+                self.flow.end(self.names[2])
+                return False
+            self._refuse_splice()  # what the pipe holds is written by copy instead
+            return self._deliver()
         self._count(moved)
         self.pending -= moved
         if self.pending:
             self.writable = False
             return False
         return True
+
+    def _refuse_splice(self) -> None:
+        """The kernel refused to splice (EINVAL: a socket of a kind splice does not take):
+        this direction copies from now on; bytes already in its pipe wait in ``rest``."""
+        self.spliced = False
+        self.splice_refused = True
+        if self.pipe is None:
+            return
+        held = bytearray()
+        while len(held) < self.pending:
+            held += os.read(self.pipe[0], self.pending - len(held))
+        self.pending = 0
+        self.release()
+        if held:
+            self.rest = memoryview(bytes(held))
 
     def _arrived(self) -> None:
         """One read brought bytes: a packet each way of counting, and the flow is active."""

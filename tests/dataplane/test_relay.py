@@ -7,10 +7,12 @@ Linux fast path, "copy": the fast path's shared-buffer fallback) with the same t
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import random
 import socket
+import stat
 import struct
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
@@ -339,6 +341,35 @@ async def test_sockets_byte_exact_both_ways(mode: str) -> None:
     assert pair.stats.rule.outbound.bytes == len(down)
     assert 1 <= pair.stats.inbound.packets <= len(up)
     assert pair.stats.close_reason == result.reason
+
+
+@pytest.mark.parametrize("refused", ["into the pipe", "out of the pipe"])
+async def test_a_socket_that_cannot_splice_is_copied_instead(
+    refused: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the kernel refuses to splice a socket (EINVAL), that direction copies from then
+    on: not a byte is lost, not even those already in its pipe, and the flow goes on."""
+    splice = os.splice
+    refusals: list[int] = []
+
+    def refusing(src: int, dst: int, count: int, *args: object, **kwargs: int) -> int:
+        into_pipe = stat.S_ISFIFO(os.fstat(dst).st_mode)
+        if into_pipe == (refused == "into the pipe"):
+            refusals.append(src)
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        return splice(src, dst, count, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "splice", refusing)
+    up = memoryview(POOL)[7 : 7 + 3 * MiB + 11]
+    down = memoryview(POOL)[MiB : MiB + 2 * MiB + 5]
+    got: dict[str, object] = {}
+    async with relayed("splice") as pair, trio.open_nursery() as nursery:
+        nursery.start_soon(_exchange, got, "client", pair.client, up)
+        nursery.start_soon(_exchange, got, "backend", pair.backend, down)
+    assert got["backend"] == (hashlib.sha256(up).hexdigest(), len(up))
+    assert got["client"] == (hashlib.sha256(down).hexdigest(), len(down))
+    assert pair.results[0].reason in {CloseReason.CLIENT_CLOSED, CloseReason.BACKEND_CLOSED}
+    assert 1 <= len(refusals) <= 2  # once per direction: it does not try again
 
 
 async def test_sockets_half_close(mode: str) -> None:
