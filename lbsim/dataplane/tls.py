@@ -19,14 +19,17 @@ import ipaddress
 import ssl
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives import hashes
+
+    SignatureHash = hashes.SHA224 | hashes.SHA256 | hashes.SHA384 | hashes.SHA512 | hashes.SHA3_256
+
+# (cryptography is imported where it is used: loading it costs ~40 ms and ~10 MB, and only a
+# run with HTTPS probes or HTTPS built-in instances needs it.)
 
 __all__ = [
-    "SignatureHash",
     "client_context",
     "instance_context",
     "self_signed",
@@ -34,21 +37,7 @@ __all__ = [
     "strong_signature",
 ]
 
-# Signature hashes at least as strong as SHA-256.
-_STRONG_HASHES = (
-    hashes.SHA256,
-    hashes.SHA384,
-    hashes.SHA512,
-    hashes.SHA512_256,
-    hashes.SHA3_256,
-    hashes.SHA3_384,
-    hashes.SHA3_512,
-)
-_EDDSA = (SignatureAlgorithmOID.ED25519, SignatureAlgorithmOID.ED448)
 INSTANCE_NAME = "lbsim built-in instance"
-
-
-SignatureHash = hashes.SHA224 | hashes.SHA256 | hashes.SHA384 | hashes.SHA512 | hashes.SHA3_256
 
 
 def self_signed(
@@ -56,6 +45,11 @@ def self_signed(
 ) -> tuple[bytes, bytes]:
     """A new self-signed certificate for ``common_name`` and the loopback names, and its
     ECDSA P-256 key, both PEM; signed with ``signature_hash`` (default SHA-256)."""
+    from cryptography import x509  # noqa: PLC0415  (see the imports)
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+    from cryptography.x509.oid import NameOID  # noqa: PLC0415
+
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     loopback = [ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")]
@@ -110,6 +104,10 @@ def client_context() -> ssl.SSLContext:
 def strong_signature(certificate_der: bytes | None) -> bool:
     """Whether a certificate (DER) is signed with SHA-256 or stronger, as Azure's HTTPS
     probe requires (an EdDSA signature has its strong hash built in)."""
+    from cryptography import x509  # noqa: PLC0415  (see the imports)
+    from cryptography.hazmat.primitives import hashes  # noqa: PLC0415
+    from cryptography.x509.oid import SignatureAlgorithmOID  # noqa: PLC0415
+
     if not certificate_der:
         return False
     try:
@@ -117,6 +115,8 @@ def strong_signature(certificate_der: bytes | None) -> bool:
         algorithm = certificate.signature_hash_algorithm
     except ValueError:  # unreadable, or a signature algorithm cryptography does not know
         return False
-    if algorithm is None:
-        return certificate.signature_algorithm_oid in _EDDSA
-    return isinstance(algorithm, _STRONG_HASHES)
+    if algorithm is None:  # EdDSA: the hash is part of the algorithm, SHA-512 or SHAKE256
+        eddsa = (SignatureAlgorithmOID.ED25519, SignatureAlgorithmOID.ED448)
+        return certificate.signature_algorithm_oid in eddsa
+    strong = (hashes.SHA256, hashes.SHA384, hashes.SHA512, hashes.SHA512_256)
+    return isinstance(algorithm, (*strong, hashes.SHA3_256, hashes.SHA3_384, hashes.SHA3_512))

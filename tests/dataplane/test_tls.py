@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime
 import ssl
+import subprocess
+import sys
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -78,3 +80,15 @@ def test_the_probe_sends_no_client_certificate_and_accepts_any_issuer() -> None:
     context = tls.client_context()
     assert context.verify_mode is ssl.CERT_NONE
     assert not context.check_hostname
+
+
+def test_lbsim_loads_cryptography_only_for_tls() -> None:
+    """Loading it costs ~40 ms and ~10 MB: a run without HTTPS never does."""
+    code = (
+        "import sys, lbsim.cli.commands, lbsim.cli.up, lbsim.dataplane.runtime, lbsim.dataplane.instances, "
+        "lbsim.dataplane.probes, lbsim.dataplane.tls; print('cryptography' in sys.modules)"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert found.stdout.strip() == "False"
