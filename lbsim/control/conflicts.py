@@ -13,6 +13,9 @@
   ``LoadBalancingRuleMustDisableSNATSinceSameFrontendIPConfigurationIsReferencedByOutboundRule``;
   two outbound rules on one frontend with overlapping protocols:
   ``MoreThanOneOutboundRuleUsingSameFrontendIPConfigurationAndProtocolIsNotSupported``.
+- Probes: an HTTPS probe on a Basic load balancer (only Standard offers HTTPS probes; Azure
+  refuses the deployment): ``HttpsProbeRequiresStandardSku``, lbsim's own code (Azure's is
+  not documented).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from lbsim.model import (
     LoadBalancer,
     LoadBalancingRule,
     OutboundRule,
+    ProbeProtocol,
 )
 from lbsim.pointer import Pointer
 
@@ -53,7 +57,25 @@ def check_load_balancer(lb: LoadBalancer) -> list[Problem]:
         problems += _overlaps(sorted(claims, key=lambda c: (c.low, c.high)))
     problems += _backend_ports(lb)
     problems += _outbound(lb)
+    problems += _https_probes(lb)
     return problems
+
+
+def _https_probes(lb: LoadBalancer) -> list[Problem]:
+    """HTTPS probes are a Standard load balancer's: a Basic one cannot have them."""
+    if lb.sku.lower() == "standard":
+        return []
+    return [
+        Problem(
+            "HttpsProbeRequiresStandardSku",
+            f"The probe '{probe.name}' of '{lb.name}' uses HTTPS, which only a Standard "
+            f"load balancer offers; '{lb.name}' is {lb.sku}. Use Http or Tcp, or the Standard "
+            "SKU.",
+            probe.at / "properties" / "protocol" if probe.at else None,
+        )
+        for probe in lb.probes
+        if probe.protocol is ProbeProtocol.HTTPS
+    ]
 
 
 def _outbound(lb: LoadBalancer) -> list[Problem]:

@@ -44,7 +44,7 @@ from lbsim.control.check import check_direct, check_nat, find_entry, find_nat_en
 from lbsim.control.plan import plan
 from lbsim.control.types import NatEntry, NatKind, Plan
 from lbsim.errors import LbsimError
-from lbsim.model import Deployment, SecurityRuleAccess, TransportProtocol
+from lbsim.model import Deployment, ProbeProtocol, SecurityRuleAccess, TransportProtocol
 
 TCP, UDP = TransportProtocol.TCP, TransportProtocol.UDP
 POOLS = "/resources/2/properties/inboundNatPools"
@@ -854,3 +854,26 @@ def test_outbound_rules_are_checked_as_azure_checks_them() -> None:
         snat_off=True,
     )
     assert len(plan_of(apart).balancing) == 1
+
+
+def _with_https_probe(sku: str) -> Json:
+    https = {"name": "tls", "properties": {"protocol": "Https", "port": 443, "requestPath": "/"}}
+    rule = lb_rule("web", 443, 443, probe="tls")
+    doc = behind_lb(
+        scale_set("vmss", 1, ip_configuration(backend_pools=["pool"])),
+        rules=[rule],
+        probes=[https],
+    )
+    doc["resources"][2]["sku"] = {"name": sku}
+    return doc
+
+
+def test_an_https_probe_needs_a_standard_load_balancer() -> None:
+    (entry,) = plan_of(_with_https_probe("Standard")).balancing
+    assert entry.probe is not None
+    assert entry.probe.protocol is ProbeProtocol.HTTPS
+    problems = plan_problems(_with_https_probe("Basic"))
+    assert where(problems) == {
+        "HttpsProbeRequiresStandardSku": ["/resources/2/properties/probes/0/properties/protocol"]
+    }
+    assert "'tls' of 'lb' uses HTTPS" in problems[0].message
