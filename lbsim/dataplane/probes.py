@@ -65,16 +65,25 @@ async def check(state: ProbeState) -> bool:
         protocol, path = state.probe.protocol, state.probe.request_path or "/"
         try:
             if protocol is ProbeProtocol.HTTP:
-                return await _http_ok(stream, path, state.target)
+                return await _http_ok(stream, path, _host(state, 80))
             if protocol is ProbeProtocol.HTTPS:
-                return await _https_ok(stream, path, state.target)
+                return await _https_ok(stream, path, _host(state, 443))
             return True
         finally:
             await trio.aclose_forcefully(stream)
     return False
 
 
-async def _https_ok(stream: trio.SocketStream, path: str, target: tuple[str, int]) -> bool:
+def _host(state: ProbeState, default_port: int) -> str:
+    """The Host header Azure's probe sends: the backend's own (private) address, and the
+    port unless it is the scheme's default."""
+    address = state.backend.private_ip_address or state.target[0]
+    host = f"[{address}]" if ":" in address else address
+    port = state.probe.port
+    return host if port == default_port else f"{host}:{port}"
+
+
+async def _https_ok(stream: trio.SocketStream, path: str, host: str) -> bool:
     """The HTTP probe inside TLS, from a backend whose certificate Azure would accept."""
     # (an HTTP client's view of the end: a response read whole needs no TLS close_notify)
     secure = trio.SSLStream(stream, tls.client_context(), https_compatible=True)
@@ -84,7 +93,7 @@ async def _https_ok(stream: trio.SocketStream, path: str, target: tuple[str, int
         return False
     if not tls.strong_signature(secure.getpeercert(binary_form=True)):
         return False
-    return await _http_ok(secure, path, target)
+    return await _http_ok(secure, path, host)
 
 
 async def _connect(target: tuple[str, int], timeout_s: float) -> trio.SocketStream:
@@ -93,9 +102,9 @@ async def _connect(target: tuple[str, int], timeout_s: float) -> trio.SocketStre
     return trio.SocketStream(await connect_backend(target, timeout_s=timeout_s))
 
 
-async def _http_ok(stream: trio.abc.Stream, path: str, target: tuple[str, int]) -> bool:
+async def _http_ok(stream: trio.abc.Stream, path: str, host: str) -> bool:
     request = (
-        f"GET {path} HTTP/1.1\r\nHost: {target[0]}:{target[1]}\r\n"
+        f"GET {path} HTTP/1.1\r\nHost: {host}\r\n"
         "User-Agent: Load Balancer Agent\r\nConnection: close\r\n\r\n"
     )
     try:

@@ -7,6 +7,7 @@ import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
 from cryptography.hazmat.primitives import hashes
@@ -214,3 +215,38 @@ async def test_built_in_instances_answer_an_https_probe_and_its_rule(nursery: tr
     assert b'"target": "/through"' in body
     assert b'"name": "web_' in body
     runtime.stop()
+
+
+async def test_http_probe_names_the_backends_own_address_as_host(nursery: trio.Nursery) -> None:
+    """As Azure's probe does: the Host header is the backend's private address (and the port
+    where it is not the scheme's default), not the address lbsim reaches it at."""
+    requests: list[bytes] = []
+
+    async def record(task_status: trio.TaskStatus[int]) -> None:
+        async def answer(stream: trio.SocketStream) -> None:
+            async with stream:
+                requests.append(await stream.receive_some(4096))
+                await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        task_status.started(listeners[0].socket.getsockname()[1])
+        await trio.serve_listeners(answer, listeners)
+
+    port = await nursery.start(record)
+    assert await check(state(ProbeProtocol.HTTP, port=port))
+    assert b"\r\nHost: 10.0.0.4:%d\r\n" % port in requests[0]
+    assert requests[0].startswith(b"GET /health HTTP/1.1\r\n")
+    nursery.cancel_scope.cancel()
+
+
+def test_the_host_header_leaves_out_the_default_port_and_brackets_ipv6() -> None:
+    v6 = attrs.evolve(BACKEND, private_ip_address="fd00::4")
+    for protocol, port, backend, expected in [
+        (ProbeProtocol.HTTP, 80, BACKEND, "10.0.0.4"),
+        (ProbeProtocol.HTTPS, 443, BACKEND, "10.0.0.4"),
+        (ProbeProtocol.HTTPS, 8443, BACKEND, "10.0.0.4:8443"),
+        (ProbeProtocol.HTTP, 8080, v6, "[fd00::4]:8080"),
+    ]:
+        probe = attrs.evolve(state(protocol).probe, port=port)
+        default = 443 if protocol is ProbeProtocol.HTTPS else 80
+        assert probes._host(ProbeState(probe, backend, ("127.0.0.1", port)), default) == expected
