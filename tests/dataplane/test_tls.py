@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import datetime
 import ssl
 import subprocess
 import sys
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
-from cryptography.x509.oid import NameOID
 
 from lbsim.dataplane import tls
 
-# A certificate signed with ECDSA and SHA-1 (made once with the openssl command; the
-# cryptography package no longer signs with SHA-1). Its key was never kept.
+# Certificates made once with the openssl command (their keys were never kept): one signed
+# with ECDSA and SHA-1 (the cryptography package no longer signs with SHA-1), one with Ed25519.
 SHA1_CERTIFICATE = b"""\
 -----BEGIN CERTIFICATE-----
 MIIBiTCCATCgAwIBAgIUfOrAVyrZ2mpg1DVF+ynCYaHfKTswCQYHKoZIzj0EATAa
@@ -29,33 +26,28 @@ z/RXoMGtlTAPBgNVHRMBAf8EBTADAQH/MAkGByqGSM49BAEDSAAwRQIhANrqAxvm
 HglPC80lhVMTMm1qJA==
 -----END CERTIFICATE-----
 """
+ED25519_CERTIFICATE = b"""\
+-----BEGIN CERTIFICATE-----
+MIIBUTCCAQOgAwIBAgIUQuHC1e1WhsJGOrVK4Yh7AqFJCU0wBQYDK2VwMB0xGzAZ
+BgNVBAMMEmxic2ltLWVkMjU1MTktdGVzdDAgFw0yNjExMjQwMTIxMzFaGA8yMTI2
+MTAzMTAxMjEzMVowHTEbMBkGA1UEAwwSbGJzaW0tZWQyNTUxOS10ZXN0MCowBQYD
+K2VwAyEAtKaJLCLaYKJ9IKiw0N/QUE2gBXjliOXTc0RfGpTQe8ijUzBRMB0GA1Ud
+DgQWBBSUDCQzCqc+6uguePLxM1ThG7LoKzAfBgNVHSMEGDAWgBSUDCQzCqc+6ugu
+ePLxM1ThG7LoKzAPBgNVHRMBAf8EBTADAQH/MAUGAytlcANBADNFfuFXn2OUXRO1
+GzXuEl9AL5VbVXQqnIkSeH/k9zRANt3SkiAzjaP7ZJUEujdRoxGLXIJXu0R2O2RS
+DOa8OQw=
+-----END CERTIFICATE-----
+"""
 
 
 def _der(pem: bytes) -> bytes:
     return x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
 
 
-def _ed25519_certificate() -> bytes:
-    key = ed25519.Ed25519PrivateKey.generate()
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ed")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, None)
-    )
-    return certificate.public_bytes(serialization.Encoding.DER)
-
-
 def test_sha256_and_stronger_signatures_pass_and_weaker_ones_do_not() -> None:
     for strong in (hashes.SHA256(), hashes.SHA384(), hashes.SHA512()):
         assert tls.strong_signature(_der(tls.self_signed("b", strong)[0]))
-    assert tls.strong_signature(_ed25519_certificate())
+    assert tls.strong_signature(_der(ED25519_CERTIFICATE))
     assert not tls.strong_signature(_der(SHA1_CERTIFICATE))
     assert not tls.strong_signature(_der(tls.self_signed("b", hashes.SHA224())[0]))
 
