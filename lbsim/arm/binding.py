@@ -9,6 +9,7 @@ bound on first use) and ``--fill-missing`` placeholders.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -69,8 +70,14 @@ class Binder:
         if value is _MISSING:
             return
         state.parameters[decl.name.lower()] = value
+        hint = ""
+        if _pipeline_placeholder(value):
+            hint = (
+                f" {value!r} is a placeholder that the Azure quickstart templates' test "
+                "pipeline replaces: give a value with --param, or use --fill-missing."
+            )
         for message in params.constraint_problems(decl, value):
-            self.problems.append(Problem("InvalidTemplate", message, decl.at, state.file))
+            self.problems.append(Problem("InvalidTemplate", message + hint, decl.at, state.file))
 
     def _parameter_value(self, decl: params.ParameterDecl) -> Any:
         state, name = self.state, decl.name.lower()
@@ -106,6 +113,18 @@ class Binder:
                 Problem("KeyVaultReferencePlaceholder", msg, at, file, Severity.WARNING)
             )
             return params.placeholder(decl)
+        if self.fill_missing and _pipeline_placeholder(value):
+            filled = params.placeholder(decl)
+            shown = "a secret placeholder" if decl.type.startswith("Secure") else repr(filled)
+            msg = (
+                f"The parameters file gives '{decl.name}' the value {value!r}, a placeholder "
+                "that the Azure quickstart templates' test pipeline replaces; lbsim uses "
+                f"{shown} (--fill-missing)."
+            )
+            self.problems.append(
+                Problem("ParameterValuePlaceholder", msg, at, file, Severity.WARNING)
+            )
+            return filled
         complaint = params.type_problem(decl, value)
         if complaint:
             self.problems.append(Problem("InvalidTemplate", complaint, at, file))
@@ -126,6 +145,15 @@ class Binder:
         )
         self.problems.append(Problem("InvalidTemplate", msg, decl.at, state.file))
         return _MISSING
+
+
+# The values the Azure quickstart templates' parameters files hold for their test pipeline to
+# replace: GEN-UNIQUE, GEN-UNIQUE-8, GEN-PASSWORD, GEN-SSH-PUB-KEY, GEN-GUID, ...
+_PIPELINE_PLACEHOLDER = re.compile(r"GEN-[A-Z0-9]+(?:-[A-Z0-9]+)*")
+
+
+def _pipeline_placeholder(value: Any) -> bool:
+    return isinstance(value, str) and _PIPELINE_PLACEHOLDER.fullmatch(value) is not None
 
 
 def user_functions(raw: Any, at: Pointer) -> dict[str, UserFunction]:

@@ -3,7 +3,7 @@
 The corpus lives at ``../shared/corpus/arm`` beside the project (``LBSIM_ARM_CORPUS`` overrides
 it). Without it the tests skip, except when ``CI`` is set: then a missing corpus fails the run.
 Parameters files hold ``GEN-...`` values that the quickstart pipeline substitutes; they are
-treated as missing and filled with placeholders, as ``--fill-missing`` does.
+loaded as ``lbsim up -p FILE --fill-missing`` loads them, which fills those with placeholders.
 """
 
 from __future__ import annotations
@@ -66,14 +66,7 @@ def _parameters(template: Path) -> tuple[Any, str | None]:
     path = template.with_name(template.name.removesuffix(".json") + ".parameters.json")
     if not path.is_file():
         return None, None
-    document = read_json(str(path))
-    supplied = document.get("parameters", {})
-    document["parameters"] = {
-        name: entry
-        for name, entry in supplied.items()
-        if not (isinstance(entry, dict) and str(entry.get("value", "")).startswith("GEN"))
-    }
-    return document, str(path)
+    return read_json(str(path)), str(path)
 
 
 @functools.cache

@@ -830,3 +830,41 @@ def test_a_value_the_schema_rejects_is_reported_once() -> None:
         "SecurityRuleInvalidAccess": [f"{at}/access"],
         "SecurityRuleInvalidProtocol": [f"{at}/protocol"],
     }
+
+
+QUICKSTART = {
+    "vmssName": {"type": "string", "maxLength": 9},
+    "adminPassword": {"type": "securestring", "minLength": 12},
+    "label": {"type": "string"},
+}
+
+
+def test_fill_missing_replaces_the_quickstart_pipelines_placeholders() -> None:
+    """A quickstart parameters file holds GEN-... values for its test pipeline to replace:
+    --fill-missing fills them as it fills a missing value, and says so where they are."""
+    supplied = parameters_file(
+        vmssName="GEN-UNIQUE-8", adminPassword="GEN-PASSWORD", label="GENOME"
+    )
+    doc = named("[concat(parameters('vmssName'), '|', parameters('label'))]", parameters=QUICKSTART)
+    deployment = load(
+        doc, parameters_file=supplied, parameters_file_name="p.json", fill_missing=True
+    )
+    vmss, label = name_of(deployment).split("|")
+    assert 1 <= len(vmss) <= 9
+    assert not vmss.startswith("GEN")
+    assert label == "GENOME"  # not a placeholder: kept as given
+    warned = {str(w.at): w for w in deployment.warnings}
+    assert set(warned) == {"/parameters/vmssName/value", "/parameters/adminPassword/value"}
+    assert {w.code for w in warned.values()} == {"ParameterValuePlaceholder"}
+    assert {w.file for w in warned.values()} == {"p.json"}
+    assert "'GEN-UNIQUE-8'" in warned["/parameters/vmssName/value"].message
+    assert "secret placeholder" in warned["/parameters/adminPassword/value"].message
+
+
+def test_without_fill_missing_a_placeholder_that_breaks_a_constraint_says_what_it_is() -> None:
+    supplied = parameters_file(vmssName="GEN-UNIQUE-8", adminPassword="long enough pw", label="x")
+    doc = named("n", parameters=QUICKSTART)
+    (problem,) = problems_of(doc, parameters_file=supplied, parameters_file_name="p.json")
+    assert (problem.code, str(problem.at)) == ("InvalidTemplate", "/parameters/vmssName")
+    assert "quickstart templates' test pipeline" in problem.message
+    assert "--fill-missing" in problem.message
