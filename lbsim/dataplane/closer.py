@@ -3,9 +3,9 @@
 Closing a TCP socket that has finished is mostly the kernel's work: it sends the FIN, and on
 loopback the peer's side of that exchange runs inside the same call. At a high connection
 rate that was about a sixth of the relay thread's time. The call releases Python's
-interpreter lock, so a second thread can do it while the relay goes on: the reactor hands
-the descriptors of the flows that ended in a round over in one batch at the end of the
-round, and this thread closes them in order.
+interpreter lock, so a second thread can do it while the relay goes on: at the start of each
+round (before it may wait), the reactor hands over in one batch the descriptors of the flows
+that ended since the last one, and this thread closes them in order.
 
 Only quiet closes go this way. A reset (SO_LINGER 0) and a socket held open after an idle
 timeout are handled by the reactor itself, at once.

@@ -222,9 +222,8 @@ class Reactor:
         """One round: the handlers that asked for another turn, then every descriptor ready
         (waited for if ``block`` and no handler asked)."""
         timeout = -1.0 if block else 0.0
-        closer = self.closer
-        if closer is not None:  # what trio's tasks ended since the last round
-            closer.flush()
+        if self.closer is not None:  # flows ended since the last round (its handlers' or trio's)
+            self.closer.flush()
         if self._again:
             again, self._again = self._again, []
             for handler in again:
@@ -236,8 +235,6 @@ class Reactor:
             target = handlers.get(fd)
             if target is not None:
                 target.ready(events)
-        if closer is not None:
-            closer.flush()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Dispatch readiness until cancelled; then every open flow is aborted."""
