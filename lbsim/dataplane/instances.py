@@ -130,7 +130,9 @@ async def _https(identity: InstanceIdentity, backend_port: int, stream: trio.Soc
     """HTTP/1.1 inside TLS (a client that fails the handshake ends its own connection)."""
     client = _peer(stream)
     context = tls.instance_context()
-    secure = trio.SSLStream(stream, context, server_side=True, https_compatible=True)
+    # (not https_compatible: that would leave out the close_notify that ends the stream; a
+    # client that just drops the connection ends its own connection, as any broken client)
+    secure = trio.SSLStream(stream, context, server_side=True)
     try:
         await _serve_http(identity, backend_port, secure, client)
         with trio.move_on_after(_TLS_CLOSE_S):

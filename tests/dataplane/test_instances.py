@@ -152,6 +152,23 @@ async def test_https_ports_answer_the_same_json_inside_tls(nursery: trio.Nursery
         await secure.aclose()
 
 
+async def test_an_https_instance_ends_its_connection_with_tls_close_notify(
+    nursery: trio.Nursery,
+) -> None:
+    """A strict TLS client (one that takes an end without close_notify as an attack) reads
+    the whole answer and a clean end of stream."""
+    server = await start_tcp_instance(nursery, WEB_1, 443, port=0)
+    secure = trio.SSLStream(await _connect(server), tls.client_context(), https_compatible=False)
+    await secure.send_all(b"GET /bye HTTP/1.1\r\nHost: example\r\nConnection: close\r\n\r\n")
+    reply = b""
+    with trio.fail_after(5):
+        while chunk := await secure.receive_some(65536):  # a ragged end would raise here
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 200")
+    assert b'"target": "/bye"' in reply
+    await secure.aclose()
+
+
 async def test_a_port_is_spoken_to_as_its_probe_speaks(nursery: trio.Nursery) -> None:
     """Port 5000 names the instance and echoes, unless an HTTP probe checks it: then it
     answers HTTP; a TCP probe changes nothing."""
