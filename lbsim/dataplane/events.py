@@ -17,34 +17,106 @@ class NsgHit:
     access: str  # Allow / Deny
 
 
+@attrs.frozen
+class FlowNames:
+    """What every event of one listener and one of its backends says of them: worked out
+    once per pair, not per event."""
+
+    protocol: str  # Tcp / Udp
+    frontend: str  # address:port
+    rule: str  # the NAT entry or load-balancing rule
+    backend: str = "-"  # instance label ("-": no backend was chosen)
+    target: str = "-"  # address:port lbsim connects to
+    interface: str = ""  # the backend's ipConfiguration id
+    destination: str = ""  # the backend's private address:port, as the NSGs see a flow
+    head: str = attrs.field(init=False)  # "protocol frontend rule", as log lines start
+
+    @head.default
+    def _head(self) -> str:
+        return f"{self.protocol} {self.frontend} {self.rule}"
+
+
 @attrs.define(slots=True, eq=False)
 class FlowEvent:
     """``kind`` is "decision" (an NSG verdict on a new flow), "close" (a relayed flow ended)
     or "unreachable" (the backend refused or did not answer).
 
-    Made on the hot path (twice per connection), so it is a plain slotted class rather than
-    a frozen one, whose every field costs an ``object.__setattr__``: sinks must not change it."""
+    Made on the hot path (twice per connection), so it holds what differs per flow and
+    refers to the rest (``names``), and is a plain slotted class rather than a frozen one,
+    whose every field costs an ``object.__setattr__``: sinks must not change it."""
 
     kind: str
     time: float  # wall clock, seconds since the epoch
-    protocol: str
-    frontend: str  # address:port
-    rule: str  # the NAT entry or load-balancing rule
-    client: str  # address:port as seen on loopback
+    names: FlowNames
+    peer: tuple[str, int]  # the client's address and port as seen on loopback
     source: str  # the client's address as the NSGs saw it
-    backend: str  # instance label
-    target: str  # address:port lbsim connected to
     access: str = ""  # Allow / Deny, for decisions
     nsg_rule: str = ""  # the deciding rule's flow-log name (UserRule_x, DefaultRule_y)
+    nsg_hits: tuple[NsgHit, ...] = ()  # per NSG level evaluated, with ``explain_nsg``
     bytes_in: int = 0  # client to backend
     bytes_out: int = 0  # backend to client
-    duration_s: float = 0.0
-    reason: str = ""
-    destination: str = ""  # the backend's private address:port, as the NSGs saw the flow
-    interface: str = ""  # the backend's ipConfiguration id
     packets_in: int = 0
     packets_out: int = 0
-    nsg_hits: tuple[NsgHit, ...] = ()  # per NSG level evaluated, with ``explain_nsg``
+    duration_s: float = 0.0
+    reason: str = ""
+
+    @property
+    def protocol(self) -> str:
+        return self.names.protocol
+
+    @property
+    def frontend(self) -> str:
+        return self.names.frontend
+
+    @property
+    def rule(self) -> str:
+        return self.names.rule
+
+    @property
+    def backend(self) -> str:
+        return self.names.backend
+
+    @property
+    def target(self) -> str:
+        return self.names.target
+
+    @property
+    def interface(self) -> str:
+        return self.names.interface
+
+    @property
+    def destination(self) -> str:
+        return self.names.destination
+
+    @property
+    def client(self) -> str:
+        """address:port as seen on loopback."""
+        return f"{self.peer[0]}:{self.peer[1]}"
+
+    def fields(self) -> dict[str, object]:
+        """Every field by name, the names' ones inline (as a JSON log line has them)."""
+        return {
+            "kind": self.kind,
+            "time": self.time,
+            "protocol": self.protocol,
+            "frontend": self.frontend,
+            "rule": self.rule,
+            "client": self.client,
+            "source": self.source,
+            "backend": self.backend,
+            "target": self.target,
+            "access": self.access,
+            "nsg_rule": self.nsg_rule,
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "duration_s": self.duration_s,
+            "reason": self.reason,
+            "destination": self.destination,
+            "interface": self.interface,
+            "packets_in": self.packets_in,
+            "packets_out": self.packets_out,
+            "nsg_hits": [attrs.asdict(hit) for hit in self.nsg_hits],
+        }
 
 
 EventSink = Callable[[FlowEvent], None]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import errno
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any
 
@@ -26,7 +26,7 @@ from lbsim.control.check import Guard
 from lbsim.control.types import Plan
 from lbsim.dataplane import fastpath
 from lbsim.dataplane.backends import Backends
-from lbsim.dataplane.events import EventSink, FlowEvent, NsgHit, discard
+from lbsim.dataplane.events import EventSink, FlowEvent, FlowNames, NsgHit, discard
 from lbsim.dataplane.instances import InstanceServer
 from lbsim.dataplane.listeners import Listener, Route, address_in_use_hint, same_family
 from lbsim.dataplane.probes import ProbeState
@@ -67,9 +67,8 @@ class Runtime:
         self.listeners: list[Listener] = []
         self.nsg_decisions: dict[tuple[str, str, str, str], int] = {}
         self.verdicts = Verdicts(self.guard, explain=self.settings.explain_nsg)
-        # What events say of a listener, of a route: formatted once, by id
-        self._listener_names: dict[int, tuple[str, str, str]] = {}
-        self._route_names: dict[int, tuple[str, str, str, str]] = {}
+        # What events say of a listener and route: formatted once, by the route's id
+        self._flow_names: dict[int, FlowNames] = {}
         self.started_at = time.time()
         self._stop = trio.Event()
         self._fast = fastpath.FastPath()
@@ -78,6 +77,7 @@ class Runtime:
         self._all_closed = trio.Event()
         self._draining = False
         self._waiting: trio.Nursery | None = None  # flows that wait for something
+        self._now: Callable[[], float] = trio.current_time  # the run's clock, once it runs
 
     @property
     def instances(self) -> list[InstanceServer]:
@@ -102,6 +102,7 @@ class Runtime:
     async def run(
         self, *, task_status: trio.TaskStatus[Runtime] = trio.TASK_STATUS_IGNORED
     ) -> None:
+        self._now = trio.lowlevel.current_clock().current_time
         try:
             async with trio.open_nursery() as servers:
                 await self.backends.start(servers)
@@ -230,7 +231,7 @@ class Runtime:
         except BackendUnreachableError:
             listener.stats.backend_failures += 1
             await reset_soon(conn)
-            self._emit("unreachable", listener, route, source, peer, reason="backend-unreachable")
+            self._emit_unreachable(listener, route, source, peer, "backend-unreachable")
             return
         except BaseException:
             reset_socket(conn)
@@ -249,7 +250,7 @@ class Runtime:
     ) -> None:
         listener.stats.backend_failures += 1
         self._later(reset_soon, conn)
-        self._emit("unreachable", listener, route, source, peer, reason=reason)
+        self._emit_unreachable(listener, route, source, peer, reason)
 
     def _relay(
         self, listener: Listener, conn: socket.socket, backend: socket.socket, about: _About
@@ -285,19 +286,24 @@ class Runtime:
         if self.sink is discard:
             return
         route, source, peer, hits = about
-        self._emit(
-            "close",
-            listener,
-            route,
-            source,
-            peer,
-            bytes_in=stats.inbound.bytes,
-            bytes_out=stats.outbound.bytes,
-            packets_in=stats.inbound.packets,
-            packets_out=stats.outbound.packets,
-            nsg_hits=hits,
-            duration_s=trio.current_time() - stats.started_at,
-            reason=str(stats.close_reason or "cancelled"),
+        inbound, outbound = stats.inbound, stats.outbound
+        self.sink(
+            FlowEvent(
+                "close",
+                time.time(),
+                self._names(listener, route),
+                peer,
+                source,
+                "",
+                "",
+                hits,
+                inbound.bytes,
+                outbound.bytes,
+                inbound.packets,
+                outbound.packets,
+                self._now() - stats.started_at,
+                stats.close_reason or "cancelled",
+            )
         )
 
     # --- the streams engine: a task per direction, portable ----------------------------------
@@ -402,87 +408,52 @@ class Runtime:
                 listener.stats.allowed += 1
             else:
                 listener.stats.denied += 1
-        self._emit(
-            "decision",
-            listener,
-            route,
-            source,
-            peer,
-            access=verdict.access,
-            nsg_rule=verdict.rule,
-            nsg_hits=verdict.hits,
-        )
+        if self.sink is not discard:
+            self.sink(
+                FlowEvent(
+                    "decision",
+                    time.time(),
+                    self._names(listener, route),
+                    peer,
+                    source,
+                    verdict.access,
+                    verdict.rule,
+                    verdict.hits,
+                )
+            )
         return verdict.allowed, verdict.hits
 
-    def _emit(
+    def _emit_unreachable(
         self,
-        kind: str,
         listener: Listener,
         route: Route | None,
         source: str,
         peer: tuple[str, int],
-        *,
-        access: str = "",
-        nsg_rule: str = "",
-        bytes_in: int = 0,
-        bytes_out: int = 0,
-        duration_s: float = 0.0,
-        reason: str = "",
-        packets_in: int = 0,
-        packets_out: int = 0,
-        nsg_hits: tuple[NsgHit, ...] = (),
+        reason: str,
     ) -> None:
-        """Hand a flow event to the sink (twice per connection: kept cheap)."""
-        if self.sink is discard:
-            return
-        about = self._listener_names.get(id(listener))
-        if about is None:
-            about = self._listener_names[id(listener)] = _listener_names(listener)
-        names = _NO_ROUTE
-        if route is not None:
-            names = self._route_names.get(id(route), _NO_ROUTE)
-            if names is _NO_ROUTE:
-                names = self._route_names[id(route)] = _route_names(route)
-        backend, target, interface, destination = names
-        protocol, frontend, rule = about
-        self.sink(
-            FlowEvent(
-                kind,
-                time.time(),
-                protocol,
-                frontend,
-                rule,
-                f"{peer[0]}:{peer[1]}",
-                source,
-                backend,
-                target,
-                access,
-                nsg_rule,
-                bytes_in,
-                bytes_out,
-                duration_s,
-                reason,
-                destination,
-                interface,
-                packets_in,
-                packets_out,
-                nsg_hits,
-            )
-        )
+        if self.sink is not discard:
+            names = self._names(listener, route)
+            self.sink(FlowEvent("unreachable", time.time(), names, peer, source, reason=reason))
+
+    def _names(self, listener: Listener, route: Route | None) -> FlowNames:
+        """What the events of ``listener`` and ``route`` say of them, made on first use."""
+        key = id(listener if route is None else route)  # a route serves one listener
+        names = self._flow_names.get(key)
+        if names is None:
+            names = self._flow_names[key] = _flow_names(listener, route)
+        return names
 
 
-_NO_ROUTE: tuple[str, str, str, str] = ("-", "-", "", "")
-
-
-def _listener_names(listener: Listener) -> tuple[str, str, str]:
-    """What every event of a listener says of it: protocol, frontend, rule."""
-    return listener.protocol.value, listener.label, listener.entry.rule_name
-
-
-def _route_names(route: Route) -> tuple[str, str, str, str]:
-    """What every event of a route says of it: backend, target, interface, destination."""
+def _flow_names(listener: Listener, route: Route | None) -> FlowNames:
+    entry = listener.entry
+    frontend = f"{entry.frontend.address}:{entry.frontend_port}"
+    if route is None:  # no backend was chosen
+        return FlowNames(listener.protocol.value, frontend, entry.rule_name)
     backend = route.backend
-    return (
+    return FlowNames(
+        listener.protocol.value,
+        frontend,
+        entry.rule_name,
         backend.label,
         f"{route.target[0]}:{route.target[1]}",
         backend.ip_configuration_id,

@@ -5,56 +5,62 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from typing import TextIO
 
-import attrs
 import trio
 
 from lbsim.dataplane.events import FlowEvent
 
+_MILLIS = [f"{n:03d}" for n in range(1000)]  # "000".."999": a list index is cheaper
 
-class _Stamps:
-    """ISO 8601 time stamps with milliseconds, UTC. Events mostly come in time order, so the
-    last stamp is kept: the seconds part is formatted once per second, the whole stamp once
-    per millisecond (a busy run logs many events within one)."""
 
-    __slots__ = ("millisecond", "second", "seconds_text", "text")
+def stamper() -> Callable[[float], str]:
+    """A function from seconds since the epoch to ISO 8601 time stamps with milliseconds,
+    UTC. Events mostly come in time order, so it keeps the last stamp: the seconds part is
+    formatted once per second, the whole stamp once per millisecond (a busy run logs many
+    events within one). A closure, not an object: its call is the cheaper."""
+    last_second = last_millisecond = -1
+    seconds_text = text = ""
 
-    def __init__(self) -> None:
-        self.second = self.millisecond = -1
-        self.seconds_text = self.text = ""
-
-    def __call__(self, seconds: float) -> str:
+    def stamp(seconds: float) -> str:
+        nonlocal last_second, last_millisecond, seconds_text, text
         millisecond = int(seconds * 1000)
-        if millisecond == self.millisecond:
-            return self.text
+        if millisecond == last_millisecond:
+            return text
         second = millisecond // 1000
-        if second != self.second:
-            self.seconds_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self.second = second
-        self.millisecond = millisecond
-        self.text = f"{self.seconds_text}.{millisecond % 1000:03d}Z"
-        return self.text
+        if second != last_second:
+            seconds_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            last_second = second
+        last_millisecond = millisecond
+        text = f"{seconds_text}.{_MILLIS[millisecond % 1000]}Z"
+        return text
+
+    return stamp
 
 
-_stamp = _Stamps()
+_stamp = stamper()
 
 
 def text_line(event: FlowEvent) -> str:
-    head = f"{_stamp(event.time)} {event.kind} {event.protocol} {event.frontend} {event.rule}"
-    who = f"client={event.client} source={event.source} backend={event.backend}"
-    if event.kind == "decision":
-        return f"{head} {who} access={event.access} rule={event.nsg_rule or '-'}"
-    if event.kind == "close":
+    names, peer = event.names, event.peer
+    kind = event.kind
+    head = (
+        f"{_stamp(event.time)} {kind} {names.head} client={peer[0]}:{peer[1]} "
+        f"source={event.source} backend={names.backend}"
+    )
+    if kind == "decision":
+        return f"{head} access={event.access} rule={event.nsg_rule or '-'}"
+    if kind == "close":
         return (
-            f"{head} {who} in={event.bytes_in}B out={event.bytes_out}B "
+            f"{head} in={event.bytes_in}B out={event.bytes_out}B "
             f"duration={event.duration_s:.3f}s reason={event.reason}"
         )
-    return f"{head} {who} target={event.target} reason={event.reason}"
+    return f"{head} target={names.target} reason={event.reason}"
 
 
 def json_line(event: FlowEvent) -> str:
-    data = attrs.asdict(event)
+    data = event.fields()
     data["time"] = _stamp(event.time)
     return json.dumps(data, separators=(",", ":"))
 

@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from lbsim.arm.loader import LoadOptions, load_template
 from lbsim.control.plan import plan
 from lbsim.control.types import Plan, PlannedProbe
-from lbsim.dataplane.events import FlowEvent
+from lbsim.dataplane.events import FlowEvent, FlowNames, NsgHit
 from lbsim.dataplane.listeners import Listener, Route
 from lbsim.dataplane.probes import ProbeState
 from lbsim.dataplane.runtime import Runtime
@@ -353,18 +353,19 @@ def _probe() -> PlannedProbe:
 
 
 def test_flow_log_lines() -> None:
+    names = FlowNames(
+        "Tcp", "127.0.0.1:50001", "ssh.1", "web/1", "127.1.0.2:22", "nic/ip", "10.0.0.5:22"
+    )
     event = FlowEvent(
-        kind="close",
-        time=1_700_000_000.25,
-        protocol="Tcp",
-        frontend="127.0.0.1:50001",
-        rule="ssh.1",
-        client="127.0.0.1:40000",
-        source="203.0.113.7",
-        backend="web/1",
-        target="127.1.0.2:22",
+        "close",
+        1_700_000_000.25,
+        names,
+        ("127.0.0.1", 40000),
+        "203.0.113.7",
         bytes_in=10,
         bytes_out=57,
+        packets_in=1,
+        packets_out=2,
         duration_s=1.5,
         reason="client-closed",
     )
@@ -376,9 +377,33 @@ def test_flow_log_lines() -> None:
     assert text_line(decision).endswith("backend=web/1 access=Deny rule=-")
     unreachable = attrs.evolve(event, kind="unreachable", reason="backend-unreachable")
     assert text_line(unreachable).endswith("target=127.1.0.2:22 reason=backend-unreachable")
-    data = json.loads(json_line(event))
-    as_json = json.loads(json.dumps(attrs.asdict(event)))  # tuples become lists
-    assert data == {**as_json, "time": "2023-11-14T22:13:20.250Z"}
+    assert json.loads(json_line(event)) == {
+        "kind": "close",
+        "time": "2023-11-14T22:13:20.250Z",
+        "protocol": "Tcp",
+        "frontend": "127.0.0.1:50001",
+        "rule": "ssh.1",
+        "client": "127.0.0.1:40000",
+        "source": "203.0.113.7",
+        "backend": "web/1",
+        "target": "127.1.0.2:22",
+        "access": "",
+        "nsg_rule": "",
+        "bytes_in": 10,
+        "bytes_out": 57,
+        "duration_s": 1.5,
+        "reason": "client-closed",
+        "destination": "10.0.0.5:22",
+        "interface": "nic/ip",
+        "packets_in": 1,
+        "packets_out": 2,
+        "nsg_hits": [],
+    }
+    hit = NsgHit("web-nsg", "UserRule_allow-ssh", "Allow")
+    explained = json.loads(json_line(attrs.evolve(decision, nsg_hits=(hit,))))
+    assert explained["nsg_hits"] == [
+        {"network_security_group": "web-nsg", "rule": "UserRule_allow-ssh", "access": "Allow"}
+    ]
 
 
 def test_a_second_signal_stops_at_once_without_waiting_for_the_drain(tmp_path: Path) -> None:

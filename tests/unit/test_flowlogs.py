@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from lbsim.dataplane.events import FlowEvent, NsgHit
+from lbsim.dataplane.events import FlowEvent, FlowNames, NsgHit
 from lbsim.observe.flowlogs import CONTAINER, FlowLogWriter, flow_tuple, mac_address
 
 NSG = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/web-nsg"
@@ -20,21 +21,18 @@ DENY = NsgHit(NSG, "DefaultRule_DenyAllInBound", "Deny")
 NOON = 1795435200.25  # 2026-11-23T12:00:00.25Z
 
 
-def event(kind: str, **extra: object) -> FlowEvent:
-    base: dict[str, object] = {
-        "kind": kind,
-        "time": NOON,
-        "protocol": "Tcp",
-        "frontend": "127.0.0.1:50000",
-        "rule": "ssh.0",
-        "client": "127.0.0.1:40000",
-        "source": "203.0.113.7",
-        "backend": "web/0",
-        "target": "127.1.0.1:22",
-        "destination": "10.0.0.4:22",
-        "interface": NIC,
-    }
-    return FlowEvent(**{**base, **extra})  # type: ignore[arg-type]
+def event(
+    kind: str,
+    *,
+    protocol: str = "Tcp",
+    peer: tuple[str, int] = ("127.0.0.1", 40000),
+    source: str = "203.0.113.7",
+    **extra: Any,
+) -> FlowEvent:
+    names = FlowNames(
+        protocol, "127.0.0.1:50000", "ssh.0", "web/0", "127.1.0.1:22", NIC, "10.0.0.4:22"
+    )
+    return FlowEvent(kind, NOON, names, peer, source, **extra)
 
 
 def test_begin_and_end_tuples_in_azures_field_order() -> None:
@@ -61,7 +59,7 @@ def test_records_are_appended_per_nsg_nic_and_hour(tmp_path: Path) -> None:
     writer = FlowLogWriter(tmp_path, clock=lambda: NOON)
     writer(event("decision", nsg_hits=(ALLOW,)))
     writer(event("close", nsg_hits=(ALLOW,), bytes_in=5, packets_in=1))
-    writer(event("decision", client="127.0.0.66:1", source="198.51.100.9", nsg_hits=(DENY,)))
+    writer(event("decision", peer=("127.0.0.66", 1), source="198.51.100.9", nsg_hits=(DENY,)))
     writer(event("decision"))  # not explained: nothing to log
     writer.flush()
     writer(event("decision", nsg_hits=(ALLOW,)))

@@ -10,21 +10,19 @@ import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lbsim.dataplane.events import FlowEvent
-from lbsim.observe.logs import LogWriter, _Stamps
+from lbsim.dataplane.events import FlowEvent, FlowNames
+from lbsim.observe.logs import LogWriter, stamper
+
+NAMES = FlowNames("Tcp", "127.0.0.1:50000", "ssh.0", "web/0", "127.1.0.1:22")
 
 
 def event(n: int) -> FlowEvent:
     return FlowEvent(
-        kind="decision",
-        time=0.0,
-        protocol="Tcp",
-        frontend="127.0.0.1:50000",
-        rule="ssh.0",
-        client=f"127.0.0.1:{40000 + n}",
-        source="203.0.113.7",
-        backend="web/0",
-        target="127.1.0.1:22",
+        "decision",
+        0.0,
+        NAMES,
+        ("127.0.0.1", 40000 + n),
+        "203.0.113.7",
         access="Allow",
         nsg_rule="UserRule_allow-ssh",
     )
@@ -84,7 +82,7 @@ def test_a_stream_that_fails_ends_the_log_not_the_caller() -> None:
 
 
 def test_stamps_are_iso_8601_utc_with_milliseconds() -> None:
-    stamp = _Stamps()
+    stamp = stamper()
     assert stamp(0.0) == "1970-01-01T00:00:00.000Z"
     assert stamp(1.2345) == "1970-01-01T00:00:01.234Z"
     assert stamp(1.2349) == "1970-01-01T00:00:01.234Z"  # the same millisecond
@@ -94,7 +92,7 @@ def test_stamps_are_iso_8601_utc_with_milliseconds() -> None:
 
 @given(st.lists(st.floats(min_value=0, max_value=4e9), min_size=1, max_size=20))
 def test_stamps_match_the_calendar_in_any_order(times: list[float]) -> None:
-    stamp = _Stamps()
+    stamp = stamper()
     for seconds in times:
         millisecond = int(seconds * 1000)
         moment = datetime.datetime.fromtimestamp(millisecond // 1000, datetime.UTC)
