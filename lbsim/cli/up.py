@@ -59,13 +59,18 @@ def _sinks(config: UpConfig) -> tuple[EventSink, list[Callable[[], Awaitable[Non
     """Where flow events go (the log lines, and the NSG flow logs if asked for), and the
     tasks that write them out."""
     values = config.values
-    writers: list[LogWriter | FlowLogWriter] = []
+    sinks: list[EventSink] = []
+    tasks: list[Callable[[], Awaitable[None]]] = []
     if values["log_flows"]:
-        writers.append(LogWriter(values["log_format"]))
+        log = LogWriter(values["log_format"])
+        sinks.append(log.take)
+        tasks.append(log.run)
     if values["flow_log_dir"] is not None:
         interval = values["flow_log_interval_seconds"]
-        writers.append(FlowLogWriter(Path(values["flow_log_dir"]), interval))
-    return fanout(*writers), [w.run for w in writers]
+        flow_logs = FlowLogWriter(Path(values["flow_log_dir"]), interval)
+        sinks.append(flow_logs)
+        tasks.append(flow_logs.run)
+    return fanout(*sinks), tasks
 
 
 async def _up(loaded: Loaded, config: UpConfig) -> None:

@@ -26,7 +26,7 @@ from lbsim.control.check import Guard
 from lbsim.control.types import Plan
 from lbsim.dataplane import fastpath
 from lbsim.dataplane.backends import Backends
-from lbsim.dataplane.events import EventSink, FlowEvent, FlowNames, NsgHit, discard
+from lbsim.dataplane.events import EventSink, FlowEvent, FlowNames, NsgHit, discard, event_of
 from lbsim.dataplane.instances import InstanceServer
 from lbsim.dataplane.listeners import Listener, Route, address_in_use_hint, same_family
 from lbsim.dataplane.probes import ProbeState
@@ -286,23 +286,26 @@ class Runtime:
         if self.sink is discard:
             return
         route, source, peer, hits = about
+        names = self._flow_names.get(id(route)) or self._names(listener, route)
         inbound, outbound = stats.inbound, stats.outbound
         self.sink(
-            FlowEvent(
-                "close",
-                time.time(),
-                self._names(listener, route),
-                peer,
-                source,
-                "",
-                "",
-                hits,
-                inbound.bytes,
-                outbound.bytes,
-                inbound.packets,
-                outbound.packets,
-                self._now() - stats.started_at,
-                stats.close_reason or "cancelled",
+            event_of(
+                (
+                    "close",
+                    time.time(),
+                    names,
+                    peer,
+                    source,
+                    "",
+                    "",
+                    hits,
+                    inbound.bytes,
+                    outbound.bytes,
+                    inbound.packets,
+                    outbound.packets,
+                    self._now() - stats.started_at,
+                    stats.close_reason or "cancelled",
+                )
             )
         )
 
@@ -409,16 +412,25 @@ class Runtime:
             else:
                 listener.stats.denied += 1
         if self.sink is not discard:
+            names = self._flow_names.get(id(route)) or self._names(listener, route)
             self.sink(
-                FlowEvent(
-                    "decision",
-                    time.time(),
-                    self._names(listener, route),
-                    peer,
-                    source,
-                    verdict.access,
-                    verdict.rule,
-                    verdict.hits,
+                event_of(
+                    (
+                        "decision",
+                        time.time(),
+                        names,
+                        peer,
+                        source,
+                        verdict.access,
+                        verdict.rule,
+                        verdict.hits,
+                        0,
+                        0,
+                        0,
+                        0,
+                        0.0,
+                        "",
+                    )
                 )
             )
         return verdict.allowed, verdict.hits
@@ -436,7 +448,8 @@ class Runtime:
             self.sink(FlowEvent("unreachable", time.time(), names, peer, source, reason=reason))
 
     def _names(self, listener: Listener, route: Route | None) -> FlowNames:
-        """What the events of ``listener`` and ``route`` say of them, made on first use."""
+        """What the events of ``listener`` and ``route`` say of them, made on first use (the
+        hot paths look in ``_flow_names`` first: a call less)."""
         key = id(listener if route is None else route)  # a route serves one listener
         names = self._flow_names.get(key)
         if names is None:

@@ -10,7 +10,7 @@ from typing import TextIO
 
 import trio
 
-from lbsim.dataplane.events import FlowEvent
+from lbsim.dataplane.events import EventSink, FlowEvent
 
 _MILLIS = [f"{n:03d}" for n in range(1000)]  # "000".."999": a list index is cheaper
 
@@ -66,13 +66,15 @@ def json_line(event: FlowEvent) -> str:
 
 
 class LogWriter:
-    """An event sink writing one line per event in ``fmt`` ("text" or "json").
+    """Writes one line per flow event in ``fmt`` ("text" or "json").
 
-    Events are kept as they come and written together: by ``run`` every ``interval_s`` (a
-    tenth of a second: prompt for a person watching), whenever ``max_lines`` are waiting,
-    and once more when ``run`` ends. Writing, and even formatting, each line as it comes
-    would cost the hot path far more: a system call per event, and formatting interleaved
-    with the relay's own work runs several times slower than a batch of it."""
+    Its sink, ``take``, only keeps each event (a list's own ``append``: no Python call on
+    the hot path). ``run`` writes what was kept every ``interval_s`` (a tenth of a second:
+    prompt for a person watching), ``chunk_lines`` lines at a time with a checkpoint
+    between, so that a burst never holds up the relay for long; and once more when it
+    ends. Writing, and even formatting, each line as it comes would cost the hot path far
+    more: a system call per event, and formatting interleaved with the relay's own work
+    runs several times slower than a batch of it."""
 
     def __init__(
         self,
@@ -80,29 +82,28 @@ class LogWriter:
         out: TextIO | None = None,
         *,
         interval_s: float = 0.1,
-        max_lines: int = 256,
+        chunk_lines: int = 256,
     ) -> None:
         self.render = json_line if fmt == "json" else text_line
         self.out = out
         self.interval_s = interval_s
-        self.max_lines = max_lines
+        self.chunk_lines = chunk_lines
         self._events: list[FlowEvent] = []
+        self.take: EventSink = self._events.append  # the list is never replaced
         self.lost = False  # the stream failed: the log has ended
 
-    def __call__(self, event: FlowEvent) -> None:
+    def flush(self, limit: int | None = None) -> None:
+        """Write the oldest ``limit`` waiting lines (all by default). A stream that can no
+        longer be written (a closed pipe, a full disk) ends the log, never the traffic:
+        later events are dropped."""
+        events = self._events
+        if not events:
+            return
+        batch = events[:limit]
+        del events[:limit]
         if self.lost:
             return
-        self._events.append(event)
-        if len(self._events) >= self.max_lines:
-            self.flush()
-
-    def flush(self) -> None:
-        """Write the waiting lines. A stream that can no longer be written (a closed pipe, a
-        full disk) ends the log, never the traffic: later events are dropped."""
-        if not self._events:
-            return
-        lines = "\n".join(map(self.render, self._events))
-        self._events.clear()
+        lines = "\n".join(map(self.render, batch))
         stream = self.out or sys.stderr  # looked up now: the stream may have been replaced
         try:
             stream.write(lines + "\n")
@@ -111,10 +112,12 @@ class LogWriter:
             self.lost = True
 
     async def run(self) -> None:
-        """Flush every ``interval_s`` until cancelled, then once more."""
+        """Write every ``interval_s`` until cancelled, then once more."""
         try:
             while True:
                 await trio.sleep(self.interval_s)
-                self.flush()
+                while self._events:
+                    self.flush(self.chunk_lines)
+                    await trio.lowlevel.checkpoint()
         finally:
             self.flush()

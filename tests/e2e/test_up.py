@@ -373,9 +373,9 @@ def test_flow_log_lines() -> None:
         "2023-11-14T22:13:20.250Z close Tcp 127.0.0.1:50001 ssh.1 client=127.0.0.1:40000 "
         "source=203.0.113.7 backend=web/1 in=10B out=57B duration=1.500s reason=client-closed"
     )
-    decision = attrs.evolve(event, kind="decision", access="Deny", nsg_rule="")
+    decision = event._replace(kind="decision", access="Deny", nsg_rule="")
     assert text_line(decision).endswith("backend=web/1 access=Deny rule=-")
-    unreachable = attrs.evolve(event, kind="unreachable", reason="backend-unreachable")
+    unreachable = event._replace(kind="unreachable", reason="backend-unreachable")
     assert text_line(unreachable).endswith("target=127.1.0.2:22 reason=backend-unreachable")
     assert json.loads(json_line(event)) == {
         "kind": "close",
@@ -400,7 +400,7 @@ def test_flow_log_lines() -> None:
         "nsg_hits": [],
     }
     hit = NsgHit("web-nsg", "UserRule_allow-ssh", "Allow")
-    explained = json.loads(json_line(attrs.evolve(decision, nsg_hits=(hit,))))
+    explained = json.loads(json_line(decision._replace(nsg_hits=(hit,))))
     assert explained["nsg_hits"] == [
         {"network_security_group": "web-nsg", "rule": "UserRule_allow-ssh", "access": "Allow"}
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import io
+import json
 
 import trio
 import trio.testing
@@ -31,8 +32,8 @@ def event(n: int) -> FlowEvent:
 def test_lines_wait_for_a_flush_then_come_out_in_order() -> None:
     out = io.StringIO()
     writer = LogWriter("text", out)
-    writer(event(1))
-    writer(event(2))
+    writer.take(event(1))
+    writer.take(event(2))
     assert out.getvalue() == ""  # nothing written per line
     writer.flush()
     lines = out.getvalue().splitlines()
@@ -42,12 +43,27 @@ def test_lines_wait_for_a_flush_then_come_out_in_order() -> None:
     ]
 
 
-def test_a_full_buffer_is_written_at_once() -> None:
+async def test_a_burst_is_written_in_chunks_with_others_running_between() -> None:
     out = io.StringIO()
-    writer = LogWriter("json", out, max_lines=3)
-    for n in range(3):
-        writer(event(n))
-    assert len(out.getvalue().splitlines()) == 3
+    writer = LogWriter("json", out, interval_s=0.0, chunk_lines=3)
+    for n in range(8):
+        writer.take(event(n))
+    seen: list[int] = []  # lines written, as another task sees them between its steps
+
+    async def watch() -> None:
+        while not seen or seen[-1] < 8:
+            seen.append(len(out.getvalue().splitlines()))
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(writer.run)
+        with trio.fail_after(5):
+            await watch()
+        nursery.cancel_scope.cancel()
+    assert set(seen) & {3, 6}  # another task ran between two chunks
+    assert set(seen) <= {0, 3, 6, 8}  # whole chunks only
+    clients = [json.loads(line)["client"] for line in out.getvalue().splitlines()]
+    assert clients == [f"127.0.0.1:{40000 + n}" for n in range(8)]  # the oldest first
 
 
 async def test_run_flushes_every_interval_and_at_the_end(
@@ -57,10 +73,10 @@ async def test_run_flushes_every_interval_and_at_the_end(
     writer = LogWriter("text", out, interval_s=0.1)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(writer.run)
-        writer(event(1))
+        writer.take(event(1))
         await trio.sleep(0.15)
         assert len(out.getvalue().splitlines()) == 1  # the periodic flush
-        writer(event(2))
+        writer.take(event(2))
         nursery.cancel_scope.cancel()
     assert len(out.getvalue().splitlines()) == 2  # the last flush on the way out
 
@@ -73,10 +89,12 @@ class BrokenPipe(io.StringIO):
 
 
 def test_a_stream_that_fails_ends_the_log_not_the_caller() -> None:
-    writer = LogWriter("text", BrokenPipe(), max_lines=2)
-    for n in range(5):
-        writer(event(n))  # the second event fills the buffer: the write fails, quietly
+    writer = LogWriter("text", BrokenPipe())
+    writer.take(event(1))
+    writer.flush()  # the write fails, quietly
     assert writer.lost
+    for n in range(5):
+        writer.take(event(n))
     writer.flush()
     assert writer._events == []  # nothing more is kept once the log has ended
 
