@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lbsim.dataplane.events import FlowEvent, FlowNames
-from lbsim.observe.logs import LogWriter, stamper
+from lbsim.observe.logs import LogWriter, stamper, text_lines
 
 NAMES = FlowNames("Tcp", "127.0.0.1:50000", "ssh.0", "web/0", "127.1.0.1:22")
 
@@ -97,6 +97,21 @@ def test_a_stream_that_fails_ends_the_log_not_the_caller() -> None:
         writer.take(event(n))
     writer.flush()
     assert writer._events == []  # nothing more is kept once the log has ended
+
+
+def test_each_line_of_a_batch_has_its_own_time_stamp() -> None:
+    times = [0.0005, 0.0009, 0.0012, 61.001, 1.5]
+    lines = text_lines([event(n)._replace(time=t) for n, t in enumerate(times)])
+    assert [line.split()[0] for line in lines] == [
+        "1970-01-01T00:00:00.000Z",
+        "1970-01-01T00:00:00.000Z",
+        "1970-01-01T00:00:00.001Z",
+        "1970-01-01T00:01:01.001Z",
+        "1970-01-01T00:00:01.500Z",
+    ]
+    assert [line.split()[5] for line in lines] == [
+        f"client=127.0.0.1:{40000 + n}" for n in range(5)
+    ]
 
 
 def test_stamps_are_iso_8601_utc_with_milliseconds() -> None:
