@@ -19,7 +19,7 @@ from lbsim.cli import render
 from lbsim.cli.config import UpConfig, resolve
 from lbsim.cli.files import Loaded, load
 from lbsim.dataplane import host
-from lbsim.dataplane.events import EventSink, fanout
+from lbsim.dataplane.events import RecordSink, as_events, fanout
 from lbsim.dataplane.listeners import Listener
 from lbsim.dataplane.runtime import Runtime
 from lbsim.dataplane.settings import TcpEngine
@@ -55,11 +55,11 @@ def _lbsim_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return error if error is not None else group
 
 
-def _sinks(config: UpConfig) -> tuple[EventSink, list[Callable[[], Awaitable[None]]]]:
+def _sinks(config: UpConfig) -> tuple[RecordSink, list[Callable[[], Awaitable[None]]]]:
     """Where flow events go (the log lines, and the NSG flow logs if asked for), and the
     tasks that write them out."""
     values = config.values
-    sinks: list[EventSink] = []
+    sinks: list[RecordSink] = []
     tasks: list[Callable[[], Awaitable[None]]] = []
     if values["log_flows"]:
         log = LogWriter(values["log_format"])
@@ -68,7 +68,7 @@ def _sinks(config: UpConfig) -> tuple[EventSink, list[Callable[[], Awaitable[Non
     if values["flow_log_dir"] is not None:
         interval = values["flow_log_interval_seconds"]
         flow_logs = FlowLogWriter(Path(values["flow_log_dir"]), interval)
-        sinks.append(flow_logs)
+        sinks.append(as_events(flow_logs))
         tasks.append(flow_logs.run)
     return fanout(*sinks), tasks
 

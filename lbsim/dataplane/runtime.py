@@ -26,7 +26,7 @@ from lbsim.control.check import Guard
 from lbsim.control.types import Plan
 from lbsim.dataplane import fastpath
 from lbsim.dataplane.backends import Backends
-from lbsim.dataplane.events import EventSink, FlowEvent, FlowNames, NsgHit, discard, event_of
+from lbsim.dataplane.events import FlowNames, NsgHit, RecordSink, discard
 from lbsim.dataplane.instances import InstanceServer
 from lbsim.dataplane.listeners import Listener, Route, address_in_use_hint, same_family
 from lbsim.dataplane.probes import ProbeState
@@ -57,7 +57,7 @@ from lbsim.model import TransportProtocol
 
 class Runtime:
     def __init__(
-        self, plan: Plan, settings: RuntimeSettings | None = None, sink: EventSink = discard
+        self, plan: Plan, settings: RuntimeSettings | None = None, sink: RecordSink = discard
     ) -> None:
         self.plan = plan
         self.settings = settings or RuntimeSettings()
@@ -289,23 +289,21 @@ class Runtime:
         names = self._flow_names.get(id(route)) or self._names(listener, route)
         inbound, outbound = stats.inbound, stats.outbound
         self.sink(
-            event_of(
-                (
-                    "close",
-                    time.time(),
-                    names,
-                    peer,
-                    source,
-                    "",
-                    "",
-                    hits,
-                    inbound.bytes,
-                    outbound.bytes,
-                    inbound.packets,
-                    outbound.packets,
-                    self._now() - stats.started_at,
-                    stats.close_reason or "cancelled",
-                )
+            (
+                "close",
+                time.time(),
+                names,
+                peer,
+                source,
+                "",
+                "",
+                hits,
+                inbound.bytes,
+                outbound.bytes,
+                inbound.packets,
+                outbound.packets,
+                self._now() - stats.started_at,
+                stats.close_reason or "cancelled",
             )
         )
 
@@ -414,23 +412,21 @@ class Runtime:
         if self.sink is not discard:
             names = self._flow_names.get(id(route)) or self._names(listener, route)
             self.sink(
-                event_of(
-                    (
-                        "decision",
-                        time.time(),
-                        names,
-                        peer,
-                        source,
-                        verdict.access,
-                        verdict.rule,
-                        verdict.hits,
-                        0,
-                        0,
-                        0,
-                        0,
-                        0.0,
-                        "",
-                    )
+                (
+                    "decision",
+                    time.time(),
+                    names,
+                    peer,
+                    source,
+                    verdict.access,
+                    verdict.rule,
+                    verdict.hits,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0.0,
+                    "",
                 )
             )
         return verdict.allowed, verdict.hits
@@ -445,7 +441,24 @@ class Runtime:
     ) -> None:
         if self.sink is not discard:
             names = self._names(listener, route)
-            self.sink(FlowEvent("unreachable", time.time(), names, peer, source, reason=reason))
+            self.sink(
+                (
+                    "unreachable",
+                    time.time(),
+                    names,
+                    peer,
+                    source,
+                    "",
+                    "",
+                    (),
+                    0,
+                    0,
+                    0,
+                    0,
+                    0.0,
+                    reason,
+                )
+            )
 
     def _names(self, listener: Listener, route: Route | None) -> FlowNames:
         """What the events of ``listener`` and ``route`` say of them, made on first use (the

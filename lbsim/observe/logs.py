@@ -10,7 +10,7 @@ from typing import TextIO
 
 import trio
 
-from lbsim.dataplane.events import EventSink, FlowEvent
+from lbsim.dataplane.events import FlowEvent, FlowRecord, RecordSink
 
 _MILLIS = [f"{n:03d}" for n in range(1000)]  # "000".."999": a list index is cheaper
 
@@ -42,7 +42,7 @@ def stamper() -> Callable[[float], str]:
 _stamp = stamper()
 
 
-def text_lines(events: Iterable[FlowEvent]) -> list[str]:
+def text_lines(events: Iterable[FlowRecord]) -> list[str]:
     """The text lines of a batch of events. Written for speed, a batch at a time: each
     event unpacked at once, one f-string per line, the stamp looked up only when the
     millisecond changes."""
@@ -78,8 +78,8 @@ def text_line(event: FlowEvent) -> str:
     return text_lines((event,))[0]
 
 
-def json_lines(events: Iterable[FlowEvent]) -> list[str]:
-    return [json_line(event) for event in events]
+def json_lines(events: Iterable[FlowRecord]) -> list[str]:
+    return [json_line(FlowEvent._make(record)) for record in events]
 
 
 def json_line(event: FlowEvent) -> str:
@@ -111,8 +111,8 @@ class LogWriter:
         self.out = out
         self.interval_s = interval_s
         self.chunk_lines = chunk_lines
-        self._events: list[FlowEvent] = []
-        self.take: EventSink = self._events.append  # the list is never replaced
+        self._events: list[FlowRecord] = []
+        self.take: RecordSink = self._events.append  # the list is never replaced
         self.lost = False  # the stream failed: the log has ended
 
     def flush(self, limit: int | None = None) -> None:

@@ -22,7 +22,7 @@ import trio
 from lbsim.arm.loader import LoadOptions, load_template
 from lbsim.control.plan import plan
 from lbsim.control.types import Plan
-from lbsim.dataplane.events import FlowEvent
+from lbsim.dataplane.events import FlowEvent, FlowRecord, as_events
 from lbsim.dataplane.listeners import Listener
 from lbsim.dataplane.runtime import Runtime
 from lbsim.dataplane.settings import DEFAULT_TCP_ENGINE, RuntimeSettings, SourceMap, TcpEngine
@@ -241,7 +241,8 @@ async def running(
     the_plan: Plan, config: RuntimeSettings, events: list[FlowEvent] | None = None
 ) -> AsyncIterator[Runtime]:
     """A started Runtime; stopped (and its drain awaited) on the way out."""
-    runtime = Runtime(the_plan, config, events.append if events is not None else _keep_none)
+    sink = as_events(events.append) if events is not None else _keep_none
+    runtime = Runtime(the_plan, config, sink)
     async with trio.open_nursery() as nursery:
         await nursery.start(runtime.run)
         try:
@@ -250,7 +251,7 @@ async def running(
             runtime.stop()
 
 
-def _keep_none(_event: FlowEvent) -> None:
+def _keep_none(_record: FlowRecord) -> None:
     """A sink that drops events (but is not the runtime's ``discard``, so events are built)."""
 
 

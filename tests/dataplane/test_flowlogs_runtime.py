@@ -8,7 +8,7 @@ from pathlib import Path
 import trio
 from runtime_harness import example_plan, place
 
-from lbsim.dataplane.events import FlowEvent
+from lbsim.dataplane.events import FlowEvent, as_events
 from lbsim.dataplane.runtime import Runtime
 from lbsim.dataplane.settings import RuntimeSettings, SourceMap
 from lbsim.observe.flowlogs import FlowLogWriter
@@ -55,7 +55,7 @@ async def test_both_levels_log_an_allowed_flow_and_the_subnet_logs_a_denied_one(
         if event.kind == "close":
             closed.set()
 
-    runtime: Runtime = await nursery.start(Runtime(plan, settings, sink).run)
+    runtime: Runtime = await nursery.start(Runtime(plan, settings, as_events(sink)).run)
     assert (await _talk(where.frontend, 50000, allowed)).startswith(b"SSH-2.0-lbsim_servers_0")
     assert await _talk(where.frontend, 50001, denied) == b""
     with trio.fail_after(3):

@@ -17,7 +17,7 @@ from lbsim.arm.loader import LoadOptions, load_template
 from lbsim.control.plan import plan
 from lbsim.control.types import Backend, Plan, PlannedProbe
 from lbsim.dataplane import probes, tls
-from lbsim.dataplane.events import FlowEvent
+from lbsim.dataplane.events import FlowEvent, as_events
 from lbsim.dataplane.probes import ProbeState, check
 from lbsim.dataplane.runtime import Runtime
 from lbsim.dataplane.settings import BackendPattern, RuntimeSettings
@@ -183,7 +183,7 @@ async def test_no_backend_up_means_no_new_flow(
     settings = RuntimeSettings(backends={"web": BackendPattern(pattern=busy)})
     events: list[FlowEvent] = []
     runtime: Runtime = await nursery.start(
-        Runtime(_plan("127.0.0.92"), settings, events.append).run
+        Runtime(_plan("127.0.0.92"), settings, as_events(events.append)).run
     )
     rule = next(x for x in runtime.listeners if x.entry.rule_name == "http-80")
     assert rule.pick(("127.0.0.1", 40000)) is None

@@ -33,7 +33,7 @@ from runtime_harness import (
     start_watched,
 )
 
-from lbsim.dataplane.events import FlowEvent
+from lbsim.dataplane.events import FlowEvent, as_events
 from lbsim.dataplane.runtime import Runtime
 from lbsim.dataplane.settings import DenyMode
 from lbsim.errors import LbsimError
@@ -64,7 +64,7 @@ async def test_drain_ends_at_the_drain_timeout(nursery: trio.Nursery) -> None:
     where = place()
     start, the_plan = echo_plan(where)
     events: list[FlowEvent] = []
-    runtime = Runtime(the_plan, settings(where, drain_timeout_s=0.4), events.append)
+    runtime = Runtime(the_plan, settings(where, drain_timeout_s=0.4), as_events(events.append))
     done = trio.Event()
     await start_watched(nursery, runtime, done)
     with await connect((where.frontend, start)) as sock:

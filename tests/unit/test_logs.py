@@ -5,13 +5,15 @@ from __future__ import annotations
 import datetime
 import io
 import json
+from typing import cast
 
+import pytest
 import trio
 import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lbsim.dataplane.events import FlowEvent, FlowNames
+from lbsim.dataplane.events import FlowEvent, FlowNames, FlowRecord
 from lbsim.observe.logs import LogWriter, stamper, text_lines
 
 NAMES = FlowNames("Tcp", "127.0.0.1:50000", "ssh.0", "web/0", "127.1.0.1:22")
@@ -97,6 +99,26 @@ def test_a_stream_that_fails_ends_the_log_not_the_caller() -> None:
         writer.take(event(n))
     writer.flush()
     assert writer._events == []  # nothing more is kept once the log has ended
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_plain_records_are_written_as_their_events_are(fmt: str) -> None:
+    """The runtime hands sinks plain tuples of an event's fields (FlowRecord)."""
+    closed = event(2)._replace(kind="close", bytes_in=10, duration_s=0.25, reason="client-closed")
+    events = [event(1), closed]
+    records = [cast(FlowRecord, tuple(e)) for e in events]
+    written = []
+    batches: list[list[FlowRecord]] = [list(events), records]
+    for items in batches:
+        out = io.StringIO()
+        writer = LogWriter(fmt, out)
+        for item in items:
+            writer.take(item)
+        writer.flush()
+        written.append(out.getvalue())
+    assert written[1] == written[0]
+    assert len(written[0].splitlines()) == 2
+    assert "in=10B" in written[0] or '"bytes_in":10' in written[0]
 
 
 def test_each_line_of_a_batch_has_its_own_time_stamp() -> None:
