@@ -126,10 +126,11 @@ class LogWriter:
         del events[:limit]
         if self.lost:
             return
-        lines = "\n".join(self.render(batch))
+        lines = self.render(batch)
+        lines.append("")  # the last line's end, without copying the text once more
         stream = self.out or sys.stderr  # looked up now: the stream may have been replaced
         try:
-            stream.write(lines + "\n")
+            stream.write("\n".join(lines))
             stream.flush()
         except (OSError, ValueError):  # ValueError: the stream was closed
             self.lost = True
