@@ -3,6 +3,8 @@ benchkit.control``) so that the first load is a cold one; prints one JSON object
 
     plan REPEATS -- LBSIM_TEMPLATE_ARGS...   load and plan as ``lbsim validate`` reads them
     nsg SECONDS -- LBSIM_TEMPLATE_ARGS...    NSG verdicts per second on the template's backends
+    logcost CONNECTIONS -- LBSIM_TEMPLATE_ARGS...
+                                             the flow log's cost per connection, in-process
 """
 
 from __future__ import annotations
@@ -11,16 +13,23 @@ import argparse
 import json
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TextIO
+
+import trio
 
 from lbsim.cli import build_parser
 from lbsim.cli.files import Loaded, load
 from lbsim.control.check import Guard
 from lbsim.control.nsg import Flow, decide
-from lbsim.control.types import Backend
+from lbsim.control.types import Backend, Plan
+from lbsim.dataplane.events import discard
+from lbsim.dataplane.runtime import Runtime
+from lbsim.dataplane.settings import BackendPattern, RuntimeSettings
 from lbsim.model import SecurityRuleDirection, SecurityRuleProtocol, TransportProtocol
+from lbsim.observe.logs import LogWriter
 
 
 def _load(template_args: Sequence[str]) -> Loaded:
@@ -96,15 +105,60 @@ def _guarded_backend(backends: Sequence[Backend]) -> Backend:
     return backends[0]
 
 
+def log_cost(connections: int, template_args: Sequence[str]) -> dict[str, Any]:
+    """Microseconds per connection that flow log lines add to the runtime's own paths: a
+    connection's decision (``_admit``) and close events, with the text lines written to a
+    file every 128 connections, against the same calls with logging off (the median of 5
+    alternating pairs)."""
+    plan = _load(template_args).plan
+    names = {(b.scale_set or b.name).lower() for b in plan.backends}
+    settings = RuntimeSettings(backends={n: BackendPattern("127.0.0.1:9") for n in names})
+    with tempfile.TemporaryFile("w") as out:
+        return trio.run(_log_cost, plan, settings, connections, out)
+
+
+async def _log_cost(
+    plan: Plan, settings: RuntimeSettings, connections: int, out: TextIO
+) -> dict[str, Any]:
+    async def per_connection(writer: LogWriter | None) -> float:
+        runtime = Runtime(plan, settings, discard if writer is None else writer.take)
+        async with trio.open_nursery() as nursery:  # the backends' addresses, no server
+            await runtime.backends.start(nursery)
+        listener = next(iter(runtime.backends.listeners()))
+        route = listener.routes[0]
+        stats = listener.stats.open_flow(trio.current_time())
+        stats.close("client-closed")
+        start = time.perf_counter()
+        for i in range(connections):
+            peer = ("127.0.0.1", 40000 + i % 1000)
+            _, hits = runtime._admit(listener, route, "203.0.113.7", peer)
+            runtime._emit_close(listener, (route, "203.0.113.7", peer, hits), stats)
+            if writer is not None and i % 128 == 127:
+                writer.flush()
+        if writer is not None:
+            writer.flush()
+        return (time.perf_counter() - start) * 1e6 / connections
+
+    costs = []
+    for _ in range(5):
+        off = await per_connection(None)
+        costs.append(await per_connection(LogWriter("text", out)) - off)
+    return {"us_per_connection": statistics.median(costs)}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="benchkit.control")
-    parser.add_argument("what", choices=("plan", "nsg"))
-    parser.add_argument("amount", type=float, help="repeats (plan) or seconds (nsg)")
+    parser.add_argument("what", choices=("plan", "nsg", "logcost"))
+    parser.add_argument(
+        "amount", type=float, help="repeats (plan), seconds (nsg) or connections (logcost)"
+    )
     parser.add_argument("template_args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     rest = [a for a in args.template_args if a != "--"]
     if args.what == "plan":
         result = plan_times(int(args.amount), rest)
+    elif args.what == "logcost":
+        result = log_cost(int(args.amount), rest)
     else:
         result = nsg_rates(args.amount, rest)
     print(json.dumps(result))

@@ -184,6 +184,7 @@ def _synthetic_args(b: Bench) -> list[str]:
 
 
 _BULK_PAIRS = 3  # bulk runs of each variant per round of the metrics workload
+_LOGCOST_CONNECTIONS = 100_000
 
 
 def metrics(b: Bench) -> Section:
@@ -192,6 +193,7 @@ def metrics(b: Bench) -> Section:
     bulk = section.row("bulk, 1 stream, client to backend", "GB/s", at_least("off", 0.95, "on"))
     rate = section.row("connections, concurrency 64", "conn/s", at_least("off", 0.95, "on"))
     cpu = section.row("relay CPU per connection, concurrency 64", "us")
+    in_process = section.row("flow log lines, in-process: CPU per connection", "us")
     off = targets.bench_layout(b.ports)
     on = targets.bench_layout(b.ports, second=True, metrics_port=b.ports.metrics)
     on = LbsimLayout(on.pools, backend=on.backend, metrics_port=on.metrics_port, log_flows=True)
@@ -216,6 +218,15 @@ def metrics(b: Bench) -> Section:
                     conns, cpu_us = measure_rate(b, point, 64)
                 rate.add(name, conns["rate"])
                 cpu.add(name, cpu_us)
+    for run in range(b.runs):
+        log(f"metrics: in-process run {run + 1}/{b.runs}")
+        result = _control(b, "logcost", _LOGCOST_CONNECTIONS, [str(targets.TEMPLATE)])
+        in_process.add("on", result["us_per_connection"])
+    section.notes.append(
+        "In-process: what a connection's decision and close events and their text lines add"
+        " to the runtime's own paths, with no traffic (benchkit.control logcost,"
+        f" {_LOGCOST_CONNECTIONS:,} connections, the median of 5 off/on pairs per run)."
+    )
     section.notes.append(
         "On: --metrics-port set and scraped once a second, --log-flows true (text lines to a"
         " file). Off: --metrics-port 0 --log-flows false. Both run the same template;"
