@@ -288,24 +288,11 @@ class Runtime:
         route, source, peer, hits = about
         names = self._flow_names.get(id(route)) or self._names(listener, route)
         inbound, outbound = stats.inbound, stats.outbound
-        self.sink(
-            (
-                "close",
-                time.time(),
-                names,
-                peer,
-                source,
-                "",
-                "",
-                hits,
-                inbound.bytes,
-                outbound.bytes,
-                inbound.packets,
-                outbound.packets,
-                self._now() - stats.started_at,
-                stats.close_reason or "cancelled",
-            )
-        )
+        self.sink((  # a FlowRecord: FlowEvent's fields in order
+            "close", time.time(), names, peer, source, "", "", hits,
+            inbound.bytes, outbound.bytes, inbound.packets, outbound.packets,
+            self._now() - stats.started_at, stats.close_reason or "cancelled",
+        ))  # fmt: skip
 
     # --- the streams engine: a task per direction, portable ----------------------------------
     async def _accept_streams(self, listener: Listener, sock: socket.socket) -> None:
@@ -411,24 +398,10 @@ class Runtime:
                 listener.stats.denied += 1
         if self.sink is not discard:
             names = self._flow_names.get(id(route)) or self._names(listener, route)
-            self.sink(
-                (
-                    "decision",
-                    time.time(),
-                    names,
-                    peer,
-                    source,
-                    verdict.access,
-                    verdict.rule,
-                    verdict.hits,
-                    0,
-                    0,
-                    0,
-                    0,
-                    0.0,
-                    "",
-                )
-            )
+            self.sink((  # a FlowRecord: FlowEvent's fields in order
+                "decision", time.time(), names, peer, source,
+                verdict.access, verdict.rule, verdict.hits, 0, 0, 0, 0, 0.0, "",
+            ))  # fmt: skip
         return verdict.allowed, verdict.hits
 
     def _emit_unreachable(
@@ -441,24 +414,10 @@ class Runtime:
     ) -> None:
         if self.sink is not discard:
             names = self._names(listener, route)
-            self.sink(
-                (
-                    "unreachable",
-                    time.time(),
-                    names,
-                    peer,
-                    source,
-                    "",
-                    "",
-                    (),
-                    0,
-                    0,
-                    0,
-                    0,
-                    0.0,
-                    reason,
-                )
-            )
+            self.sink((  # a FlowRecord: FlowEvent's fields in order
+                "unreachable", time.time(), names, peer, source, "", "", (),
+                0, 0, 0, 0, 0.0, reason,
+            ))  # fmt: skip
 
     def _names(self, listener: Listener, route: Route | None) -> FlowNames:
         """What the events of ``listener`` and ``route`` say of them, made on first use (the
