@@ -107,9 +107,9 @@ def _guarded_backend(backends: Sequence[Backend]) -> Backend:
 
 def log_cost(connections: int, template_args: Sequence[str]) -> dict[str, Any]:
     """Microseconds per connection that flow log lines add to the runtime's own paths: a
-    connection's decision (``_admit``) and close events, with the text lines written to a
-    file every 128 connections, against the same calls with logging off (the median of 5
-    alternating pairs)."""
+    connection's decision (``_admit``) and close events, with the lines (text, then JSON)
+    written to a file every 128 connections, against the same calls with logging off (the
+    median of 5 alternating pairs)."""
     plan = _load(template_args).plan
     names = {(b.scale_set or b.name).lower() for b in plan.backends}
     settings = RuntimeSettings(backends={n: BackendPattern("127.0.0.1:9") for n in names})
@@ -139,11 +139,15 @@ async def _log_cost(
             writer.flush()
         return (time.perf_counter() - start) * 1e6 / connections
 
-    costs = []
+    costs: dict[str, list[float]] = {"text": [], "json": []}
     for _ in range(5):
-        off = await per_connection(None)
-        costs.append(await per_connection(LogWriter("text", out)) - off)
-    return {"us_per_connection": statistics.median(costs)}
+        for fmt, each in costs.items():
+            off = await per_connection(None)
+            each.append(await per_connection(LogWriter(fmt, out)) - off)
+    return {
+        "us_per_connection": statistics.median(costs["text"]),
+        "json_us_per_connection": statistics.median(costs["json"]),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -194,6 +194,7 @@ def metrics(b: Bench) -> Section:
     rate = section.row("connections, concurrency 64", "conn/s", at_least("off", 0.95, "on"))
     cpu = section.row("relay CPU per connection, concurrency 64", "us")
     in_process = section.row("flow log lines, in-process: CPU per connection", "us")
+    in_process_json = section.row("the same, --log-format json", "us")
     off = targets.bench_layout(b.ports)
     on = targets.bench_layout(b.ports, second=True, metrics_port=b.ports.metrics)
     on = LbsimLayout(on.pools, backend=on.backend, metrics_port=on.metrics_port, log_flows=True)
@@ -222,6 +223,7 @@ def metrics(b: Bench) -> Section:
         log(f"metrics: in-process run {run + 1}/{b.runs}")
         result = _control(b, "logcost", _LOGCOST_CONNECTIONS, [str(targets.TEMPLATE)])
         in_process.add("on", result["us_per_connection"])
+        in_process_json.add("on", result["json_us_per_connection"])
     section.notes.append(
         "In-process: what a connection's decision and close events and their text lines add"
         " to the runtime's own paths, with no traffic (benchkit.control logcost,"

@@ -18,7 +18,7 @@ class NsgHit:
     access: str  # Allow / Deny
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)  # a key of the log writers' per-batch tables
 class FlowNames:
     """What every event of one listener and one of its backends says of them: worked out
     once per pair, not per event."""
@@ -92,31 +92,6 @@ class FlowEvent(NamedTuple):
     def client(self) -> str:
         """address:port as seen on loopback."""
         return f"{self.peer[0]}:{self.peer[1]}"
-
-    def fields(self) -> dict[str, object]:
-        """Every field by name, the names' ones inline (as a JSON log line has them)."""
-        return {
-            "kind": self.kind,
-            "time": self.time,
-            "protocol": self.protocol,
-            "frontend": self.frontend,
-            "rule": self.rule,
-            "client": self.client,
-            "source": self.source,
-            "backend": self.backend,
-            "target": self.target,
-            "access": self.access,
-            "nsg_rule": self.nsg_rule,
-            "bytes_in": self.bytes_in,
-            "bytes_out": self.bytes_out,
-            "duration_s": self.duration_s,
-            "reason": self.reason,
-            "destination": self.destination,
-            "interface": self.interface,
-            "packets_in": self.packets_in,
-            "packets_out": self.packets_out,
-            "nsg_hits": [attrs.asdict(hit) for hit in self.nsg_hits],
-        }
 
 
 # A flow event as the runtime makes it: FlowEvent's fields, all of them, in order, in a

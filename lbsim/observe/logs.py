@@ -10,7 +10,7 @@ from typing import TextIO
 
 import trio
 
-from lbsim.dataplane.events import FlowEvent, FlowRecord, RecordSink
+from lbsim.dataplane.events import FlowEvent, FlowNames, FlowRecord, RecordSink
 
 _MILLIS = [f"{n:03d}" for n in range(1000)]  # "000".."999": a list index is cheaper
 
@@ -79,13 +79,62 @@ def text_line(event: FlowEvent) -> str:
 
 
 def json_lines(events: Iterable[FlowRecord]) -> list[str]:
-    return [json_line(FlowEvent._make(record)) for record in events]
+    """The JSON lines of a batch of events, one object per line with FlowEvent's fields in
+    order (the time as its stamp). Written for speed as ``text_lines`` is: each string is
+    encoded once per batch and each route's names once, and a line is one f-string (about
+    a tenth of what ``json.dumps`` of the event's dictionary costs)."""
+    lines: list[str] = []
+    add = lines.append
+    quoted = _Quoted()
+    parts: dict[FlowNames, tuple[str, str, str]] = {}
+    last_millisecond, stamp = -1, ""
+    for event in events:
+        (kind, seconds, names, (address, port), source, access, nsg_rule, hits,
+         bytes_in, bytes_out, packets_in, packets_out, duration_s, reason) = event  # fmt: skip
+        millisecond = int(seconds * 1000)
+        if millisecond != last_millisecond:
+            last_millisecond, stamp = millisecond, _stamp(seconds)
+        head, middle, tail = parts.get(names) or parts.setdefault(names, _name_parts(names))
+        nsg_hits = ",".join(
+            f'{{"network_security_group":{quoted[hit.network_security_group]},'
+            f'"rule":{quoted[hit.rule]},"access":{quoted[hit.access]}}}'
+            for hit in hits
+        )
+        # the client's address is the kernel's text of an IP address: nothing to escape
+        add(
+            f'{{"kind":{quoted[kind]},"time":"{stamp}",{head},"client":"{address}:{port}",'
+            f'"source":{quoted[source]},{middle},"access":{quoted[access]},'
+            f'"nsg_rule":{quoted[nsg_rule]},"bytes_in":{bytes_in},"bytes_out":{bytes_out},'
+            f'"duration_s":{duration_s!r},"reason":{quoted[reason]},{tail},'
+            f'"packets_in":{packets_in},"packets_out":{packets_out},"nsg_hits":[{nsg_hits}]}}'
+        )
+    return lines
 
 
 def json_line(event: FlowEvent) -> str:
-    data = event.fields()
-    data["time"] = _stamp(event.time)
-    return json.dumps(data, separators=(",", ":"))
+    return json_lines((event,))[0]
+
+
+class _Quoted(dict[str, str]):
+    """Strings as JSON strings, each encoded on first use."""
+
+    def __missing__(self, text: str) -> str:
+        quoted = self[text] = json.dumps(text)
+        return quoted
+
+
+def _name_parts(names: FlowNames) -> tuple[str, str, str]:
+    """The JSON members of an event that come from its names, in the three runs in which
+    they appear among the others."""
+
+    def members(*pairs: tuple[str, str]) -> str:
+        return ",".join(f"{json.dumps(key)}:{json.dumps(value)}" for key, value in pairs)
+
+    return (
+        members(("protocol", names.protocol), ("frontend", names.frontend), ("rule", names.rule)),
+        members(("backend", names.backend), ("target", names.target)),
+        members(("destination", names.destination), ("interface", names.interface)),
+    )
 
 
 class LogWriter:

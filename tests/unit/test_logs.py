@@ -7,14 +7,15 @@ import io
 import json
 from typing import cast
 
+import attrs
 import pytest
 import trio
 import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lbsim.dataplane.events import FlowEvent, FlowNames, FlowRecord
-from lbsim.observe.logs import LogWriter, stamper, text_lines
+from lbsim.dataplane.events import FlowEvent, FlowNames, FlowRecord, NsgHit
+from lbsim.observe.logs import LogWriter, json_lines, stamper, text_lines
 
 NAMES = FlowNames("Tcp", "127.0.0.1:50000", "ssh.0", "web/0", "127.1.0.1:22")
 
@@ -153,3 +154,59 @@ def test_stamps_match_the_calendar_in_any_order(times: list[float]) -> None:
         moment = datetime.datetime.fromtimestamp(millisecond // 1000, datetime.UTC)
         expected = f"{moment:%Y-%m-%dT%H:%M:%S}.{millisecond % 1000:03d}Z"
         assert stamp(seconds) == expected
+
+
+_text = st.text(max_size=12)
+_count = st.integers(min_value=0, max_value=1 << 40)
+
+
+@given(
+    names=st.builds(FlowNames, _text, _text, _text, _text, _text, _text, _text),
+    peer=st.tuples(st.ip_addresses().map(str), st.integers(0, 65535)),
+    texts=st.tuples(_text, _text, _text, _text, _text),
+    counts=st.tuples(_count, _count, _count, _count),
+    duration_s=st.floats(min_value=0, max_value=1e6),
+    hits=st.lists(st.builds(NsgHit, _text, _text, _text), max_size=2).map(tuple),
+)
+def test_json_lines_are_the_events_fields_in_order(
+    *,
+    names: FlowNames,
+    peer: tuple[str, int],
+    texts: tuple[str, str, str, str, str],
+    counts: tuple[int, int, int, int],
+    duration_s: float,
+    hits: tuple[NsgHit, ...],
+) -> None:
+    kind, source, access, nsg_rule, reason = texts
+    bytes_in, bytes_out, packets_in, packets_out = counts
+    event = FlowEvent(
+        kind, 61.5, names, peer, source, access, nsg_rule, hits,
+        bytes_in, bytes_out, packets_in, packets_out, duration_s, reason,
+    )  # fmt: skip
+    (line,) = json_lines([cast(FlowRecord, tuple(event))])
+    assert "\n" not in line
+    members = json.loads(line, object_pairs_hook=list)
+    expected = {
+        "kind": kind,
+        "time": "1970-01-01T00:01:01.500Z",
+        "protocol": names.protocol,
+        "frontend": names.frontend,
+        "rule": names.rule,
+        "client": f"{peer[0]}:{peer[1]}",
+        "source": source,
+        "backend": names.backend,
+        "target": names.target,
+        "access": access,
+        "nsg_rule": nsg_rule,
+        "bytes_in": bytes_in,
+        "bytes_out": bytes_out,
+        "duration_s": duration_s,
+        "reason": reason,
+        "destination": names.destination,
+        "interface": names.interface,
+        "packets_in": packets_in,
+        "packets_out": packets_out,
+        "nsg_hits": [attrs.asdict(hit) for hit in hits],
+    }
+    assert [key for key, _ in members] == list(expected)  # FlowEvent's order
+    assert json.loads(line) == json.loads(json.dumps(expected))
