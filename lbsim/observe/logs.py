@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import select
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -143,10 +146,16 @@ class LogWriter:
     Its sink, ``take``, only keeps each event (a list's own ``append``: no Python call on
     the hot path). ``run`` writes what was kept every ``interval_s`` (a tenth of a second:
     prompt for a person watching), ``chunk_lines`` lines at a time with a checkpoint
-    between, so that a burst never holds up the relay for long; and once more when it
-    ends. Writing, and even formatting, each line as it comes would cost the hot path far
-    more: a system call per event, and formatting interleaved with the relay's own work
-    runs several times slower than a batch of it."""
+    between. Formatting each line as it comes would cost the hot path far more than a
+    batch of it does.
+
+    A reader that stops reading (a paused pager, a harness that reads its pipe only at the
+    end) holds up neither the traffic nor memory: ``run`` gives a pipe or a terminal only
+    what it takes without blocking, and keeps the rest for later; events wait, up to
+    ``max_waiting`` of them, and beyond that the oldest are dropped, counted in ``dropped``
+    and said in the log where the gap is. A stream that fails (a closed pipe, a full disk)
+    ends the log. (A thread that writes was tried: handing the interpreter's lock to it
+    and back cost the relay 4% of its connection rate.)"""
 
     def __init__(
         self,
@@ -155,42 +164,133 @@ class LogWriter:
         *,
         interval_s: float = 0.1,
         chunk_lines: int = 256,
+        max_waiting: int = 100_000,
+        final_wait_s: float = 5.0,
     ) -> None:
         self.render = json_lines if fmt == "json" else text_lines
         self.out = out
         self.interval_s = interval_s
         self.chunk_lines = chunk_lines
+        self.max_waiting = max_waiting
+        self.final_wait_s = final_wait_s
         self._events: list[FlowRecord] = []
         self.take: RecordSink = self._events.append  # the list is never replaced
         self.lost = False  # the stream failed: the log has ended
+        self.dropped = 0  # events dropped because the reader fell behind
+        self._unsaid = 0  # of those, the ones no line of the log mentions yet
+        self._unsent = b""  # formatted, not yet taken by a reader that fell behind
 
     def flush(self, limit: int | None = None) -> None:
-        """Write the oldest ``limit`` waiting lines (all by default). A stream that can no
-        longer be written (a closed pipe, a full disk) ends the log, never the traffic:
-        later events are dropped."""
-        events = self._events
-        if not events:
-            return
-        batch = events[:limit]
-        del events[:limit]
-        if self.lost:
-            return
-        lines = self.render(batch)
-        lines.append("")  # the last line's end, without copying the text once more
-        stream = self.out or sys.stderr  # looked up now: the stream may have been replaced
+        """Format and write the oldest ``limit`` waiting lines (all by default), waiting for
+        the reader if it must."""
+        stream = self._stream()
         try:
-            stream.write("\n".join(lines))
+            if self._unsent:
+                _write_all(stream, self._unsent)
+                self._unsent = b""
+            if text := self._text(limit):
+                stream.write(text)
             stream.flush()
         except (OSError, ValueError):  # ValueError: the stream was closed
             self.lost = True
 
     async def run(self) -> None:
-        """Write every ``interval_s`` until cancelled, then once more."""
+        """Write every ``interval_s`` until cancelled, then the rest, waiting up to
+        ``final_wait_s`` for a reader that fell behind."""
         try:
             while True:
                 await trio.sleep(self.interval_s)
-                while self._events:
-                    self.flush(self.chunk_lines)
+                self._trim()
+                while self._waiting():
+                    if not self._send():
+                        break  # the reader takes no more for now
                     await trio.lowlevel.checkpoint()
         finally:
-            self.flush()
+            self._trim()
+            with trio.CancelScope(shield=True), trio.move_on_after(self.final_wait_s):
+                while self._waiting():
+                    if not self._send():
+                        await trio.sleep(0.01)
+
+    def _waiting(self) -> bool:
+        return not self.lost and bool(self._unsent or self._events)
+
+    def _stream(self) -> TextIO:
+        return self.out or sys.stderr  # looked up each time: it may have been replaced
+
+    def _text(self, limit: int | None) -> str:
+        """The oldest ``limit`` waiting events as lines, taken off the list."""
+        events = self._events
+        batch = events[:limit]
+        del events[:limit]
+        if self.lost or not batch:
+            return ""
+        lines = self.render(batch)
+        if self._unsaid:
+            lines.insert(0, _dropped_line(self._unsaid))
+            self._unsaid = 0
+        lines.append("")  # the last line's end, without copying the text once more
+        return "\n".join(lines)
+
+    def _send(self) -> bool:
+        """Write the next chunk, as much of it as the reader takes without blocking; True
+        if all of it went."""
+        stream = self._stream()
+        try:
+            fd = stream.fileno()
+        except (OSError, ValueError):  # no descriptor (a StringIO): it never blocks
+            self.flush(self.chunk_lines)
+            return True
+        try:
+            if not self._unsent:
+                text = self._text(self.chunk_lines)
+                stream.flush()  # what others wrote to it first goes first
+                self._unsent = text.encode(stream.encoding or "utf-8", stream.errors or "strict")
+            sent = _write_ready(fd, self._unsent)
+        except (OSError, ValueError):
+            self.lost = True
+            return False
+        self._unsent = self._unsent[sent:]
+        return not self._unsent
+
+    def _trim(self) -> None:
+        """Drop the oldest waiting events beyond ``max_waiting``."""
+        excess = len(self._events) - self.max_waiting
+        if excess > 0:
+            del self._events[:excess]
+            self.dropped += excess
+            self._unsaid += excess
+
+
+def _write_ready(fd: int, data: bytes) -> int:
+    """Write what ``fd`` takes now without blocking: all of it to a regular file (whose
+    writes never wait for a reader), else whole lines up to a pipe's atomic size at a time
+    while it has room for that much. The number of bytes written."""
+    if stat.S_ISREG(os.fstat(fd).st_mode):
+        return _write_all(fd, data)
+    room = select.poll()
+    room.register(fd, select.POLLOUT)
+    sent, view = 0, memoryview(data)
+    while sent < len(data) and room.poll(0):
+        end = sent + select.PIPE_BUF
+        if end < len(data):  # whole lines, so that others' writes fall between lines
+            last = data.rfind(b"\n", sent, end)
+            end = last + 1 if last >= 0 else end  # a longer line goes in pieces
+        sent += os.write(fd, view[sent:end])
+    return sent
+
+
+def _write_all(target: int | TextIO, data: bytes) -> int:
+    """Write all of ``data`` to a descriptor or to a text stream's descriptor."""
+    fd = target if isinstance(target, int) else target.fileno()
+    view, sent = memoryview(data), 0
+    while sent < len(data):
+        sent += os.write(fd, view[sent:])
+    return sent
+
+
+def _dropped_line(count: int) -> str:
+    return (
+        f"lbsim: warning: FlowLogLinesDropped: {count} flow log lines were dropped here:"
+        " the log's reader fell behind"
+    )

@@ -425,3 +425,17 @@ def test_a_second_signal_stops_at_once_without_waiting_for_the_drain(tmp_path: P
         err = proc.stderr.read()
     assert "Traceback" not in err
     assert "SIGINT: stopping now" in err
+
+
+def test_traffic_goes_on_while_nobody_reads_the_log(tmp_path: Path) -> None:
+    """The log is a pipe nobody reads until lbsim ends (as a harness's Popen often is): it
+    fills after a few dozen JSON lines, and flows go on regardless."""
+    flows = 300  # ~600 lines of ~700 bytes: several times what a pipe holds
+    with lbsim_up(tmp_path, 0) as (proc, _ready):
+        for n in range(flows):
+            assert ssh_banner(50000 + n % 3, ALLOWED).startswith(b"SSH-2.0-lbsim_web_")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0
+    kinds = [json.loads(line)["kind"] for line in err.splitlines() if line.startswith("{")]
+    assert kinds.count("decision") == kinds.count("close") == flows  # every line, once read

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import io
 import json
-from typing import cast
+import os
+from collections.abc import Callable, Iterator
+from typing import TextIO, cast
 
 import attrs
 import pytest
@@ -69,19 +72,89 @@ async def test_a_burst_is_written_in_chunks_with_others_running_between() -> Non
     assert clients == [f"127.0.0.1:{40000 + n}" for n in range(8)]  # the oldest first
 
 
-async def test_run_flushes_every_interval_and_at_the_end(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
+async def _eventually(check: Callable[[], bool], seconds: float = 5.0) -> None:
+    """Wait until ``check()`` (the writing thread is the stream's, not the test's)."""
+    for _ in range(int(seconds * 100)):
+        if check():
+            return
+        await trio.sleep(0.01)
+    raise AssertionError(f"not so after {seconds} s")
+
+
+async def test_run_writes_every_interval_and_at_the_end() -> None:
     out = io.StringIO()
-    writer = LogWriter("text", out, interval_s=0.1)
+    writer = LogWriter("text", out, interval_s=0.05)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(writer.run)
         writer.take(event(1))
-        await trio.sleep(0.15)
-        assert len(out.getvalue().splitlines()) == 1  # the periodic flush
+        await _eventually(lambda: out.getvalue().count("\n") == 1)  # the periodic write
         writer.take(event(2))
         nursery.cancel_scope.cancel()
-    assert len(out.getvalue().splitlines()) == 2  # the last flush on the way out
+    assert len(out.getvalue().splitlines()) == 2  # the last write on the way out
+
+
+@contextlib.contextmanager
+def unread_pipe() -> Iterator[tuple[TextIO, int]]:
+    """A text stream into a pipe, and the pipe's other end, which nobody reads yet."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    with open(write_end, "w", encoding="utf-8") as out:
+        try:
+            yield out, read_end
+        finally:
+            os.close(read_end)
+
+
+async def _read_until(read_end: int, wanted: str) -> str:
+    """All the pipe gives until ``wanted`` is among it (the writer goes on meanwhile)."""
+    got = b""
+    with trio.fail_after(5):
+        while wanted.encode() not in got:
+            try:
+                got += os.read(read_end, 1 << 16)
+            except BlockingIOError:
+                await trio.sleep(0.01)
+    return got.decode()
+
+
+async def test_a_reader_that_stops_reading_holds_up_neither_traffic_nor_memory() -> None:
+    with unread_pipe() as (out, read_end):
+        writer = LogWriter("text", out, interval_s=0.01, chunk_lines=10, max_waiting=50)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(writer.run)
+            with trio.fail_after(5):  # a blocked write would stop this task too
+                for n in range(2000):  # ~300 KB of lines: several times what a pipe holds
+                    writer.take(event(n))
+                    if n % 10 == 9:
+                        await trio.sleep(0.002)
+                await trio.sleep(0.05)
+            assert len(writer._events) <= 50  # the backlog is bounded
+            assert writer.dropped > 500
+            writer.take(event(2000))
+            text = await _read_until(read_end, "client=127.0.0.1:42000 ")  # reading again
+            nursery.cancel_scope.cancel()
+    seen, said = 0, 0  # events written, and dropped as the log says, line by line
+    for line in text.splitlines():
+        if "FlowLogLinesDropped" in line:
+            said += int(line.split("FlowLogLinesDropped: ")[1].split()[0])
+        else:  # each event is in order, after the events said to be dropped before it
+            assert line.split()[5] == f"client=127.0.0.1:{40000 + seen + said}"
+            seen += 1
+    assert said == writer.dropped
+    assert seen + said == 2001  # the last event, taken after the reader came back, is there
+
+
+async def test_the_end_waits_a_bounded_time_for_a_reader_that_never_reads() -> None:
+    with unread_pipe() as (out, _):
+        writer = LogWriter("text", out, interval_s=0.01, final_wait_s=0.2)
+        started = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(writer.run)
+            for n in range(2000):
+                writer.take(event(n))
+            await trio.sleep(0.05)
+            nursery.cancel_scope.cancel()
+        assert 0.2 <= trio.current_time() - started < 2
 
 
 class BrokenPipe(io.StringIO):
