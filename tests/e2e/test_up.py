@@ -439,3 +439,14 @@ def test_traffic_goes_on_while_nobody_reads_the_log(tmp_path: Path) -> None:
     assert proc.returncode == 0
     kinds = [json.loads(line)["kind"] for line in err.splitlines() if line.startswith("{")]
     assert kinds.count("decision") == kinds.count("close") == flows  # every line, once read
+
+
+def test_sigterm_ends_lbsim_while_nobody_reads_its_stderr(tmp_path: Path) -> None:
+    """The pipe is full and stays unread: the drain notice must not wait for a reader,
+    and the log waits for one only a bounded time, so lbsim still ends."""
+    with lbsim_up(tmp_path, 0) as (proc, _ready):
+        for n in range(300):  # enough JSON lines to fill a pipe several times over
+            assert ssh_banner(50000 + n % 3, ALLOWED).startswith(b"SSH-2.0-lbsim_web_")
+        time.sleep(0.3)  # the log writer has filled the pipe
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0  # drain (3 s), then up to 5 s for the log
