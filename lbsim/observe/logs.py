@@ -186,7 +186,7 @@ class LogWriter:
         stream = self._stream()
         try:
             if self._unsent:
-                _write_all(stream, self._unsent)
+                _write_all(stream.fileno(), self._unsent)
                 self._unsent = b""
             if text := self._text(limit):
                 stream.write(text)
@@ -280,9 +280,8 @@ def _write_ready(fd: int, data: bytes) -> int:
     return sent
 
 
-def _write_all(target: int | TextIO, data: bytes) -> int:
-    """Write all of ``data`` to a descriptor or to a text stream's descriptor."""
-    fd = target if isinstance(target, int) else target.fileno()
+def _write_all(fd: int, data: bytes) -> int:
+    """Write all of ``data`` to ``fd``."""
     view, sent = memoryview(data), 0
     while sent < len(data):
         sent += os.write(fd, view[sent:])

@@ -12,7 +12,7 @@ import os
 import random
 import resource
 import socket
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -329,12 +329,6 @@ async def udp_client(source: str = "127.0.0.1") -> trio.socket.SocketType:
     sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     await sock.bind((source, 0))
     return sock
-
-
-async def eventually(condition: Callable[[], bool], within: float = 3.0) -> None:
-    with trio.fail_after(within):
-        while not condition():  # noqa: ASYNC110  (polling plain counters)
-            await trio.sleep(0.02)
 
 
 def listener_on(runtime: Runtime, port: int, protocol: str = "Tcp") -> Listener:

@@ -12,7 +12,6 @@ from runtime_harness import (
     allow,
     connect,
     ending,
-    eventually,
     example_plan,
     free_ports,
     http_get,
@@ -28,6 +27,7 @@ from runtime_harness import (
     udp_ask,
     udp_client,
 )
+from waiting import eventually
 
 from lbsim.dataplane.events import FlowEvent
 from lbsim.dataplane.settings import BackendPattern, DenyMode, SourceMap

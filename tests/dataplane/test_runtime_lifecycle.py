@@ -17,7 +17,6 @@ from runtime_harness import (
     connect,
     echo_plan,
     ending,
-    eventually,
     example_plan,
     free_ports,
     listener_on,
@@ -32,6 +31,7 @@ from runtime_harness import (
     settings,
     start_watched,
 )
+from waiting import eventually
 
 from lbsim.dataplane.events import FlowEvent, as_events
 from lbsim.dataplane.runtime import Runtime

@@ -14,7 +14,6 @@ from runtime_harness import (
     connect,
     echo_plan,
     ending,
-    eventually,
     free_ports,
     listener_on,
     nat_pool,
@@ -26,6 +25,7 @@ from runtime_harness import (
     scale_set,
     settings,
 )
+from waiting import eventually
 
 from lbsim.dataplane import reactor
 from lbsim.dataplane.settings import BackendPattern

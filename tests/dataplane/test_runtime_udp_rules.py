@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 
-from runtime_harness import EXAMPLES, eventually, place, plan_of, running, udp_ask, udp_client
+from runtime_harness import EXAMPLES, place, plan_of, running, udp_ask, udp_client
+from waiting import eventually
 
 from lbsim.control.types import Plan
 from lbsim.dataplane.events import FlowEvent

@@ -7,7 +7,7 @@ import datetime
 import io
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TextIO, cast
 
 import attrs
@@ -16,6 +16,7 @@ import trio
 import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
+from waiting import eventually
 
 from lbsim.dataplane.events import FlowEvent, FlowNames, FlowRecord, NsgHit
 from lbsim.observe.logs import LogWriter, json_lines, stamper, text_lines
@@ -72,22 +73,13 @@ async def test_a_burst_is_written_in_chunks_with_others_running_between() -> Non
     assert clients == [f"127.0.0.1:{40000 + n}" for n in range(8)]  # the oldest first
 
 
-async def _eventually(check: Callable[[], bool], seconds: float = 5.0) -> None:
-    """Wait until ``check()`` (the writing thread is the stream's, not the test's)."""
-    for _ in range(int(seconds * 100)):
-        if check():
-            return
-        await trio.sleep(0.01)
-    raise AssertionError(f"not so after {seconds} s")
-
-
 async def test_run_writes_every_interval_and_at_the_end() -> None:
     out = io.StringIO()
     writer = LogWriter("text", out, interval_s=0.05)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(writer.run)
         writer.take(event(1))
-        await _eventually(lambda: out.getvalue().count("\n") == 1)  # the periodic write
+        await eventually(lambda: out.getvalue().count("\n") == 1)  # the periodic write
         writer.take(event(2))
         nursery.cancel_scope.cancel()
     assert len(out.getvalue().splitlines()) == 2  # the last write on the way out
