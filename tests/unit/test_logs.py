@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import fcntl
 import io
 import json
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TextIO, cast
 
 import attrs
@@ -19,7 +21,7 @@ from hypothesis import strategies as st
 from waiting import eventually
 
 from lbsim.dataplane.events import FlowEvent, FlowNames, FlowRecord, NsgHit
-from lbsim.observe.logs import LogWriter, json_lines, stamper, text_lines
+from lbsim.observe.logs import LogWriter, _write_ready, json_lines, stamper, text_lines
 
 NAMES = FlowNames("Tcp", "127.0.0.1:50000", "ssh.0", "web/0", "127.1.0.1:22")
 
@@ -134,6 +136,35 @@ async def test_a_reader_that_stops_reading_holds_up_neither_traffic_nor_memory()
             seen += 1
     assert said == writer.dropped
     assert seen + said == 2001  # the last event, taken after the reader came back, is there
+
+
+def test_a_pipe_is_given_whole_lines_only() -> None:
+    """What a pipe takes ends at a line's end, so whatever else writes to it (lbsim's own
+    notices) lands between two lines, never inside one."""
+    read_end, write_end = os.pipe()
+    try:
+        fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 8192)  # two pages
+        data = b"".join(f"{n:099d}\n".encode() for n in range(200))  # 100-byte lines
+        sent = _write_ready(write_end, data)
+        assert 0 < sent < len(data)  # it took what it holds, and no more
+        assert data[:sent].endswith(b"\n")
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+async def test_run_writes_a_file_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "flows.log"
+    with path.open("w", encoding="utf-8") as out:
+        writer = LogWriter("text", out, interval_s=0.01, chunk_lines=64)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(writer.run)
+            for n in range(600):
+                writer.take(event(n))
+            await eventually(lambda: path.read_text().count("\n") == 600)
+            nursery.cancel_scope.cancel()
+    clients = [line.split()[5] for line in path.read_text().splitlines()]
+    assert clients == [f"client=127.0.0.1:{40000 + n}" for n in range(600)]
 
 
 async def test_the_end_waits_a_bounded_time_for_a_reader_that_never_reads() -> None:
