@@ -20,8 +20,8 @@ from typing import Any, TextIO
 
 import trio
 
+from lbsim.api.files import Loaded, load
 from lbsim.cli import build_parser
-from lbsim.cli.files import Loaded, load
 from lbsim.control.check import Guard
 from lbsim.control.nsg import Flow, decide
 from lbsim.control.types import Backend, Plan

@@ -12,7 +12,8 @@ import sys
 from collections.abc import Callable, Sequence
 
 from lbsim import __version__
-from lbsim.cli import commands, config, render
+from lbsim.api import config
+from lbsim.cli import commands, render
 from lbsim.cli.up import cmd_up
 from lbsim.errors import LbsimError, TemplateInvalid
 

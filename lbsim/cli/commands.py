@@ -6,8 +6,9 @@ import argparse
 import json
 from collections import Counter
 
+from lbsim.api import views
+from lbsim.api.files import Loaded, load
 from lbsim.cli import render
-from lbsim.cli.files import Loaded, load
 from lbsim.control.check import (
     FlowCheck,
     check_balancing,
@@ -68,8 +69,8 @@ def cmd_ports(args: argparse.Namespace) -> int:
     render.problems(loaded.warnings, prefix="warning: ")
     plan = loaded.plan
     if args.output == "json":
-        rows = [render.nat_json(e) for e in plan.nat]
-        render.dump(rows + [render.balancing_json(e) for e in plan.balancing])
+        rows = [views.nat_json(e) for e in plan.nat]
+        render.dump(rows + [views.balancing_json(e) for e in plan.balancing])
         return EXIT_OK
     if plan.nat:
         print(render.table([render.nat_row(e) for e in plan.nat], render.NAT_HEADERS))
@@ -115,7 +116,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             loaded.plan, protocol, source, source_port, address=address, port=port
         )
     if args.output == "json":
-        render.dump(render.check_json(result))
+        render.dump(views.check_json(result))
     else:
         print(render.check_text(result))
     return EXIT_OK if result.verdict.allowed else EXIT_DENY
@@ -144,7 +145,7 @@ def cmd_rules(args: argparse.Namespace) -> int:
     direction = SecurityRuleDirection(args.direction)
     rules = effective_rules(backend.subnet_nsg, backend.nic_nsg, direction)
     if args.output == "json":
-        render.dump(render.rules_json(backend, direction, rules))
+        render.dump(views.rules_json(backend, direction, rules))
         return EXIT_OK
     print(f"{backend.label} ({backend.private_ip_address}), {direction.value}:")
     if rules:

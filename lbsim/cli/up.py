@@ -15,9 +15,9 @@ from typing import Any
 import trio
 from prometheus_client import CollectorRegistry, start_http_server
 
+from lbsim.api.config import UpConfig, resolve
+from lbsim.api.files import Loaded, load
 from lbsim.cli import render
-from lbsim.cli.config import UpConfig, resolve
-from lbsim.cli.files import Loaded, load
 from lbsim.dataplane import host
 from lbsim.dataplane.events import RecordSink, as_events, fanout
 from lbsim.dataplane.listeners import Listener

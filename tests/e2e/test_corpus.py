@@ -17,8 +17,8 @@ from typing import Any
 import attrs
 import pytest
 
+from lbsim.api.files import read_json, resolve_link
 from lbsim.arm.loader import LoadOptions, load_template
-from lbsim.cli.files import read_json, resolve_link
 from lbsim.control.plan import plan
 from lbsim.control.types import NatKind, Plan
 from lbsim.errors import TemplateInvalid

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from lbsim.api.config import SETTINGS, UpConfig, resolve
 from lbsim.cli import build_parser
-from lbsim.cli.config import SETTINGS, UpConfig, resolve
 from lbsim.dataplane.settings import (
     DEFAULT_TCP_ENGINE,
     BackendPattern,
