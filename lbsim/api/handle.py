@@ -1,0 +1,119 @@
+"""What a running lbsim offers: the interface of the Python API's handle.
+
+The HTTP control API and the CLI's verbs are thin layers over this interface; the one
+implementation is :class:`lbsim.api.session.Session`. Every change answers with a
+:class:`ChangeReport`; every refusal is an :class:`~lbsim.errors.LbsimError` whose ``code``
+is Azure's where Azure has one (``ResourceNotFound``, ``OperationNotAllowed``,
+``InboundNatPoolFrontendPortRangeSmallerThanRequestedPorts``, ``InvalidTemplate`` with every
+problem of a reload in ``TemplateInvalid.problems``) and whose state is then unchanged.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, Protocol
+
+import attrs
+
+
+class Status(Enum):
+    """HTTP statuses of the refusals a handle raises, by error code (400 for the others)."""
+
+    NOT_FOUND = 404
+    CONFLICT = 409
+
+
+# Error code -> HTTP status for the control API (the codes the handle raises on purpose).
+ERROR_STATUS: dict[str, Status] = {
+    "ResourceNotFound": Status.NOT_FOUND,
+    "OperationNotAllowed": Status.CONFLICT,
+    "InboundNatPoolFrontendPortRangeSmallerThanRequestedPorts": Status.CONFLICT,
+    "InboundNatRuleFrontendPortRangeSmallerThanRequestedPorts": Status.CONFLICT,
+    "FrontendBindFailed": Status.CONFLICT,
+}
+
+
+@attrs.frozen
+class ChangeReport:
+    """What one change did: NAT entries and load-balancing rules added and removed (each as
+    ``lbsim ports -o json`` shows it), and instances added, removed and changed (``web/3``)."""
+
+    added: tuple[dict[str, Any], ...] = ()
+    removed: tuple[dict[str, Any], ...] = ()
+    instances_added: tuple[str, ...] = ()
+    instances_removed: tuple[str, ...] = ()
+    instances_changed: tuple[str, ...] = ()
+    nsgs_changed: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not any(attrs.astuple(self, recurse=False))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "added": list(self.added),
+            "removed": list(self.removed),
+            "instances": {
+                "added": list(self.instances_added),
+                "removed": list(self.instances_removed),
+                "changed": list(self.instances_changed),
+            },
+            "networkSecurityGroups": {"changed": list(self.nsgs_changed)},
+        }
+
+
+class LiveLoadBalancer(Protocol):
+    """A running load balancer. Reads are synchronous and cheap; changes are async (they
+    bind listeners and start servers) and either happen whole or not at all."""
+
+    @property
+    def api_url(self) -> str | None:
+        """The control API's base URL (``http://127.0.0.1:9150``), None when it is off."""
+
+    def readiness(self) -> str | None:
+        """None once every listener is bound and serving; else why not yet."""
+
+    def ports(self) -> list[dict[str, Any]]:
+        """The live NAT table and rules: the JSON of ``lbsim ports -o json``."""
+
+    def instances(self) -> list[dict[str, Any]]:
+        """Per instance: ``scaleSet``, ``instanceId``, ``name``, ``privateIPAddress``,
+        ``state``, ``ports`` (each with ``ruleName``, ``frontendIPAddress``, ``frontendPort``,
+        ``protocol``, ``backendPort`` and ``servedBy``)."""
+
+    def endpoint(
+        self, scale_set: str, instance_id: int, backend_port: int, protocol: str = "Tcp"
+    ) -> tuple[str, int]:
+        """Where to connect to reach ``backend_port`` of an instance through its NAT entry."""
+
+    def check(
+        self,
+        *,
+        source: str,
+        frontend_port: int | None = None,
+        destination: str | None = None,
+        protocol: str = "Tcp",
+        frontend: str | None = None,
+    ) -> dict[str, Any]:
+        """The NSG verdict on a flow against the live plan: the JSON of ``lbsim check -o
+        json``."""
+
+    def rules(self, instance: str, direction: str = "Inbound") -> dict[str, Any]:
+        """An instance's effective security rules: the JSON of ``lbsim rules -o json``."""
+
+    def metrics(self) -> bytes:
+        """The Prometheus exposition of the live counters."""
+
+    async def scale(self, scale_set: str, capacity: int) -> ChangeReport: ...
+
+    async def start(self, scale_set: str, instance_id: int) -> ChangeReport: ...
+
+    async def stop(self, scale_set: str, instance_id: int) -> ChangeReport: ...
+
+    async def restart(self, scale_set: str, instance_id: int) -> ChangeReport: ...
+
+    async def delete(self, scale_set: str, instance_id: int) -> ChangeReport: ...
+
+    async def reload(self) -> ChangeReport:
+        """Load the template, parameters and config again and apply the difference; an
+        invalid one raises ``TemplateInvalid`` (every problem) and the old plan runs on."""
