@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import ipaddress
 import math
 import os
 import tomllib
@@ -65,12 +66,20 @@ def _port(value: Any) -> int:
     return port
 
 
+def _port_or_off(value: Any) -> int | None:
+    """A port to listen on: 0 picks a free one, ``off`` serves nothing."""
+    if str(value).lower() == "off":
+        return None
+    return _port(value)
+
+
 @attrs.frozen
 class Setting:
     key: str  # config-file key; the flag is --key-with-dashes, the variable LBSIM_KEY
     default: Any
     parse: Callable[[Any], Any]
     help: str
+    aliases: tuple[str, ...] = ()  # older keys that set the same value (flag, env, file)
 
     @property
     def flag(self) -> str:
@@ -80,10 +89,36 @@ class Setting:
     def env(self) -> str:
         return "LBSIM_" + self.key.upper()
 
+    @property
+    def flags(self) -> list[str]:
+        return [self.flag] + ["--" + a.replace("_", "-") for a in self.aliases]
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return (self.key, *self.aliases)
+
 
 SETTINGS = (
-    Setting("metrics_port", 9150, _port, "port of the Prometheus metrics endpoint (0: off)"),
-    Setting("metrics_address", "127.0.0.1", str, "address of the metrics endpoint"),
+    Setting(
+        "api_port",
+        9150,
+        _port_or_off,
+        "port of the control API and its /metrics (0: a free port; off: none)",
+        aliases=("metrics_port",),
+    ),
+    Setting(
+        "api_address",
+        "127.0.0.1",
+        str,
+        "address of the control API (not loopback: api_token is required)",
+        aliases=("metrics_address",),
+    ),
+    Setting(
+        "api_token",
+        None,
+        str,
+        "bearer token the control API requires (better in LBSIM_API_TOKEN than on a command line)",
+    ),
     Setting(
         "deny_mode",
         "reset",
@@ -152,13 +187,13 @@ _MAPS = {
     "sources": "--source LOCAL=PRESENTED: the NSGs see clients from LOCAL as PRESENTED",
     "backends": "--backend SCALESET=PATTERN: local services serve a scale set's instances",
 }
-_KNOWN = [s.key for s in SETTINGS] + list(_MAPS)
+_KNOWN = [key for s in SETTINGS for key in s.keys] + list(_MAPS)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="a TOML file of settings (see the README)")
     for setting in SETTINGS:
-        parser.add_argument(setting.flag, dest=setting.key, default=None, help=setting.help)
+        parser.add_argument(*setting.flags, dest=setting.key, default=None, help=setting.help)
     parser.add_argument(
         "--frontend", dest="frontends", action="append", default=[], metavar="NAME=ADDRESS"
     )
@@ -181,6 +216,10 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
     env = os.environ if environ is None else environ
     file = _read_file(args.config) if args.config else {}
     values = {s.key: _value(s, args, env, file) for s in SETTINGS}
+    if values["api_port"] is not None:
+        check_api_binding(values["api_address"], values["api_token"])
+    # an alias reads as its setting too, so code that knows the older key keeps working
+    values |= {alias: values[s.key] for s in SETTINGS for alias in s.aliases}
     maps = {name: _map(name, args, env, file) for name in _MAPS}
     runtime = RuntimeSettings(
         deny_mode=DenyMode(values["deny_mode"]),
@@ -202,9 +241,9 @@ def _value(
     setting: Setting, args: argparse.Namespace, env: Mapping[str, str], file: Mapping[str, Any]
 ) -> Any:
     for origin, raw in (
-        (setting.flag, getattr(args, setting.key, None)),
-        (setting.env, env.get(setting.env)),
-        (f"config key {setting.key}", file.get(setting.key)),
+        ("/".join(setting.flags), getattr(args, setting.key, None)),
+        _layer(setting, env, lambda key: "LBSIM_" + key.upper(), ""),
+        _layer(setting, file, str, "config key "),
     ):
         if raw is not None:
             try:
@@ -212,6 +251,34 @@ def _value(
             except ValueError as error:
                 raise ConfigError("InvalidSetting", f"{origin}: {raw!r}: {error}") from None
     return setting.default
+
+
+def _layer(
+    setting: Setting, source: Mapping[str, Any], name: Callable[[str], str], origin: str
+) -> tuple[str, Any]:
+    """The value one layer (environment, file) gives a setting under its key or an alias;
+    both at once is ambiguous, so an error."""
+    found = [(origin + name(k), source[name(k)]) for k in setting.keys if name(k) in source]
+    if len(found) > 1:
+        names = " and ".join(where for where, _ in found)
+        raise ConfigError("InvalidSetting", f"{names} set the same setting; keep one.")
+    return found[0] if found else (origin + name(setting.key), None)
+
+
+def check_api_binding(address: str, token: str | None) -> None:
+    """The control API changes the load balancer: off loopback it must ask for a token."""
+    if token or address.lower() == "localhost":
+        return
+    try:
+        loopback = ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ConfigError(
+            "ApiTokenRequired",
+            f"the control API on {address} is reachable from other hosts: set api_token "
+            "(LBSIM_API_TOKEN) or serve it on a loopback address (127.0.0.1, ::1, localhost).",
+        )
 
 
 def _map(

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lbsim.api.config import SETTINGS, UpConfig, resolve
+from lbsim.api.config import SETTINGS, UpConfig, check_api_binding, resolve
 from lbsim.cli import build_parser
 from lbsim.dataplane.settings import (
     DEFAULT_TCP_ENGINE,
@@ -50,8 +50,12 @@ def error_of(
 # --- precedence -----------------------------------------------------------------------------
 def test_defaults(tmp_path: Path) -> None:
     config = up(tmp_path)
-    assert dict(config.values) == {s.key: s.default for s in SETTINGS}
-    assert config.values["metrics_port"] == 9150
+    defaults = {s.key: s.default for s in SETTINGS}
+    aliases = {alias: s.default for s in SETTINGS for alias in s.aliases}
+    assert dict(config.values) == defaults | aliases
+    assert config.values["api_port"] == config.values["metrics_port"] == 9150
+    assert config.values["api_address"] == "127.0.0.1"
+    assert config.values["api_token"] is None
     assert config.frontends == {}
     runtime = config.runtime
     assert (runtime.deny_mode, runtime.deny_hold_s, runtime.drain_timeout_s) == (
@@ -91,8 +95,9 @@ def test_a_scalar_comes_from_the_highest_layer_that_sets_it(
 
 def test_every_setting_reads_its_flag_env_and_file_key(tmp_path: Path) -> None:
     chosen = {
-        "metrics_port": ("0", 0),
-        "metrics_address": ("::1", "::1"),
+        "api_port": ("0", 0),
+        "api_address": ("::1", "::1"),
+        "api_token": ("s3cret", "s3cret"),
         "deny_mode": ("DROP", "drop"),
         "deny_hold_seconds": ("1.5", 1.5),
         "idle_hold_seconds": ("2.5", 2.5),
@@ -114,6 +119,53 @@ def test_every_setting_reads_its_flag_env_and_file_key(tmp_path: Path) -> None:
         assert up(tmp_path, env={setting.env: raw}).values[setting.key] == parsed
         toml = f"{setting.key} = {raw!r}\n".replace("'", '"')
         assert up(tmp_path, toml=toml).values[setting.key] == parsed
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "toml"),
+    [
+        (["--metrics-port", "9151"], {}, None),
+        ([], {"LBSIM_METRICS_PORT": "9151"}, None),
+        ([], {}, "metrics_port = 9151\n"),
+        (["--api-port", "9151"], {"LBSIM_METRICS_PORT": "1"}, None),  # flag over env
+    ],
+)
+def test_metrics_port_is_an_alias_of_api_port(
+    tmp_path: Path, flags: list[str], env: dict[str, str], toml: str | None
+) -> None:
+    values = up(tmp_path, *flags, env=env, toml=toml).values
+    assert values["api_port"] == values["metrics_port"] == 9151
+
+
+def test_metrics_address_is_an_alias_of_api_address(tmp_path: Path) -> None:
+    values = up(tmp_path, "--metrics-address", "127.0.0.9").values
+    assert values["api_address"] == values["metrics_address"] == "127.0.0.9"
+    assert up(tmp_path, env={"LBSIM_METRICS_ADDRESS": "::1"}).values["api_address"] == "::1"
+
+
+@pytest.mark.parametrize("raw", ["off", "OFF", "Off"])
+def test_api_port_off_serves_nothing_and_0_picks_a_free_port(tmp_path: Path, raw: str) -> None:
+    assert up(tmp_path, "--api-port", raw).values["api_port"] is None
+    assert up(tmp_path, "--metrics-port", "0").values["api_port"] == 0  # no longer "off"
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "127.3.2.1", "::1", "localhost", "LOCALHOST"])
+def test_loopback_api_needs_no_token(address: str) -> None:
+    check_api_binding(address, None)
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0", "::", "192.0.2.10", "2001:db8::1", "api.example"])
+def test_an_api_off_loopback_requires_a_token(tmp_path: Path, address: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        check_api_binding(address, None)
+    assert caught.value.code == "ApiTokenRequired"
+    assert address in caught.value.message
+    check_api_binding(address, "s3cret")  # with a token it may listen anywhere
+    error = error_of(tmp_path, "--api-address", address)
+    assert error.code == "ApiTokenRequired"
+    config = up(tmp_path, "--api-address", address, env={"LBSIM_API_TOKEN": "s3cret"})
+    assert config.values["api_token"] == "s3cret"
+    assert up(tmp_path, "--api-address", address, "--api-port", "off").values["api_port"] is None
 
 
 def test_the_tcp_engine_reaches_the_runtime(tmp_path: Path) -> None:
@@ -183,12 +235,13 @@ instances = { 0 = "[::1]:6379" }
     ("toml", "hint"),
     [
         ("metrics_prot = 1\n", "unknown key 'metrics_prot'; did you mean 'metrics_port'?"),
+        ("api_prot = 1\n", "unknown key 'api_prot'; did you mean 'api_port'?"),
         ("[source]\n", "unknown key 'source'; did you mean 'sources'?"),
         (
             '[backends.web]\npatern = "127.0.0.1:22"\n',
             "backends.web: unknown key 'patern'; did you mean 'pattern'?",
         ),
-        ("zzz = 1\n", "unknown key 'zzz'; known keys: metrics_port, "),
+        ("zzz = 1\n", "unknown key 'zzz'; known keys: api_port, metrics_port, api_address, "),
     ],
 )
 def test_unknown_keys_name_the_nearest_valid_one(tmp_path: Path, toml: str, hint: str) -> None:
@@ -200,12 +253,26 @@ def test_unknown_keys_name_the_nearest_valid_one(tmp_path: Path, toml: str, hint
 @pytest.mark.parametrize(
     ("flags", "env", "toml", "origin"),
     [
-        (["--metrics-port", "70000"], {}, None, "--metrics-port: '70000'"),
+        (["--metrics-port", "70000"], {}, None, "--api-port/--metrics-port: '70000'"),
+        ([], {"LBSIM_API_PORT": "of"}, None, "LBSIM_API_PORT: 'of'"),
+        ([], {"LBSIM_METRICS_PORT": "-1"}, None, "LBSIM_METRICS_PORT: '-1': not a port number"),
         (["--max-udp-flows", "many"], {}, None, "--max-udp-flows: 'many'"),
         ([], {"LBSIM_DENY_MODE": "maybe"}, None, "LBSIM_DENY_MODE: 'maybe': choose one of"),
         ([], {"LBSIM_LOG_FORMAT": "xml"}, None, "LBSIM_LOG_FORMAT: 'xml'"),
         ([], {}, "drain_seconds = -1\n", "config key drain_seconds: -1: must not be negative"),
         ([], {}, "metrics_port = 9150.5\n", "config key metrics_port: 9150.5"),
+        (
+            [],
+            {"LBSIM_API_PORT": "1", "LBSIM_METRICS_PORT": "2"},
+            None,
+            "LBSIM_API_PORT and LBSIM_METRICS_PORT set the same setting; keep one.",
+        ),
+        (
+            [],
+            {},
+            'api_address = "::1"\nmetrics_address = "::1"\n',
+            "config key api_address and config key metrics_address set the same setting",
+        ),
         (["--deny-hold-seconds", "nan"], {}, None, "--deny-hold-seconds: 'nan'"),
         ([], {}, 'idle_timeout_scale = "nan"\n', "config key idle_timeout_scale: 'nan'"),
         (["--log-flows", "ture"], {}, None, "--log-flows: 'ture'"),
