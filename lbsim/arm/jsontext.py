@@ -1,8 +1,9 @@
 """JSON text as ARM accepts it.
 
 ARM reads templates and parameter files more leniently than strict JSON: a UTF-8 byte-order
-mark, ``//`` line comments, ``/* */`` block comments and a trailing comma before ``}`` or ``]``
-are all fine. ``load_json_text`` accepts the same. Strict files (most of them) are parsed once
+mark, UTF-16 text with its byte-order mark (as Windows tools save files), ``//`` line
+comments, ``/* */`` block comments and a trailing comma before ``}`` or ``]`` are all fine.
+``load_json_text`` accepts the same. Strict files (most of them) are parsed once
 by ``json.loads``; otherwise comments and trailing commas are blanked out with spaces, leaving
 every line and column where it was, and the text is parsed again, so that an error points at
 the right place of the file the user wrote.
@@ -112,18 +113,39 @@ def _relax(text: str, failure: _Failure) -> str:
     return _SCAN.sub(blank, text)
 
 
+_BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
+_NAMES = {"utf-8": "UTF-8", "utf-16-le": "UTF-16 LE", "utf-16-be": "UTF-16 BE"}
+
+
 def _decode(data: bytes, failure: _Failure) -> str:
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise failure.whole("the file is UTF-16 encoded; save it as UTF-8")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
-        byte = data[error.start]
+    """The text of a file read as the Azure CLI and PowerShell read templates: UTF-8 with or
+    without a byte-order mark, or UTF-16 (little or big endian) with one."""
+    encoding, body = next(
+        ((name, data[len(bom) :]) for bom, name in _BOMS if data.startswith(bom)),
+        ("utf-8", data),
+    )
+    if encoding == "utf-8" and _looks_utf16(body):
         raise failure.whole(
-            f"the file is not valid UTF-8: byte 0x{byte:02X} at line {line}, column {column}"
+            "the file looks UTF-16 encoded but has no byte-order mark; save it as UTF-8, or as "
+            "UTF-16 with a byte-order mark"
+        )
+    try:
+        return body.decode(encoding)
+    except UnicodeDecodeError as error:
+        text = body[: error.start].decode(encoding, errors="replace")
+        line = text.count("\n") + 1
+        column = len(text) - (text.rfind("\n") + 1) + 1
+        bad = body[error.start : error.end]
+        what = ("byte " if len(bad) == 1 else "bytes ") + " ".join(f"0x{b:02X}" for b in bad)
+        raise failure.whole(
+            f"the file is not valid {_NAMES[encoding]}: {what} at line {line}, column {column}"
         ) from None
+
+
+def _looks_utf16(data: bytes) -> bool:
+    """Whether ``data`` starts as ASCII text in UTF-16 would: a zero byte in its first two.
+    A zero byte is never part of JSON text outside a string, so this takes nothing valid."""
+    return len(data) >= 2 and (data[0] == 0) != (data[1] == 0)
 
 
 def _describe(error: json.JSONDecodeError, text: str) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from corpus import require_corpus
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -15,12 +16,9 @@ from lbsim.arm.jsontext import load_json_text
 from lbsim.errors import Problem, TemplateInvalid
 from lbsim.pointer import Pointer
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "arm"
-
 
 def corpus_files() -> list[Path]:
-    assert CORPUS.is_dir(), f"the ARM corpus is expected at {CORPUS}"
-    return sorted(CORPUS.rglob("*.json"))
+    return sorted(require_corpus().rglob("*.json"))
 
 
 def failure(text: str | bytes, file: str = "t.json") -> Problem:
@@ -93,7 +91,7 @@ def test_every_corpus_file_loads() -> None:
 
 @pytest.mark.corpus
 def test_the_automation_dsc_templates_with_comments_and_trailing_commas_load() -> None:
-    nested = CORPUS / "qs-vmss-automation-dsc" / "nested"
+    nested = require_corpus() / "qs-vmss-automation-dsc" / "nested"
     network = load_json_text((nested / "provisionNetwork.json").read_bytes())
     assert network["parameters"]["location"] == {"type": "string"}
     configuration = load_json_text((nested / "provisionConfiguration.json").read_bytes())
@@ -102,9 +100,46 @@ def test_the_automation_dsc_templates_with_comments_and_trailing_commas_load() -
     assert runbook["dependsOn"] == ["[parameters('AutomationAccountName')]"]
 
 
+def nsg_template_lines() -> list[str]:
+    """A template of ~530 lines whose fifth resource is an NSG with three security rules."""
+    rules = [
+        {"name": f"rule{i}", "properties": {"priority": 100 + i, "access": "Allow"}}
+        for i in range(3)
+    ]
+    resources: list[dict[str, Any]] = [
+        {"type": "Microsoft.Network/publicIPAddresses", "name": f"ip{i}"} for i in range(4)
+    ]
+    resources.append(
+        {
+            "type": "Microsoft.Network/networkSecurityGroups",
+            "name": "nsg",
+            "properties": {"securityRules": rules},
+        }
+    )
+    variables = {f"v{i}": i for i in range(480)}
+    document = {"contentVersion": "1.0.0.0", "variables": variables, "resources": resources}
+    return json.dumps(document, indent=2).split("\n")
+
+
+def test_a_missing_comma_deep_in_a_template_names_line_column_and_path() -> None:
+    lines = nsg_template_lines()
+    n = next(n for n, line in enumerate(lines) if line.strip() == '"name": "rule1",')
+    lines[n] = lines[n].removesuffix(",")
+    problem = failure("\n".join(lines))
+    line, column = n + 2, len(lines[n + 1]) - len(lines[n + 1].lstrip()) + 1
+    assert (line, column) == (516, 13)
+    assert problem.message == (
+        "Deployment template parse failed: expected ',' or '}', found '\"'. "
+        f"Path 'resources[4].properties.securityRules[1].name', line {line}, column {column}."
+    )
+    assert problem.at == Pointer.parse("/resources/4/properties/securityRules/1/name")
+
+
 @pytest.mark.corpus
 def test_a_missing_comma_near_line_509_names_line_column_and_path() -> None:
-    path = CORPUS / "qs-sf-secure-nsg-65node-3nt" / "azuredeploy.json"
+    """The same mistake made in a real template of the corpus, and its MALFORMED copies."""
+    corpus = require_corpus()
+    path = corpus / "qs-sf-secure-nsg-65node-3nt" / "azuredeploy.json"
     lines = path.read_text("utf-8-sig").split("\n")
     assert lines[507].rstrip().endswith(",")
     lines[507] = lines[507].rstrip()[:-1]
@@ -115,7 +150,7 @@ def test_a_missing_comma_near_line_509_names_line_column_and_path() -> None:
     assert "Path 'resources[4].properties.securityRules[" in problem.message
     assert problem.at is not None
     assert problem.at.parts[:4] == ("resources", "4", "properties", "securityRules")
-    for malformed in sorted(CORPUS.glob("*MALFORMED*/**/*.json")):
+    for malformed in sorted(corpus.glob("*MALFORMED*/**/*.json")):
         message = failure(malformed.read_bytes()).message
         assert any(f"line {n}," in message for n in range(505, 515)), message
 
@@ -175,7 +210,7 @@ def test_the_document_name_is_used_in_the_message() -> None:
         (b"// only\n/* comments */", "the file holds only comments"),
         (b'{"a": "\xe9t\xe9"}', "not valid UTF-8: byte 0xE9 at line 1, column 8"),
         (b'\n{"a":\n "\xff"}', "not valid UTF-8: byte 0xFF at line 3, column 3"),
-        ('{"a": 1}'.encode("utf-16"), "UTF-16"),
+        ('{"a": 1}'.encode("utf-16-le"), "UTF-16 encoded but has no byte-order mark"),
     ],
 )
 def test_empty_and_undecodable_files_are_explained(data: bytes, what: str) -> None:
