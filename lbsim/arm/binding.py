@@ -56,11 +56,7 @@ class Binder:
         for name in [*supplied, *self.cli]:
             if name.lower() not in known:
                 where = supplied[name][1] if name in supplied else None
-                declared = ", ".join(d.name for d in decls) or "none"
-                msg = (
-                    f"The parameter '{name}' is supplied but the template does not declare it, "
-                    f"so it cannot be given at deployment time; the template declares: {declared}."
-                )
+                msg = params.undeclared_message(name, [d.name for d in decls])
                 file = parameters_file_name if name in supplied else None
                 self.problems.append(Problem("InvalidTemplate", msg, where, file or state.file))
 
@@ -101,8 +97,7 @@ class Binder:
         try:
             return params.convert_cli_value(decl, text)
         except ValueError as error:
-            msg = f"--param {decl.name}={text!r}: not a valid {decl.type} ({error})."
-            self.problems.append(Problem("InvalidTemplate", msg, decl.at, self.state.file))
+            self.problems.append(Problem("InvalidTemplate", str(error), decl.at, self.state.file))
             return _MISSING
 
     def _file_value(self, decl: params.ParameterDecl, value: Any, at: Pointer) -> Any:

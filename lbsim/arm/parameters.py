@@ -8,7 +8,9 @@ expression, evaluated by the caller). Azure reports every parameter mistake unde
 
 from __future__ import annotations
 
+import difflib
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -94,17 +96,63 @@ def _resolve_type(declared: Any, definitions: Any, at: Pointer) -> tuple[Any, Pr
     return body, Problem("InvalidTemplate", "Type references nest too deeply.", at / "$ref")
 
 
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_JSON_EXAMPLE = {
+    "Object": '{"key": "value"}',
+    "SecureObject": '{"key": "value"}',
+    "Array": "[1, 2]",
+}
+
+
 def convert_cli_value(decl: ParameterDecl, text: str) -> Any:
-    """A ``--param`` string converted to the declared type; raises ValueError if it cannot be."""
-    if decl.type == "Int":
+    """A ``--param`` string converted to the declared type; raises ValueError, whose text is
+    the whole message for the user, if it cannot be."""
+    if decl.type == "Int" and _INTEGER.fullmatch(text.strip()):
         return int(text)
-    if decl.type == "Bool":
-        if text.lower() not in ("true", "false"):
-            raise ValueError("expected true or false")
-        return text.lower() == "true"
-    if decl.type in ("Object", "SecureObject", "Array"):
-        return json.loads(text)
-    return text
+    if decl.type == "Bool" and text.strip().lower() in ("true", "false"):
+        return text.strip().lower() == "true"
+    if decl.type in _JSON_EXAMPLE:
+        return _json_cli_value(decl, text)
+    if decl.type in ("String", "SecureString"):
+        return text
+    expected = "a whole number such as 3" if decl.type == "Int" else "true or false"
+    raise ValueError(_not_valid(decl, text, f"expected {expected}"))
+
+
+def _json_cli_value(decl: ParameterDecl, text: str) -> Any:
+    wanted = "an array" if decl.type == "Array" else "an object"
+    expected = f"expected {wanted} in JSON, such as {_JSON_EXAMPLE[decl.type]}"
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            _not_valid(decl, text, f"{expected}; the JSON breaks at character {error.pos + 1}")
+        ) from None
+    if isinstance(value, _JSON_KIND[decl.type]):
+        return value
+    raise ValueError(_not_valid(decl, text, f"{expected}, not {_json_type_name(value)}"))
+
+
+def _not_valid(decl: ParameterDecl, text: str, why: str) -> str:
+    shown = "(a secret)" if decl.type.startswith("Secure") else f"'{text}'"
+    return f"The value of --param {decl.name} is not a valid {decl.type}: {shown} ({why})."
+
+
+def undeclared_message(name: str, declared: list[str]) -> str:
+    """Azure refuses a supplied parameter the template does not declare; the message names the
+    declared parameter it is probably a misspelling of, or else lists them all."""
+    by_lower = {d.lower(): d for d in declared}
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.75)
+    if close:
+        return (
+            f"Parameter '{name}' is not declared in the template; did you mean "
+            f"'{by_lower[close[0]]}'? A parameter the template does not declare cannot be "
+            "given at deployment time."
+        )
+    return (
+        f"Parameter '{name}' is not declared in the template, so it cannot be given at "
+        f"deployment time; the template declares: {', '.join(declared) or 'none'}."
+    )
 
 
 _JSON_KIND = {
@@ -145,6 +193,8 @@ def _json_type_name(value: Any) -> str:
 def constraint_problems(decl: ParameterDecl, value: Any) -> list[str]:
     """What is wrong with ``value`` against allowedValues, min/max value and length."""
     out: list[str] = []
+    if value is None and decl.nullable:
+        return out  # a nullable parameter without a value is null, whatever its constraints
     allowed = decl.constraint("allowedValues")
     if isinstance(allowed, list):
         items = value if decl.type == "Array" and isinstance(value, list) else [value]

@@ -14,7 +14,7 @@ from lbsim.api.files import read_json
 from lbsim.arm.jsontext import load_json_text
 from lbsim.errors import Problem, TemplateInvalid
 from lbsim.pointer import Pointer
-from tests.unit.templates import parameters_file, template
+from tests.unit.templates import load, parameters_file, problems_of, template
 
 Json = dict[str, Any]
 
@@ -73,3 +73,119 @@ def test_invalid_utf16_bytes_are_named_with_their_place(data: bytes, what: str) 
     assert f"is not valid {what}" in problem.message
     assert "line 2, column" in problem.message
     assert str(problem).startswith("bad.json#: InvalidTemplate: Deployment template parse failed")
+
+
+# --- 5. messages: --param values and misspelt parameter names --------------------------------
+TYPED = template(
+    parameters={
+        "instanceCount": {"type": "int", "defaultValue": 2},
+        "enabled": {"type": "bool", "defaultValue": True},
+        "settings": {"type": "object", "defaultValue": {}},
+        "zones": {"type": "array", "defaultValue": []},
+        "secret": {"type": "secureObject", "defaultValue": {}},
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("instanceCount", "two", "is not a valid Int: 'two' (expected a whole number such as 3)"),
+        ("instanceCount", "2.5", "is not a valid Int: '2.5'"),
+        ("instanceCount", "1_000", "is not a valid Int: '1_000'"),
+        ("enabled", "yes", "is not a valid Bool: 'yes' (expected true or false)"),
+        ("settings", "{a: 1}", "is not a valid Object: '{a: 1}' (expected an object in JSON"),
+        ("settings", "{a: 1}", "the JSON breaks at character 2"),
+        ("settings", "[1]", "is not a valid Object: '[1]' (expected an object in JSON, such as"),
+        ("zones", "[1, 2", "is not a valid Array: '[1, 2' (expected an array in JSON"),
+        ("zones", '{"a": 1}', "expected an array in JSON, such as [1, 2], not Object"),
+        ("secret", "{oops", "is not a valid SecureObject: (a secret) (expected an object"),
+    ],
+)
+def test_a_param_that_is_not_its_type_says_so_without_python_text(
+    name: str, text: str, message: str
+) -> None:
+    (problem,) = problems_of(TYPED, cli_parameters={name: text})
+    assert (problem.code, str(problem.at)) == ("InvalidTemplate", f"/parameters/{name}")
+    assert problem.message.startswith(f"The value of --param {name} is not a valid ")
+    assert message in problem.message
+    for python in ("invalid literal", "base 10", "Expecting", "line 1 column", "char "):
+        assert python not in problem.message
+    if name == "secret":
+        assert text not in problem.message
+
+
+def test_params_of_every_type_convert() -> None:
+
+    doc = template(
+        parameters=TYPED["parameters"],
+        outputs={
+            "all": {
+                "type": "array",
+                "value": (
+                    "[createArray(parameters('instanceCount'), parameters('enabled'), "
+                    "parameters('settings'), parameters('zones'))]"
+                ),
+            }
+        },
+    )
+    cli = {"instanceCount": " -3 ", "enabled": "TRUE", "settings": '{"a": [1]}', "zones": "[1]"}
+    deployment = load(doc, cli_parameters=cli)
+    assert dict(deployment.outputs)["all"] == [-3, True, {"a": [1]}, [1]]
+
+
+def test_a_misspelt_param_is_named_with_the_declared_one() -> None:
+    (problem,) = problems_of(TYPED, cli_parameters={"instanceCout": "3"})
+    assert problem.code == "InvalidTemplate"
+    assert problem.message.startswith(
+        "Parameter 'instanceCout' is not declared in the template; did you mean 'instanceCount'?"
+    )
+
+
+def test_a_misspelt_parameter_in_the_parameters_file_is_named_there() -> None:
+    (problem,) = problems_of(
+        TYPED, parameters_file=parameters_file(enabeld=False), parameters_file_name="p.json"
+    )
+    assert (problem.code, str(problem.at), problem.file) == (
+        "InvalidTemplate",
+        "/parameters/enabeld/value",
+        "p.json",
+    )
+    assert "Parameter 'enabeld' is not declared in the template; did you mean 'enabled'?" in (
+        problem.message
+    )
+
+
+def test_an_undeclared_parameter_like_none_declared_lists_them() -> None:
+    (problem,) = problems_of(TYPED, cli_parameters={"location": "x"})
+    assert "did you mean" not in problem.message
+    assert "the template declares: instanceCount, enabled, settings, zones, secret" in (
+        problem.message
+    )
+
+
+# --- 3. nullable parameters with allowed values ---------------------------------------------
+def nullable_template(**declared: Any) -> Json:
+    doc = template(
+        parameters={"tier": {"type": "string", "nullable": True, **declared}},
+        outputs={"tier": {"type": "string", "value": "[coalesce(parameters('tier'), 'none')]"}},
+    )
+    doc["languageVersion"] = "2.0"
+    doc["resources"] = {}
+    return doc
+
+
+def test_a_nullable_parameter_with_allowed_values_and_no_value_is_null() -> None:
+
+    doc = nullable_template(allowedValues=["Basic", "Standard"], minLength=5)
+    deployment = load(doc)
+    assert dict(deployment.outputs)["tier"] == "none"
+    assert not [w for w in deployment.warnings if "tier" in w.message]
+    assert dict(load(doc, cli_parameters={"tier": "Basic"}).outputs)["tier"] == "Basic"
+
+
+def test_a_nullable_parameter_still_checks_a_value_it_is_given() -> None:
+    doc = nullable_template(allowedValues=["Basic", "Standard"])
+    (problem,) = problems_of(doc, cli_parameters={"tier": "Premium"})
+    assert (problem.code, str(problem.at)) == ("InvalidTemplate", "/parameters/tier")
+    assert "'Premium'" in problem.message
