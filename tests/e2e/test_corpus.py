@@ -1,7 +1,7 @@
 """Conformance: every template of the real-world ARM corpus loads and plans as Azure would.
 
-The corpus lives at ``../shared/corpus/arm`` beside the project (``LBSIM_ARM_CORPUS`` overrides
-it). Without it the tests skip, except when ``CI`` is set: then a missing corpus fails the run.
+``tests/corpus.py`` finds the corpus (``LBSIM_ARM_CORPUS``). Without it the tests skip, naming
+why, except when ``CI`` is set: then a missing corpus fails the run.
 Parameters files hold ``GEN-...`` values that the quickstart pipeline substitutes; they are
 loaded as ``lbsim up -p FILE --fill-missing`` loads them, which fills those with placeholders.
 """
@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 import pytest
+from corpus import CORPUS, cases, corpus_present, require_corpus
 
 from lbsim.api.files import read_json, resolve_link
 from lbsim.arm.loader import LoadOptions, load_template
@@ -26,8 +27,6 @@ from lbsim.model import Deployment
 
 pytestmark = pytest.mark.corpus
 
-PROJECT = Path(__file__).resolve().parents[2]
-CORPUS = Path(os.environ.get("LBSIM_ARM_CORPUS") or PROJECT.parent / "shared" / "corpus" / "arm")
 # Its parameters file supplies a parameter the template does not declare: Azure rejects it.
 KNOWN_INVALID = "qs-vmss-win-iis-app-ssl/azuredeploy.json"
 MIN_LOADED = 0.95
@@ -35,7 +34,7 @@ MIN_LOADED = 0.95
 
 def _templates() -> list[str]:
     """Every template (a top-level .json that is not a parameters file), as folder/file."""
-    if not CORPUS.is_dir():
+    if not corpus_present():
         return []
     return sorted(
         f"{path.parent.name}/{path.name}"
@@ -45,14 +44,6 @@ def _templates() -> list[str]:
 
 
 TEMPLATES = _templates()
-
-
-def require_corpus() -> None:
-    if TEMPLATES:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"the ARM corpus is missing at {CORPUS} (and CI is set)")
-    pytest.skip(f"the ARM corpus is not at {CORPUS}; set LBSIM_ARM_CORPUS to its path")
 
 
 @attrs.frozen
@@ -95,9 +86,10 @@ def test_at_least_95_percent_of_the_corpus_loads() -> None:
     assert loaded >= MIN_LOADED, f"{loaded:.0%} loaded; failed: {failed}"
 
 
-@pytest.mark.parametrize("case", TEMPLATES)
+@pytest.mark.parametrize("case", cases(TEMPLATES))
 def test_template_loads_or_fails_with_located_errors(case: str) -> None:
     """A template lbsim cannot load says why, and where, with a code: never a crash."""
+    require_corpus()
     error = outcome(case).error
     for problem in error.problems if error is not None else ():
         assert problem.code
@@ -108,15 +100,17 @@ def test_template_loads_or_fails_with_located_errors(case: str) -> None:
 @pytest.mark.skipif(
     bool(os.environ.get("LBSIM_ARM_CORPUS")), reason="another corpus: only the 95% goal applies"
 )
-@pytest.mark.parametrize("case", [t for t in TEMPLATES if t != KNOWN_INVALID])
-def test_every_template_of_the_shared_corpus_loads(case: str) -> None:
-    """No regression: each template of the shared corpus that loads today keeps loading."""
+@pytest.mark.parametrize("case", cases([t for t in TEMPLATES if t != KNOWN_INVALID]))
+def test_every_template_of_the_reference_corpus_loads(case: str) -> None:
+    """No regression: each template of the reference corpus that loads today keeps loading."""
+    require_corpus()
     error = outcome(case).error
     assert error is None, "\n".join(str(p) for p in error.problems) if error else ""
 
 
-@pytest.mark.parametrize("case", TEMPLATES)
+@pytest.mark.parametrize("case", cases(TEMPLATES))
 def test_every_nat_pool_gives_one_entry_per_instance_inside_its_range(case: str) -> None:
+    require_corpus()
     result = outcome(case)
     if result.error is not None:
         return  # counted by the 95% test; its errors are checked above

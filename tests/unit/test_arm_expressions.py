@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from corpus import require_corpus
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -26,8 +26,6 @@ from lbsim.arm.expressions import (
     to_text,
 )
 from lbsim.errors import ExpressionError
-
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "arm"
 
 
 def call(name: str, *args: Node) -> FunctionCall:
@@ -220,7 +218,7 @@ def _strings(value: Any) -> Iterator[str]:
 
 def _corpus_expressions() -> list[str]:
     found: set[str] = set()
-    for path in sorted(CORPUS.rglob("*.json")):
+    for path in sorted(require_corpus().rglob("*.json")):
         try:
             document = json.loads(path.read_text(encoding="utf-8-sig"))
         except ValueError:

@@ -77,7 +77,7 @@ def fails(text: str, ctx: FakeContext | None = None) -> ExpressionError:
     return caught.value
 
 
-# Real expressions from the corpus (../shared/corpus/arm), with the values they must give.
+# Real expressions from the real-world ARM corpus, with the values they must give.
 CORPUS_CASES = [
     (  # bicep-vmss-windows-autoscale-symbolic: variables.namingInfix
         "[toLower(substring(format('{0}{1}', parameters('vmssName'), "

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from corpus import require_corpus
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
@@ -24,7 +25,6 @@ from lbsim.arm.schema import (
 from lbsim.pointer import Pointer
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "arm"
 EXPRESSION = re.compile(r"^\[(?!\[).*\]$", re.DOTALL)
 
 RG = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network"
@@ -796,8 +796,7 @@ def test_parameter_files() -> None:
 
 # --- the corpus ---------------------------------------------------------------------------------
 def corpus_documents() -> Iterator[tuple[Path, Any]]:
-    assert CORPUS.is_dir(), f"the ARM corpus is expected at {CORPUS}"
-    for path in sorted(CORPUS.rglob("*.json")):
+    for path in sorted(require_corpus().rglob("*.json")):
         if "MALFORMED" not in str(path):
             yield path, load_json_text(path.read_bytes(), str(path))
 
@@ -829,6 +828,20 @@ def literal_part(value: Any, path: tuple[str | int, ...], dropped: set[Any]) -> 
         else:
             kept.append((place, literal_part(item, (*path, place), dropped)))
     return dict(kept) if isinstance(value, dict) else [item for _, item in kept]
+
+
+def test_only_the_places_of_expressions_are_excused_in_a_resource_literal_part() -> None:
+    """The corpus check below, on a resource of our own: taking an expression out leaves a
+    complaint at its place only, and a bad literal beside it is still reported."""
+    resource = changed("nsg", (*SSH_RULE, "priority"), "[parameters('priority')]")
+    resource["properties"]["securityRules"][1]["properties"]["priority"] = 4097
+    dropped: set[Any] = set()
+    literal = literal_part(resource, (), dropped)
+    assert dropped == {(*SSH_RULE, "priority")}
+    violations = validate_resource(literal)
+    assert [v.path for v in violations] == [(*SSH_RULE, "priority"), (*MANY_RULE, "priority")]
+    assert [v.path in dropped for v in violations] == [True, False]
+    assert violations[1].code == "SecurityRuleInvalidPriority"
 
 
 @pytest.mark.corpus
