@@ -164,7 +164,8 @@ def _text(value: Any, what: str, at: Pointer) -> str:
 
 
 def resource_id(context: DeploymentContext, rtype: str, name: str, at: Pointer | None) -> str:
-    """Azure's id for a resource of the deployment's resource group (azure-facts.md §8.2)."""
+    """Azure's id for a resource of the deployment's resource group, as ``resourceId()`` gives it
+    (https://learn.microsoft.com/en-us/azure/azure-resource-manager/templates/template-functions-resource#resourceid)."""
     namespace, _, types = rtype.partition("/")
     type_parts = types.split("/") if types else []
     names = name.split("/")

@@ -2,7 +2,8 @@
 
 Inbound NSG processing happens after the load balancer translated the destination: the flow
 the NSGs judge has the original client's address and port as source and the backend's
-private address and backend port as destination (azure-facts.md §5.3).
+private address and backend port as destination
+(https://learn.microsoft.com/en-us/azure/virtual-network/network-security-group-how-it-works).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Which backend a load-balancing rule sends a new flow to (azure-facts.md §3.1).
+"""Which backend a load-balancing rule sends a new flow to
+(https://learn.microsoft.com/en-us/azure/load-balancer/distribution-mode-concepts).
 
 The hash covers the 5-tuple (``Default``), the source and destination addresses
 (``SourceIP``), or those and the protocol (``SourceIPProtocol``). CRC-32 keeps it the same from

@@ -1,7 +1,8 @@
 """TLS for HTTPS health probes and for the built-in instances that answer them.
 
 Azure's HTTPS probe is its HTTP probe inside TLS: it sends no client certificate, and it
-wants the backend's certificates signed with SHA-256 or stronger (azure-facts.md §3.2).
+wants the backend's certificates signed with SHA-256 or stronger
+(https://learn.microsoft.com/en-us/azure/load-balancer/load-balancer-custom-probe-overview).
 lbsim's probe does the handshake without asking who signed the certificate (a backend on
 loopback has no public name to check), checks the signature hash of the certificate the
 backend presents, then sends ``GET requestPath``. Python's ssl module shows a client only

@@ -1,4 +1,5 @@
-"""NSG flow logs, version 2, as Azure writes them (azure-facts.md §5.6).
+"""NSG flow logs, version 2, as Azure writes them
+(https://learn.microsoft.com/en-us/azure/network-watcher/nsg-flow-logs-overview).
 
 Every NSG that evaluates a flow logs it under the rule of its that matched: a ``B`` (begin)
 tuple when the flow is admitted or denied, an ``E`` (end) tuple with packet and byte counts

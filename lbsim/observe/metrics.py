@@ -1,4 +1,5 @@
-"""Prometheus metrics modelled on Azure Monitor's load balancer metrics (azure-facts.md §6).
+"""Prometheus metrics modelled on Azure Monitor's load balancer metrics
+(https://learn.microsoft.com/en-us/azure/load-balancer/monitor-load-balancer-reference).
 
 The collector reads the runtime's plain counters at scrape time; the data plane never touches
 prometheus_client. Names follow Prometheus conventions:
