@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 
+from lbsim.arm.placeholders import placeholder_value
 from lbsim.errors import Problem, Severity
 from lbsim.pointer import Pointer
 
@@ -36,6 +37,7 @@ class ParameterDecl:
     type: str  # Azure's canonical spelling, from TYPES
     raw: Mapping[str, Any]  # the declaration, with a ``$ref`` type resolved into it
     at: Pointer
+    definitions: Mapping[str, Any] = attrs.field(factory=dict)  # the template's user types
 
     @property
     def has_default(self) -> bool:
@@ -73,7 +75,8 @@ def declarations(
             )
             problems.append(Problem("InvalidTemplate", msg, where / "type"))
             continue
-        decls.append(ParameterDecl(name, TYPES[kind.lower()], body, where))
+        types = definitions if isinstance(definitions, Mapping) else {}
+        decls.append(ParameterDecl(name, TYPES[kind.lower()], body, where, types))
     return decls, problems
 
 
@@ -237,31 +240,8 @@ def _show_list(values: list[Any]) -> str:
 
 
 def placeholder(decl: ParameterDecl) -> Any:
-    """A value that satisfies ``decl``'s constraints, for ``--fill-missing``."""
-    allowed = decl.constraint("allowedValues")
-    if isinstance(allowed, list) and allowed:
-        return [allowed[0]] if decl.type == "Array" else allowed[0]
-    if decl.type == "Int":
-        lo, hi = decl.constraint("minValue"), decl.constraint("maxValue")
-        value = 2 if not isinstance(lo, int) else max(lo, 2)
-        return min(value, hi) if isinstance(hi, int) else value
-    if decl.type == "Bool":
-        return False
-    if decl.type in ("Object", "SecureObject"):
-        return {}
-    if decl.type == "Array":
-        return ["placeholder"] * max(0, decl.constraint("minLength") or 0)
-    return _placeholder_string(decl)
-
-
-def _placeholder_string(decl: ParameterDecl) -> str:
-    base = "Lbsim-Placeholder-1!" if decl.type == "SecureString" else f"lbsim{decl.name.lower()}"
-    short, long = decl.constraint("minLength"), decl.constraint("maxLength")
-    if isinstance(short, int) and len(base) < short:
-        base = base + "x" * (short - len(base))
-    if isinstance(long, int) and len(base) > long:
-        base = base[: max(long, 0)]
-    return base
+    """A value that satisfies ``decl``'s type and constraints, for ``--fill-missing``."""
+    return placeholder_value(decl.raw, decl.name, decl.definitions)
 
 
 def placeholder_warning(decl: ParameterDecl, value: Any) -> Problem:

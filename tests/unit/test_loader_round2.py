@@ -12,6 +12,7 @@ import pytest
 
 from lbsim.api.files import read_json
 from lbsim.arm.jsontext import load_json_text
+from lbsim.arm.placeholders import placeholder_value
 from lbsim.errors import Problem, TemplateInvalid
 from lbsim.pointer import Pointer
 from tests.unit.templates import load, parameters_file, problems_of, template
@@ -189,3 +190,163 @@ def test_a_nullable_parameter_still_checks_a_value_it_is_given() -> None:
     (problem,) = problems_of(doc, cli_parameters={"tier": "Premium"})
     assert (problem.code, str(problem.at)) == ("InvalidTemplate", "/parameters/tier")
     assert "'Premium'" in problem.message
+
+
+# --- 4. --fill-missing and user-defined types -----------------------------------------------
+AVM_DEFINITIONS: Json = {
+    "portType": {"type": "int", "minValue": 1, "maxValue": 65535},
+    "protocolType": {"type": "string", "allowedValues": ["Tcp", "Udp", "All"]},
+    "lockType": {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "nullable": True},
+            "kind": {"type": "string", "allowedValues": ["CanNotDelete", "ReadOnly", "None"]},
+        },
+        "nullable": True,
+    },
+    "natPoolType": {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "minLength": 12},
+            "frontendPortRangeStart": {"type": "int", "minValue": 50000, "maxValue": 65000},
+            "backendPort": {"$ref": "#/definitions/portType"},
+            "protocol": {"$ref": "#/definitions/protocolType"},
+            "enableTcpReset": {"type": "bool", "nullable": True},
+            "tags": {"type": "object", "nullable": True},
+        },
+    },
+    "tcpProbeType": {"type": "object", "properties": {"port": {"$ref": "#/definitions/portType"}}},
+    "httpProbeType": {"type": "object", "properties": {"requestPath": {"type": "string"}}},
+    "settingsType": {
+        "type": "object",
+        "properties": {
+            "natPools": {
+                "type": "array",
+                "items": {"$ref": "#/definitions/natPoolType"},
+                "minLength": 1,
+            },
+            "zones": {"type": "array", "items": {"type": "int"}, "nullable": True},
+            "pair": {
+                "type": "array",
+                "prefixItems": [{"type": "string"}, {"type": "int", "minValue": 5}],
+                "items": False,
+            },
+            "probe": {
+                "type": "object",
+                "discriminator": {
+                    "propertyName": "protocol",
+                    "mapping": {
+                        "Tcp": {"$ref": "#/definitions/tcpProbeType"},
+                        "Http": {"$ref": "#/definitions/httpProbeType"},
+                    },
+                },
+            },
+            "lock": {"$ref": "#/definitions/lockType"},
+            "diagnostics": {"type": "array", "items": {"$ref": "#/definitions/lockType"}},
+        },
+    },
+}
+
+
+def avm_style_template() -> Json:
+    """A load balancer module in the style of the Azure Verified Modules: its settings are
+    one parameter of a user-defined type, and its NAT pool is read from it."""
+    pool = "parameters('settings').natPools[0]"
+    nat_pool = {
+        "name": f"[{pool}.name]",
+        "properties": {
+            "frontendIPConfiguration": {
+                "id": "[resourceId('Microsoft.Network/loadBalancers/frontendIPConfigurations', "
+                "parameters('name'), 'fe')]"
+            },
+            "protocol": f"[{pool}.protocol]",
+            "frontendPortRangeStart": f"[{pool}.frontendPortRangeStart]",
+            "frontendPortRangeEnd": f"[add({pool}.frontendPortRangeStart, 9)]",
+            "backendPort": f"[{pool}.backendPort]",
+        },
+    }
+    balancer = {
+        "type": "Microsoft.Network/loadBalancers",
+        "apiVersion": "2023-09-01",
+        "name": "[parameters('name')]",
+        "location": "[resourceGroup().location]",
+        "sku": {"name": "[parameters('skuName')]"},
+        "properties": {
+            "frontendIPConfigurations": [
+                {
+                    "name": "fe",
+                    "properties": {
+                        "publicIPAddress": {
+                            "id": "[resourceId('Microsoft.Network/publicIPAddresses', 'pip')]"
+                        }
+                    },
+                }
+            ],
+            "inboundNatPools": [nat_pool],
+        },
+    }
+    pip = {
+        "type": "Microsoft.Network/publicIPAddresses",
+        "apiVersion": "2023-09-01",
+        "name": "pip",
+        "location": "[resourceGroup().location]",
+        "sku": {"name": "Standard"},
+        "properties": {"publicIPAllocationMethod": "Static"},
+    }
+    doc = template(
+        parameters={
+            "name": {"type": "string", "minLength": 3, "maxLength": 8},
+            "skuName": {"type": "string", "allowedValues": ["Standard", "Basic"]},
+            "settings": {"$ref": "#/definitions/settingsType"},
+            "lock": {"$ref": "#/definitions/lockType"},
+        },
+        outputs={"settings": {"type": "object", "value": "[parameters('settings')]"}},
+    )
+    doc.update(languageVersion="2.0", definitions=AVM_DEFINITIONS)
+    doc["resources"] = {"pip": pip, "lb": balancer}
+    return doc
+
+
+def test_fill_missing_gives_a_user_defined_type_a_value_of_its_shape() -> None:
+    deployment = load(avm_style_template(), fill_missing=True)
+    settings = dict(deployment.outputs)["settings"]
+    assert settings == {
+        "natPools": [
+            {
+                "name": "lbsimnamexxx",  # minLength 12
+                "frontendPortRangeStart": 50000,
+                "backendPort": 2,
+                "protocol": "Tcp",
+            }
+        ],
+        "pair": ["lbsimpair0", 5],
+        "probe": {"port": 2, "protocol": "Tcp"},
+        "diagnostics": [],  # not nullable, but may be empty
+    }
+    (balancer,) = deployment.load_balancers
+    (pool,) = balancer.inbound_nat_pools
+    assert (pool.frontend_port_range_start, pool.frontend_port_range_end) == (50000, 50009)
+    filled = {str(w.at) for w in deployment.warnings if w.code == "ParameterValuePlaceholder"}
+    assert filled == {"/parameters/name", "/parameters/skuName", "/parameters/settings"}
+
+
+def test_without_fill_missing_a_typed_parameter_is_still_required() -> None:
+    problems = problems_of(avm_style_template())
+    assert {(p.code, str(p.at)) for p in problems} == {
+        ("InvalidTemplate", "/parameters/name"),
+        ("InvalidTemplate", "/parameters/skuName"),
+        ("InvalidTemplate", "/parameters/settings"),
+    }
+
+
+def test_a_type_that_refers_to_itself_gets_a_bounded_placeholder() -> None:
+
+    definitions = {
+        "node": {"type": "object", "properties": {"child": {"$ref": "#/definitions/node"}}}
+    }
+    value = placeholder_value({"$ref": "#/definitions/node"}, "tree", definitions)
+    depth = 0
+    while isinstance(value, dict) and "child" in value and depth < 100:
+        value, depth = value["child"], depth + 1
+    assert value == {}
+    assert depth < 100
