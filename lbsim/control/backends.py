@@ -3,12 +3,13 @@ with their private addresses and the NSGs that guard them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import attrs
 
 from lbsim.control.addresses import Addresses
+from lbsim.control.fleet import Fleet, Instance, fresh
 from lbsim.control.index import Index
 from lbsim.control.types import Backend
 from lbsim.errors import Problem, Severity
@@ -30,8 +31,19 @@ class Member:
     ip_configuration: IPConfiguration
 
 
-def backends(deployment: Deployment, index: Index, addresses: Addresses) -> list[Member]:
-    """All backends: NICs in template order, then each scale set's instances 0..capacity-1."""
+def backends(
+    deployment: Deployment,
+    index: Index,
+    addresses: Addresses,
+    fleet: Fleet | None = None,
+    held: Mapping[str, str] | None = None,
+) -> list[Member]:
+    """All backends: NICs in template order, then each scale set's instances (``fleet``'s,
+    else ``0 .. capacity-1``). ``held`` (backend key -> private address) gives a backend the
+    address it had in an earlier plan, as Azure keeps a NIC's dynamic address for its life;
+    the others take the lowest free address."""
+    fleet = fleet or fresh(deployment)
+    held = _live_held(deployment, fleet, held or {}, addresses)
     vm_of_nic = {
         nic.key: vm.name for vm in deployment.virtual_machines for nic in vm.network_interfaces
     }
@@ -42,7 +54,9 @@ def backends(deployment: Deployment, index: Index, addresses: Addresses) -> list
             facts = _subnet_facts(ipc, index, addresses, nic.id)  # before the subnet is in use
             address = ipc.private_ip_address
             if ipc.private_ip_allocation_method.lower() != "static" or not address:
-                address = addresses.dynamic(_subnet_id(ipc), ipc.at, ipc.private_ip_address_version)
+                address = held.get(ipc.id.lower()) or addresses.dynamic(
+                    _subnet_id(ipc), ipc.at, ipc.private_ip_address_version
+                )
             backend = Backend(
                 ip_configuration_id=ipc.id,
                 name=vm_of_nic.get(nic.id.lower(), nic.name),
@@ -53,8 +67,44 @@ def backends(deployment: Deployment, index: Index, addresses: Addresses) -> list
             )
             members.append(Member(backend, ipc))
     for vmss in deployment.virtual_machine_scale_sets:
-        members += _instances(vmss, index, addresses)
+        instances = fleet.instances(vmss.name) or ()
+        members += _instances(vmss, instances, index, addresses, held)
     return members
+
+
+def _live_held(
+    deployment: Deployment, fleet: Fleet, held: Mapping[str, str], addresses: Addresses
+) -> dict[str, str]:
+    """The held addresses of backends that still exist and may keep them (dynamic ones, still
+    free in their subnet), reserved before any dynamic address is handed out."""
+    kept: dict[str, str] = {}
+    for key, ipc in _dynamic_ip_configurations(deployment, fleet):
+        address = held.get(key)
+        if address and addresses.allocator(_subnet_id(ipc), _version_of(address)).reserve(address):
+            kept[key] = address
+    return kept
+
+
+def _dynamic_ip_configurations(
+    deployment: Deployment, fleet: Fleet
+) -> Iterator[tuple[str, IPConfiguration]]:
+    """(backend key, ipConfiguration) of every backend whose address is dynamic."""
+    for nic in deployment.network_interfaces:
+        for ipc in nic.ip_configurations:
+            if ipc.private_ip_allocation_method.lower() != "static" or not ipc.private_ip_address:
+                yield ipc.id.lower(), ipc
+    for vmss in deployment.virtual_machine_scale_sets:
+        for instance in fleet.instances(vmss.name) or ():
+            for config in vmss.network_interface_configurations:
+                for ipc in config.ip_configurations:
+                    rid = vmss.instance_ip_configuration_id(
+                        instance.instance_id, config.name, ipc.name
+                    )
+                    yield rid.lower(), ipc
+
+
+def _version_of(address: str) -> int:
+    return 6 if ":" in address else 4
 
 
 def reserve_static(deployment: Deployment, addresses: Addresses) -> None:
@@ -76,7 +126,11 @@ def reserve_static(deployment: Deployment, addresses: Addresses) -> None:
 
 
 def _instances(
-    vmss: VirtualMachineScaleSet, index: Index, addresses: Addresses
+    vmss: VirtualMachineScaleSet,
+    instances: tuple[Instance, ...],
+    index: Index,
+    addresses: Addresses,
+    held: Mapping[str, str],
 ) -> Iterator[Member]:
     shapes = []  # resolved once per scale set, then stamped out per instance
     for config in vmss.network_interface_configurations:
@@ -85,16 +139,18 @@ def _instances(
             (config.name, ipc, nsg, _subnet_facts(ipc, index, addresses, vmss.id))
             for ipc in config.ip_configurations
         ]
-    for instance in range(vmss.capacity):
+    for instance in instances:
+        number = instance.instance_id
         for nic_name, ipc, nsg, facts in shapes:
+            rid = vmss.instance_ip_configuration_id(number, nic_name, ipc.name)
             backend = Backend(
-                ip_configuration_id=vmss.instance_ip_configuration_id(instance, nic_name, ipc.name),
-                name=f"{vmss.name}_{instance}",
-                private_ip_address=addresses.dynamic(
-                    _subnet_id(ipc), ipc.at, ipc.private_ip_address_version
-                ),
+                ip_configuration_id=rid,
+                name=f"{vmss.name}_{number}",
+                private_ip_address=held.get(rid.lower())
+                or addresses.dynamic(_subnet_id(ipc), ipc.at, ipc.private_ip_address_version),
                 scale_set=vmss.name,
-                instance_id=instance,
+                instance_id=number,
+                running=instance.running,
                 network_interface=nic_name,
                 nic_nsg=nsg,
                 os_type=vmss.os_type,

@@ -10,17 +10,29 @@ from lbsim.control.addresses import Addresses
 from lbsim.control.backends import backends, instance_public_ips, reserve_static
 from lbsim.control.balancing import plan_balancing
 from lbsim.control.conflicts import check_load_balancer
+from lbsim.control.fleet import Fleet
 from lbsim.control.frontends import plan_frontends
 from lbsim.control.index import Index
 from lbsim.control.nat import NatExpander
 from lbsim.control.nsg import validate_network_security_group
+from lbsim.control.references import check_load_balancer_references
 from lbsim.control.types import Plan
 from lbsim.errors import Problem, Severity, TemplateInvalid
 from lbsim.model import Deployment
 
 
-def plan(deployment: Deployment, frontend_addresses: Mapping[str, str] | None = None) -> Plan:
-    """The Plan for ``deployment``; raises TemplateInvalid listing every error found."""
+def plan(
+    deployment: Deployment,
+    frontend_addresses: Mapping[str, str] | None = None,
+    *,
+    fleet: Fleet | None = None,
+    previous: Plan | None = None,
+) -> Plan:
+    """The Plan for ``deployment``; raises TemplateInvalid listing every error found.
+
+    ``fleet`` is the live state of the scale sets (default: a fresh deployment's instances);
+    ``previous`` is the plan running before, whose backends keep their private addresses and
+    NAT ports where they still can, as Azure keeps them for an instance's life."""
     index = Index(deployment)
     addresses = Addresses()
     problems: list[Problem] = []
@@ -30,13 +42,15 @@ def plan(deployment: Deployment, frontend_addresses: Mapping[str, str] | None = 
         problems += check_load_balancer(lb)
     reserve_static(deployment, addresses)
     frontends, found = plan_frontends(deployment, index, addresses, frontend_addresses or {})
-    members = backends(deployment, index, addresses)
+    held = {b.key: b.private_ip_address for b in previous.backends} if previous else None
+    members = backends(deployment, index, addresses, fleet, held)
     problems += found
     expander = NatExpander(index, frontends, members)
     nat = expander.expand(deployment.load_balancers)
     balancing, found = plan_balancing(deployment.load_balancers, index, frontends, members)
     problems += expander.problems + found + index.problems + addresses.problems
     problems += instance_public_ips(deployment)
+    problems += check_load_balancer_references(deployment, index)
     errors = list(dict.fromkeys(p for p in problems if p.severity is Severity.ERROR))
     if errors:
         raise TemplateInvalid(errors)

@@ -33,6 +33,7 @@ class Backend:
     application_security_groups: tuple[str, ...] = ()  # lower-cased ASG ids
     virtual_network_prefixes: tuple[str, ...] = ()
     os_type: str | None = None
+    running: bool = True  # False for a stopped or deallocated scale-set instance
 
     @property
     def key(self) -> str:
@@ -98,6 +99,7 @@ class NatEntry:
     enable_tcp_reset: bool = False
     enable_floating_ip: bool = False
     source_rule: str = ""  # the pool or rule this entry comes from
+    source_id: str = ""  # that pool's or rule's resource id (held ports are keyed by it)
     at: Pointer | None = at_field()
 
     @property

@@ -23,6 +23,12 @@ class VirtualMachineScaleSetNetworkConfiguration:
     at: Pointer | None = at_field()
 
 
+# Which instances a scale-in removes first (learn.microsoft.com/azure/virtual-machine-scale-sets/
+# virtual-machine-scale-sets-scale-in-policy): Default deletes the highest instance id (after
+# balancing zones), NewestVM the most recently created, OldestVM the earliest created.
+SCALE_IN_RULES = ("Default", "NewestVM", "OldestVM")
+
+
 @attrs.frozen
 class VirtualMachineScaleSet:
     id: str
@@ -30,6 +36,7 @@ class VirtualMachineScaleSet:
     capacity: int
     sku_name: str = ""
     overprovision: bool = True
+    scale_in_policy: str = "Default"  # scaleInPolicy.rules[0]: one of SCALE_IN_RULES
     os_type: str | None = None
     zones: tuple[str, ...] = ()
     network_interface_configurations: tuple[VirtualMachineScaleSetNetworkConfiguration, ...] = ()
@@ -39,7 +46,9 @@ class VirtualMachineScaleSet:
         return f"{self.id}/virtualMachines/{instance}"
 
     def instance_ip_configuration_id(self, instance: int, nic: str, ip_config: str) -> str:
-        """The id Azure gives an instance's ipconfig (azure-facts.md §1.3)."""
+        """The id Azure gives an instance's ipconfig (``.../virtualMachines/<id>/
+        networkInterfaces/<nic>/ipConfigurations/<ipconfig>``, as the scale set's network
+        interfaces API lists them)."""
         return f"{self.instance_id(instance)}/networkInterfaces/{nic}/ipConfigurations/{ip_config}"
 
 

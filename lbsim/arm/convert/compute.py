@@ -9,6 +9,7 @@ from lbsim.model import (
     VirtualMachineScaleSet,
     VirtualMachineScaleSetNetworkConfiguration,
 )
+from lbsim.model.compute import SCALE_IN_RULES
 
 
 def os_type(profile: Node) -> str | None:
@@ -58,11 +59,18 @@ def virtual_machine_scale_set(rid: str, name: str, node: Node) -> VirtualMachine
         capacity=capacity.integer(0) or 0,
         sku_name=node.path("sku", "name").text(""),
         overprovision=props.get("overprovision").boolean(default=True),
+        scale_in_policy=_scale_in_rule(props.path("scaleInPolicy", "rules").strings()),
         os_type=os_type(profile),
         zones=node.get("zones").strings(),
         network_interface_configurations=tuple(_nic_configuration(rid, n) for n in configs),
         at=node.at,
     )
+
+
+def _scale_in_rule(rules: tuple[str, ...]) -> str:
+    """The scale set's scale-in rule, in Azure's spelling (``Default`` when none is given)."""
+    known = {r.lower(): r for r in SCALE_IN_RULES}
+    return known.get(rules[0].lower(), "Default") if rules else "Default"
 
 
 def virtual_machine(rid: str, name: str, node: Node) -> VirtualMachine:

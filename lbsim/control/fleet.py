@@ -1,0 +1,187 @@
+"""The live state of a deployment's scale sets: which instances exist, in what power state,
+and in what order they were made. Pure values and functions: scaling, stopping, starting and
+deleting each give a new :class:`Fleet`, and :func:`lbsim.control.plan.plan` turns a
+deployment and a fleet into the Plan the data plane runs.
+
+Azure's rules, as its scale-set documentation gives them
+(learn.microsoft.com/azure/virtual-machine-scale-sets/virtual-machine-scale-sets-faq and
+.../virtual-machine-scale-sets-scale-in-policy):
+
+- a fresh deployment has instances ``0 .. capacity-1``;
+- scale-out gives new instances ids above the highest id ever used (uniform scale sets never
+  reuse an id);
+- scale-in removes instances as the scale set's ``scaleInPolicy`` says: ``Default`` the
+  highest ids first, ``NewestVM`` the most recently made, ``OldestVM`` the earliest made;
+- a stopped (or deallocated) instance keeps its id, private address and NAT ports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from enum import Enum
+
+import attrs
+
+from lbsim.errors import LbsimError
+from lbsim.model import Deployment, VirtualMachineScaleSet
+
+
+class PowerState(Enum):
+    """An instance's power state, as Azure's instance view names it (``PowerState/...``)."""
+
+    RUNNING = "running"
+    STOPPED = "stopped"
+    DEALLOCATED = "deallocated"
+
+
+@attrs.frozen
+class Instance:
+    """One scale-set instance: its id, power state, and when it was made (a counter)."""
+
+    instance_id: int
+    state: PowerState = PowerState.RUNNING
+    made: int = 0  # creation order across the fleet's life: NewestVM / OldestVM
+
+    @property
+    def running(self) -> bool:
+        return self.state is PowerState.RUNNING
+
+
+@attrs.frozen
+class ScaleSetState:
+    """The instances of one scale set, by id, and the next id scale-out gives."""
+
+    instances: tuple[Instance, ...]
+    next_id: int
+    template_capacity: int  # the capacity the template asked for when this state was made
+
+    def find(self, instance_id: int) -> Instance | None:
+        return next((i for i in self.instances if i.instance_id == instance_id), None)
+
+    @property
+    def ids(self) -> tuple[int, ...]:
+        return tuple(i.instance_id for i in self.instances)
+
+
+@attrs.frozen
+class Fleet:
+    """Every scale set's live state, keyed by lower-cased scale-set name."""
+
+    scale_sets: Mapping[str, ScaleSetState] = attrs.field(factory=dict)
+    made: int = 0  # instances made so far (the creation counter)
+
+    def of(self, name: str) -> ScaleSetState | None:
+        return self.scale_sets.get(name.lower())
+
+    def instances(self, name: str) -> tuple[Instance, ...] | None:
+        """The live instances of a scale set, None for one the fleet does not know (a
+        deployment's fresh capacity applies then)."""
+        state = self.of(name)
+        return None if state is None else state.instances
+
+
+def fresh(deployment: Deployment) -> Fleet:
+    """A new deployment's fleet: every scale set with instances ``0 .. capacity-1``."""
+    return reconcile(Fleet(), deployment)
+
+
+def reconcile(fleet: Fleet, deployment: Deployment) -> Fleet:
+    """The fleet after (re)loading ``deployment``: scale sets the template no longer has are
+    gone, new ones start fresh, and a scale set whose template capacity changed is scaled to
+    it; one whose template capacity did not change keeps its live instances (so scale and
+    lifecycle changes made at run time survive a reload)."""
+    states: dict[str, ScaleSetState] = {}
+    made = fleet.made
+    for vmss in deployment.virtual_machine_scale_sets:
+        state = fleet.of(vmss.name)
+        if state is None:
+            state = ScaleSetState((), 0, vmss.capacity)
+            state, made = _grow(state, vmss.capacity, made)
+        elif state.template_capacity != vmss.capacity:
+            state, made = _resize(state, vmss, vmss.capacity, made)
+            state = attrs.evolve(state, template_capacity=vmss.capacity)
+        states[vmss.name.lower()] = state
+    return Fleet(states, made)
+
+
+def scale(fleet: Fleet, vmss: VirtualMachineScaleSet, capacity: int) -> Fleet:
+    """The fleet with ``vmss`` at ``capacity`` instances."""
+    if capacity < 0:
+        raise LbsimError("InvalidParameter", f"capacity {capacity} is negative.")
+    state = _known(fleet, vmss.name)
+    state, made = _resize(state, vmss, capacity, fleet.made)
+    return _with(fleet, vmss.name, state, made)
+
+
+def set_state(fleet: Fleet, scale_set: str, instance_id: int, power: PowerState) -> Fleet:
+    """The fleet with one instance in the power state ``power``."""
+    state = _known(fleet, scale_set)
+    _instance(state, scale_set, instance_id)
+    instances = tuple(
+        attrs.evolve(i, state=power) if i.instance_id == instance_id else i
+        for i in state.instances
+    )
+    return _with(fleet, scale_set, attrs.evolve(state, instances=instances), fleet.made)
+
+
+def delete(fleet: Fleet, scale_set: str, instance_ids: Iterable[int]) -> Fleet:
+    """The fleet without the given instances (their ids are never given again)."""
+    state = _known(fleet, scale_set)
+    gone = set(instance_ids)
+    for instance_id in gone:
+        _instance(state, scale_set, instance_id)
+    kept = tuple(i for i in state.instances if i.instance_id not in gone)
+    return _with(fleet, scale_set, attrs.evolve(state, instances=kept), fleet.made)
+
+
+def _resize(
+    state: ScaleSetState, vmss: VirtualMachineScaleSet, capacity: int, made: int
+) -> tuple[ScaleSetState, int]:
+    count = len(state.instances)
+    if capacity >= count:
+        return _grow(state, capacity - count, made)
+    doomed = _scale_in_order(state.instances, vmss.scale_in_policy)[: count - capacity]
+    gone = {i.instance_id for i in doomed}
+    kept = tuple(i for i in state.instances if i.instance_id not in gone)
+    return attrs.evolve(state, instances=kept), made
+
+
+def _grow(state: ScaleSetState, count: int, made: int) -> tuple[ScaleSetState, int]:
+    new = tuple(Instance(state.next_id + k, made=made + k) for k in range(count))
+    grown = attrs.evolve(state, instances=state.instances + new, next_id=state.next_id + count)
+    return grown, made + count
+
+
+def _scale_in_order(instances: tuple[Instance, ...], policy: str) -> list[Instance]:
+    """Instances in the order a scale-in removes them."""
+    if policy == "NewestVM":
+        return sorted(instances, key=lambda i: (-i.made, -i.instance_id))
+    if policy == "OldestVM":
+        return sorted(instances, key=lambda i: (i.made, i.instance_id))
+    return sorted(instances, key=lambda i: -i.instance_id)
+
+
+def _known(fleet: Fleet, scale_set: str) -> ScaleSetState:
+    state = fleet.of(scale_set)
+    if state is None:
+        known = ", ".join(sorted(fleet.scale_sets)) or "none"
+        raise LbsimError(
+            "ResourceNotFound",
+            f"The scale set '{scale_set}' is not in the deployment (scale sets: {known}).",
+        )
+    return state
+
+
+def _instance(state: ScaleSetState, scale_set: str, instance_id: int) -> Instance:
+    found = state.find(instance_id)
+    if found is None:
+        ids = ", ".join(str(i) for i in state.ids) or "none"
+        raise LbsimError(
+            "ResourceNotFound",
+            f"The scale set '{scale_set}' has no instance {instance_id} (instances: {ids}).",
+        )
+    return found
+
+
+def _with(fleet: Fleet, scale_set: str, state: ScaleSetState, made: int) -> Fleet:
+    return Fleet({**fleet.scale_sets, scale_set.lower(): state}, made)
