@@ -164,7 +164,7 @@ def _row(listener: Listener) -> list[Any]:
         instance,
         route.backend_port,
         route.backend.private_ip_address if len(listener.routes) == 1 else "-",
-        f"{route.target[0]}:{route.target[1]}",
+        route.served_by or "(stopped)",
     ]
 
 
@@ -184,7 +184,7 @@ def listener_json(listener: Listener) -> dict[str, Any]:
                 "instanceId": r.backend.instance_id,
                 "name": r.backend.name,
                 "backendIPAddress": r.backend.private_ip_address,
-                "servedBy": f"{r.target[0]}:{r.target[1]}",
+                "servedBy": r.served_by,
             }
             for r in listener.routes
         ],

@@ -18,11 +18,25 @@ from lbsim.model import LoadDistribution, TransportProtocol
 
 @attrs.frozen
 class Route:
-    """Where a flow goes: a backend, its backend port, and the local address standing in."""
+    """Where a flow goes: a backend, its backend port, and the local address standing in
+    (None while the instance is stopped: its flows are reset)."""
 
     backend: Backend
     backend_port: int
-    target: tuple[str, int]
+    target: tuple[str, int] | None
+
+    @property
+    def served_by(self) -> str | None:
+        """``host:port`` of what stands behind the route (None while stopped)."""
+        if self.target is None:
+            return None
+        host, port = self.target
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    @property
+    def key(self) -> tuple[str, int, tuple[str, int] | None]:
+        """The route's identity: a flow on it is left alone by a change that keeps it."""
+        return (self.backend.key, self.backend_port, self.target)
 
 
 @attrs.define(eq=False)
@@ -39,6 +53,11 @@ class Listener:
     @property
     def protocol(self) -> TransportProtocol:
         return self.entry.protocol
+
+    @property
+    def key(self) -> tuple[str, TransportProtocol, int]:
+        """The listener's identity: (frontend address, transport, frontend port)."""
+        return self.entry.listen_key
 
     @property
     def address(self) -> tuple[str, int]:

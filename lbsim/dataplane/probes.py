@@ -55,7 +55,10 @@ class ProbeState:
 
 
 async def check(state: ProbeState) -> bool:
-    """One probe of one backend: True when it answered as Azure requires."""
+    """One probe of one backend: True when it answered as Azure requires (a stopped
+    instance answers nothing)."""
+    if not state.backend.running:
+        return False
     wait = min(state.probe.interval_s, _MAX_WAIT_S)
     with trio.move_on_after(wait):
         try:

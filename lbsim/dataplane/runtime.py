@@ -20,10 +20,12 @@ from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any
 
+import attrs
 import trio
 
 from lbsim.control.check import Guard
-from lbsim.control.types import Plan
+from lbsim.control.diff import ListenKey, PlanChange, diff, listen_table
+from lbsim.control.types import BalancingEntry, NatEntry, Plan
 from lbsim.dataplane import fastpath
 from lbsim.dataplane.backends import Backends
 from lbsim.dataplane.events import FlowNames, NsgHit, RecordSink, discard
@@ -47,7 +49,7 @@ from lbsim.dataplane.relay import (
     reset_soon,
 )
 from lbsim.dataplane.settings import DenyMode, RuntimeSettings, TcpEngine
-from lbsim.dataplane.socketflow import SocketFlow
+from lbsim.dataplane.socketflow import CANCELLED, SocketFlow
 from lbsim.dataplane.stats import FlowStats
 from lbsim.dataplane.udp import UdpRelay
 from lbsim.dataplane.verdicts import UNJUDGED, Verdicts
@@ -64,7 +66,7 @@ class Runtime:
         self.sink = sink
         self.guard = Guard(plan)
         self.backends = Backends(plan, self.settings)
-        self.listeners: list[Listener] = []
+        self._serving: dict[ListenKey, _Serving] = {}  # by identity, in the order opened
         self.nsg_decisions: dict[tuple[str, str, str, str], int] = {}
         self.verdicts = Verdicts(self.guard, explain=self.settings.explain_nsg)
         # What events say of a listener and route: formatted once, by the route's id
@@ -77,7 +79,15 @@ class Runtime:
         self._all_closed = trio.Event()
         self._draining = False
         self._waiting: trio.Nursery | None = None  # flows that wait for something
+        self._accepting: trio.Nursery | None = None  # listeners served by tasks
+        self._stream_flows: dict[trio.CancelScope, tuple[Listener, Route]] = {}
+        self._applying = trio.Lock()
         self._now: Callable[[], float] = trio.current_time  # the run's clock, once it runs
+
+    @property
+    def listeners(self) -> list[Listener]:
+        """The listeners serving, in the order they were opened."""
+        return [serving.listener for serving in self._serving.values()]
 
     @property
     def instances(self) -> list[InstanceServer]:
@@ -105,43 +115,38 @@ class Runtime:
         self._now = trio.lowlevel.current_clock().current_time
         try:
             async with trio.open_nursery() as servers:
-                await self.backends.start(servers)
-                self.listeners = list(self.backends.listeners())
-                sockets = self._bind_all()
                 if not self._streams:  # lbsim up's reactor owns the thread; else a task's
                     self._reactor = hosted() or Reactor(self._fast)
                     if not self._reactor.hosted:
                         servers.start_soon(self._reactor.run, name="lbsim reactor")
                 try:
-                    await self._serve(sockets, task_status)
+                    await self._serve(servers, task_status)
                 finally:  # also when cancelled: no listening socket outlives the runtime
-                    self._close_listeners(sock for _, sock in sockets)
+                    self._close_listeners(s.sock for s in self._serving.values())
                 servers.cancel_scope.cancel()
         finally:
             if self._reactor is not None and not self._reactor.hosted:
                 self._reactor.close()
             self._fast.close()
 
-    async def _serve(
-        self, sockets: list[tuple[Listener, socket.socket]], task_status: trio.TaskStatus[Runtime]
-    ) -> None:
+    async def _serve(self, servers: trio.Nursery, task_status: trio.TaskStatus[Runtime]) -> None:
         reactor = self._reactor
         async with trio.open_nursery() as waiting:
             self._waiting = waiting
             async with trio.open_nursery() as accepting:
-                for listener, sock in sockets:
-                    name = f"lbsim listener {listener.protocol.value} {listener.label}"
-                    if listener.protocol is TransportProtocol.UDP:
-                        accepting.start_soon(self._serve_udp, listener, sock, name=name)
-                    elif reactor is None:
-                        accepting.start_soon(self._accept_streams, listener, sock, name=name)
-                    else:
-                        reactor.listen(sock, partial(self._accepted, listener))
+                self._accepting = accepting
+                first = self.plan
+                self.backends = Backends(Plan(), self.settings)
+                await self.backends.start(servers)
+                self.plan = Plan()
+                await self.apply(diff(self.plan, first))
                 task_status.started(self)
                 await self._stop.wait()
                 if reactor is not None:  # (the streams engine's accept tasks close theirs)
                     self._close_listeners(
-                        sock for lst, sock in sockets if lst.protocol is TransportProtocol.TCP
+                        s.sock
+                        for s in self._serving.values()
+                        if s.listener.protocol is TransportProtocol.TCP
                     )
                 accepting.cancel_scope.cancel()
             deadline = trio.current_time() + self.settings.drain_timeout_s
@@ -151,6 +156,97 @@ class Runtime:
         if reactor is not None:
             await self._drain(deadline)  # flows that a waiting connection opened meanwhile
             reactor.abort_all()  # what the drain left open ends as cancelled
+
+    # --- changes ------------------------------------------------------------------------------
+    async def apply(self, change: PlanChange) -> None:
+        """Run ``change.new`` instead of the plan running now: the one place where listeners
+        open and close, built-in servers and probes start and stop, and routes and cached NSG
+        verdicts are replaced. New listeners are bound first: if one cannot be, nothing
+        changes (``FrontendBindFailed``). A listener that stays keeps its socket, counters
+        and the flows on routes that stay; flows on a route that is gone (a removed or
+        stopped instance) and flows of a removed listener are reset. NSG changes apply to new
+        flows only."""
+        async with self._applying:
+            if self._accepting is None or self.stopping:
+                raise LbsimError("OperationNotAllowed", "lbsim is not serving")
+            table = listen_table(change.new)
+            bound = self._bind([table[key] for key in change.listeners_added])
+            try:
+                await self.backends.apply(change.new)
+            except BaseException:
+                self._close_listeners(sock for _, sock in bound)
+                raise
+            self.plan = change.new
+            self.guard = Guard(change.new)
+            self.verdicts = Verdicts(self.guard, explain=self.settings.explain_nsg)
+            self._flow_names.clear()
+            stale: dict[Listener, set[_RouteKey] | None] = {}
+            for key in change.listeners_removed:
+                stale[self._unlisten(key)] = None
+            for key, serving in self._serving.items():
+                gone = self._reroute(serving.listener, table[key])
+                if gone:
+                    stale[serving.listener] = gone
+            self._reset_flows(stale)
+            for listener, sock in bound:
+                listener.routes, listener.health = self.backends.routes(listener.entry)
+                listener.idle_timeout_s *= self.settings.idle_timeout_scale
+                self._listen(listener, sock)
+
+    def _reroute(self, listener: Listener, entry: NatEntry | BalancingEntry) -> set[_RouteKey]:
+        """Give ``listener`` the entry's current routes; the keys of routes it lost."""
+        routes, health = self.backends.routes(entry)
+        before = {r.key for r in listener.routes}
+        listener.entry, listener.routes, listener.health = entry, routes, health
+        listener.idle_timeout_s = entry.idle_timeout_s * self.settings.idle_timeout_scale
+        serving = self._serving[listener.key]
+        if serving.udp is not None:
+            serving.udp.idle_timeout_s = listener.idle_timeout_s
+        return before - {r.key for r in routes}
+
+    def _listen(self, listener: Listener, sock: socket.socket) -> None:
+        """Serve ``listener`` on its bound socket (the reactor's, or a task of its own)."""
+        assert self._accepting is not None
+        serving = _Serving(listener, sock)
+        self._serving[listener.key] = serving
+        name = f"lbsim listener {listener.protocol.value} {listener.label}"
+        if listener.protocol is TransportProtocol.UDP:
+            self._accepting.start_soon(self._serve_udp, serving, name=name)
+        elif self._reactor is None:
+            self._accepting.start_soon(self._accept_streams, serving, name=name)
+        else:
+            self._reactor.listen(sock, partial(self._accepted, listener))
+
+    def _unlisten(self, key: ListenKey) -> Listener:
+        """Stop serving a listener: its socket closes (its flows are reset by the caller)."""
+        serving = self._serving.pop(key)
+        serving.scope.cancel()
+        if serving.listener.protocol is TransportProtocol.TCP:
+            self._close_listeners([serving.sock])
+        return serving.listener
+
+    def _reset_flows(self, stale: dict[Listener, set[_RouteKey] | None]) -> None:
+        """Reset the TCP flows on stale routes (None: every route of the listener) and
+        forget the UDP flows whose backend went."""
+        if not stale:
+            return
+
+        def doomed(listener: Listener, route: Route) -> bool:
+            keys = stale.get(listener, set())
+            return keys is None or route.key in keys
+
+        if self._reactor is not None:
+            for flow in list(self._reactor.flows):
+                listener, about = flow.tag
+                if doomed(listener, about[0]):
+                    flow.end(CANCELLED)
+        for scope, (listener, route) in list(self._stream_flows.items()):
+            if doomed(listener, route):
+                scope.cancel()
+        for listener, keys in stale.items():
+            serving = self._serving.get(listener.key)
+            if keys is not None and serving is not None and serving.udp is not None:
+                serving.udp.drop({k[2] for k in keys}.__contains__)
 
     def _close_listeners(self, sockets: Iterable[socket.socket]) -> None:
         """Stop listening: out of the reactor's set first, then closed (closing twice is
@@ -168,16 +264,20 @@ class Runtime:
                 self._all_closed = trio.Event()
                 await self._all_closed.wait()
 
-    def _bind_all(self) -> list[tuple[Listener, socket.socket]]:
+    def _bind(
+        self, entries: list[NatEntry | BalancingEntry]
+    ) -> list[tuple[Listener, socket.socket]]:
+        """A bound socket for each new listener, or none at all and ``FrontendBindFailed``."""
         bound: list[tuple[Listener, socket.socket]] = []
         failures: list[str] = []
         in_use: list[int] = []
-        for listener in self.listeners:
+        for entry in entries:
+            listener = Listener(entry, (), entry.idle_timeout_s)
             try:
                 sock = listener.open_socket()
             except OSError as error:
-                what = f"{listener.protocol.value} {listener.label} ({listener.entry.rule_name})"
-                failures.append(f"{what}: {error.strerror}")
+                what = f"{listener.protocol.value} {listener.label} ({entry.rule_name})"
+                failures.append(f"{what}: {error.strerror}{self._held_by_us(listener)}")
                 if error.errno == errno.EADDRINUSE:
                     in_use.append(listener.address[1])
                 continue
@@ -190,6 +290,19 @@ class Runtime:
             raise LbsimError("FrontendBindFailed", message + address_in_use_hint(in_use))
         return bound
 
+    def _held_by_us(self, listener: Listener) -> str:
+        """Which of lbsim's own listeners or built-in servers holds ``listener``'s address."""
+        address = listener.address
+        for serving in self._serving.values():
+            if serving.listener.address == address and serving.listener.protocol is (
+                listener.protocol
+            ):
+                return f" (held by lbsim's own listener for {serving.listener.entry.rule_name})"
+        for server in self.instances:
+            if server.address == address and server.protocol is listener.protocol:
+                return f" (held by lbsim's built-in server of {server.identity.name})"
+        return ""
+
     # --- TCP ----------------------------------------------------------------------------------
     def _accepted(self, listener: Listener, conn: socket.socket, address: Any) -> None:
         """A new connection: its route, the NSG verdict, the backend connect and the relay,
@@ -199,6 +312,9 @@ class Runtime:
         source = self.settings.sources.present(same_family(peer[0], route))
         if route is None:  # every backend of the rule is probed down: no new flows
             self._unreachable(listener, conn, None, source, peer, reason="no-healthy-backend")
+            return
+        if route.target is None:  # a stopped instance answers nothing
+            self._unreachable(listener, conn, route, source, peer, reason="instance-stopped")
             return
         allowed, hits = self._admit(listener, route, source, peer)
         if not allowed:
@@ -224,6 +340,7 @@ class Runtime:
     ) -> None:
         """Wait for a backend connect in progress, then relay; or reset the client."""
         route, source, peer, _ = about
+        assert route.target is not None
         try:
             connected = await finish_connect(
                 backend, route.target, timeout_s=self.settings.connect_timeout_s
@@ -295,9 +412,10 @@ class Runtime:
         ))  # fmt: skip
 
     # --- the streams engine: a task per direction, portable ----------------------------------
-    async def _accept_streams(self, listener: Listener, sock: socket.socket) -> None:
+    async def _accept_streams(self, serving: _Serving) -> None:
         """Accept until the listener is cancelled; each connection as ``_accepted`` says."""
-        with sock:
+        listener, sock = serving.listener, serving.sock
+        with serving.scope, sock:
             while True:
                 try:
                     conn, peer = sock.accept()
@@ -324,6 +442,21 @@ class Runtime:
     ) -> None:
         client = trio.SocketStream(trio.socket.from_stdlib_socket(conn))
         server = trio.SocketStream(trio.socket.from_stdlib_socket(backend))
+        with trio.CancelScope() as scope:  # cancelled when its route goes (see apply)
+            self._stream_flows[scope] = (listener, about[0])
+            try:
+                await self._relay_stream_flow(client, server, listener, about, stats)
+            finally:
+                del self._stream_flows[scope]
+
+    async def _relay_stream_flow(
+        self,
+        client: trio.SocketStream,
+        server: trio.SocketStream,
+        listener: Listener,
+        about: _About,
+        stats: FlowStats,
+    ) -> None:
         await relay_streams(
             client,
             server,
@@ -342,13 +475,14 @@ class Runtime:
             await self._stop.wait()  # a held connection is no flow to drain
 
     # --- UDP ----------------------------------------------------------------------------------
-    async def _serve_udp(self, listener: Listener, sock: socket.socket) -> None:
+    async def _serve_udp(self, serving: _Serving) -> None:
+        listener, sock = serving.listener, serving.sock
         opened: dict[tuple[str, int], tuple[Route, str, tuple[NsgHit, ...]]] = {}
 
         def choose(client: tuple[str, int]) -> tuple[str, int] | None:
             """Each new UDP flow: its backend (a rule spreads them), if the NSGs allow it."""
             route = listener.pick(client)
-            if route is None:  # every backend of the rule is probed down
+            if route is None or route.target is None:  # all probed down, or stopped
                 return None
             source = self.settings.sources.present(same_family(client[0], route))
             allowed, hits = self._admit(listener, route, source, client)
@@ -366,9 +500,9 @@ class Runtime:
             route, source, hits = found
             self._emit_close(listener, (route, source, client, hits), stats)
 
-        relay = UdpRelay(
+        serving.udp = relay = UdpRelay(
             sock,
-            listener.routes[0].target,
+            ("127.0.0.1", 9),  # never used: ``choose`` picks each flow's backend
             idle_timeout_s=listener.idle_timeout_s,
             max_flows=self.settings.max_udp_flows,
             choose=choose,
@@ -376,7 +510,8 @@ class Runtime:
             on_close=closed,
             reactor=self._reactor,
         )
-        await relay.serve()
+        with serving.scope:
+            await relay.serve()
 
     # --- decisions and events -------------------------------------------------------------------
     def _admit(
@@ -440,10 +575,23 @@ def _flow_names(listener: Listener, route: Route | None) -> FlowNames:
         frontend,
         entry.rule_name,
         backend.label,
-        f"{route.target[0]}:{route.target[1]}",
+        f"{route.target[0]}:{route.target[1]}" if route.target else "-",
         backend.ip_configuration_id,
         _endpoint(backend.private_ip_address, route.backend_port),
     )
+
+
+@attrs.define(eq=False)
+class _Serving:
+    """A listener being served: its socket, and the scope of its task (UDP, streams)."""
+
+    listener: Listener
+    sock: socket.socket
+    scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
+    udp: UdpRelay | None = None
+
+
+_RouteKey = tuple[str, int, tuple[str, int] | None]
 
 
 # What a relayed flow carries for its close event: route, source as judged, client, NSG hits.

@@ -159,6 +159,17 @@ class UdpRelay:
                 self._close(flow, CloseReason.CANCELLED)
             self._sock.close()
 
+    def drop(self, gone: Callable[[Address], bool]) -> None:
+        """Forget the flows whose backend address is ``gone`` (closed as cancelled): the
+        client's next datagram opens a new flow to a backend that is there."""
+        for flow in list(self._flows.values()):
+            try:
+                target = flow.sock.getpeername()[:2]
+            except OSError:
+                continue
+            if gone(target):
+                self._close(flow, CloseReason.CANCELLED)
+
     def _from_clients(self) -> bool:
         """Forward datagrams from clients, each through its flow, up to a burst; whether
         the burst ran out before the socket had nothing left."""
