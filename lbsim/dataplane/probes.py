@@ -1,4 +1,5 @@
-"""Health probes of load-balancing rules, as Azure runs them (azure-facts.md §3.2).
+"""Health probes of load-balancing rules, as Azure runs them
+(https://learn.microsoft.com/en-us/azure/load-balancer/load-balancer-custom-probe-overview).
 
 A TCP probe is up when a connection completes within the interval; an HTTP probe when
 ``GET requestPath`` answers 200 within min(interval, 30 s); an HTTPS probe when the same
