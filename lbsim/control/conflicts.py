@@ -1,9 +1,13 @@
 """Checks Azure makes across the rules of a load balancer.
 
-- Frontend ports: a (frontend, transport, port) belongs to one rule. Two NAT pools whose
-  ranges overlap: ``InboundNatPoolFrontendPortRangesOverlapping``. Any other overlap (pool or
-  V2 range against a V1 rule or a load-balancing rule, two rules on one port):
-  ``LoadBalancerFrontendPortConflict``, lbsim's own code (Azure's is not documented).
+- Frontend ports: a (frontend, transport, port) belongs to one holder. Two NAT pools whose
+  ranges overlap: ``InboundNatPoolFrontendPortRangesOverlapping`` (Azure's). Two single ports
+  (load-balancing rules, V1 NAT rules) on one port, or two V2 NAT rules whose ranges overlap:
+  ``LoadBalancerFrontendPortConflict``, lbsim's own code (Azure's is not documented). A single
+  port inside a pool's or V2 rule's range, or a pool's range over a V2 rule's, is no conflict:
+  a range's backends take its free ports (lbsim.control.ports), so it is the warning
+  ``FrontendPortInsideNatPortRange``; a range too small for its backends once the others' ports
+  are skipped is the NAT expander's error.
 - Port ranges: start after end: ``InvalidFrontendPortRange`` (lbsim's own).
 - Backend ports: two load-balancing rules without floating IP on the same protocol, backend
   port and pool: ``RulesUseSameBackendPortProtocolAndPool`` (Azure's).
@@ -22,10 +26,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
+from enum import Enum
 
 import attrs
 
-from lbsim.errors import Problem
+from lbsim.errors import Problem, Severity
 from lbsim.model import (
     InboundNatPool,
     InboundNatRule,
@@ -37,6 +42,12 @@ from lbsim.model import (
 from lbsim.pointer import Pointer
 
 
+class _Kind(Enum):
+    SINGLE = "single port"  # a load-balancing rule or a V1 NAT rule
+    POOL = "inbound NAT pool"
+    RANGE = "inbound NAT rule"  # a V2 rule's range
+
+
 @attrs.frozen(order=True)
 class _Claim:
     low: int
@@ -44,7 +55,8 @@ class _Claim:
     frontend: str
     transport: str
     name: str = attrs.field(order=False)
-    is_pool: bool = attrs.field(order=False)
+    kind: _Kind = attrs.field(order=False)
+    source_id: str = attrs.field(order=False)
     at: Pointer | None = attrs.field(order=False, default=None)
 
 
@@ -135,40 +147,45 @@ def _must_disable_snat(rule: LoadBalancingRule, users: list[OutboundRule]) -> Pr
 
 def _claims(lb: LoadBalancer) -> Iterator[_Claim]:
     for pool in lb.inbound_nat_pools:
-        yield from _claim(pool, pool.frontend_port_range_start, pool.frontend_port_range_end, True)
+        start, end = pool.frontend_port_range_start, pool.frontend_port_range_end
+        yield from _claim(pool, start, end, _Kind.POOL)
     for rule in lb.inbound_nat_rules:
         if rule.frontend_port is not None:
-            yield from _claim(rule, rule.frontend_port, rule.frontend_port, False)
+            yield from _claim(rule, rule.frontend_port, rule.frontend_port, _Kind.SINGLE)
         elif (
             rule.frontend_port_range_start is not None and rule.frontend_port_range_end is not None
         ):
-            yield from _claim(
-                rule, rule.frontend_port_range_start, rule.frontend_port_range_end, False
-            )
+            start, end = rule.frontend_port_range_start, rule.frontend_port_range_end
+            yield from _claim(rule, start, end, _Kind.RANGE)
     for lb_rule in lb.load_balancing_rules:
         if lb_rule.frontend_port != 0:
-            yield from _claim(lb_rule, lb_rule.frontend_port, lb_rule.frontend_port, False)
+            port = lb_rule.frontend_port
+            yield from _claim(lb_rule, port, port, _Kind.SINGLE)
 
 
 def _claim(
-    source: InboundNatPool | InboundNatRule | LoadBalancingRule, low: int, high: int, is_pool: bool
+    source: InboundNatPool | InboundNatRule | LoadBalancingRule, low: int, high: int, kind: _Kind
 ) -> Iterator[_Claim]:
     for transport in source.protocol.transports():
         frontend = source.frontend_ip_configuration.key
-        yield _Claim(low, high, frontend, transport.value, source.name, is_pool, source.at)
+        yield _Claim(
+            low, high, frontend, transport.value, source.name, kind, source.id.lower(), source.at
+        )
 
 
 def _overlaps(claims: list[_Claim]) -> Iterator[Problem]:
+    """A problem for each pair of claims whose ports overlap, once per pair (a rule on
+    protocol All claims Tcp and Udp)."""
     active: list[_Claim] = []
     reported: set[tuple[str, str]] = set()
     for claim in claims:
         active = [a for a in active if a.high >= claim.low]
         for other in active:
-            pair = (other.name, claim.name)
+            pair = (other.source_id, claim.source_id)
             if pair in reported:
                 continue
             reported.add(pair)
-            yield _conflict(other, claim)
+            yield _overlap(other, claim)
         active.append(claim)
 
 
@@ -176,21 +193,43 @@ def _ports(claim: _Claim) -> str:
     return str(claim.low) if claim.low == claim.high else f"{claim.low}-{claim.high}"
 
 
-def _conflict(first: _Claim, second: _Claim) -> Problem:
-    ports = _ports
-    if first.is_pool and second.is_pool:
+def _overlap(first: _Claim, second: _Claim) -> Problem:
+    kinds = {first.kind, second.kind}
+    if kinds == {_Kind.POOL}:
         return Problem(
             "InboundNatPoolFrontendPortRangesOverlapping",
-            f"The frontend port ranges of the inbound NAT pools '{first.name}' ({ports(first)}) "
-            f"and '{second.name}' ({ports(second)}) overlap on the same frontend and protocol.",
+            f"The frontend port ranges of the inbound NAT pools '{first.name}' ({_ports(first)}) "
+            f"and '{second.name}' ({_ports(second)}) overlap on the same frontend and protocol.",
             second.at,
         )
+    if kinds in ({_Kind.SINGLE}, {_Kind.RANGE}):
+        return Problem(
+            "LoadBalancerFrontendPortConflict",
+            f"'{second.name}' ({second.transport} {_ports(second)}) and '{first.name}' "
+            f"({first.transport} {_ports(first)}) use the same frontend port on the same "
+            "frontend IP configuration and protocol.",
+            second.at,
+        )
+    return _inside(first, second)
+
+
+_ADAPTS_FIRST = (_Kind.POOL, _Kind.RANGE, _Kind.SINGLE)
+
+
+def _inside(first: _Claim, second: _Claim) -> Problem:
+    """A single port inside a pool's or V2 rule's range, or a V2 rule's range over a pool's:
+    the pool (else the V2 rule) skips the ports the other holds, as Azure's allocation does."""
+    ranged, inner = sorted((first, second), key=lambda c: _ADAPTS_FIRST.index(c.kind))
+    where = "lies inside" if inner.kind is _Kind.SINGLE else "overlaps"
+    what = "its port" if inner.kind is _Kind.SINGLE else "the ports it gives its backends"
     return Problem(
-        "LoadBalancerFrontendPortConflict",
-        f"'{second.name}' ({second.transport} {ports(second)}) and '{first.name}' "
-        f"({first.transport} {ports(first)}) use the same frontend port on the same frontend "
-        "IP configuration and protocol.",
-        second.at,
+        "FrontendPortInsideNatPortRange",
+        f"'{inner.name}' ({inner.transport} {_ports(inner)}) {where} the frontend port range "
+        f"{_ports(ranged)} of the {ranged.kind.value} '{ranged.name}' on the same frontend and "
+        f"protocol. Azure accepts this: '{ranged.name}' gives its backends the other ports of "
+        f"its range, skipping {what}.",
+        inner.at,
+        severity=Severity.WARNING,
     )
 
 

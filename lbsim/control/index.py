@@ -58,6 +58,11 @@ class Index:
                 self._add(item)
         self._tops = {top_level_id(k) for k in self.by_id if k == top_level_id(k)}
 
+    def deploys_parent_of(self, resource_id: str) -> bool:
+        """Whether the template deploys the top-level resource ``resource_id`` belongs to (so
+        a missing child is an error, not a resource lbsim cannot see)."""
+        return top_level_id(resource_id) in self._tops
+
     def _add(self, item: Any) -> None:
         self.by_id[item.id.lower()] = item
 
@@ -75,7 +80,7 @@ class Index:
                 f"a {kind.__name__} is expected.",
                 ref,
             )
-        elif top_level_id(ref.id) in self._tops or not ref.id:
+        elif self.deploys_parent_of(ref.id) or not ref.id:
             self._problem(
                 "InvalidResourceReference",
                 f"Resource {ref.id or '(empty id)'} referenced by resource {referrer} was not "

@@ -1,8 +1,12 @@
 """Inbound NAT: pools (V1, for scale sets), rules V1 (one port to one NIC) and rules V2 (a port
 range over a backend pool), expanded into one ``NatEntry`` per backend and transport.
 
-Ports: each backend takes the lowest free port of the range, in backend order, and keeps it
-(azure-facts.md §1.4), so a fresh scale set maps instance i to ``start + i``.
+Ports (lbsim.control.ports): each backend takes the lowest free port of the range, in backend
+order, and keeps it, so a fresh scale set maps instance i to ``start + i`` unless a
+load-balancing rule or V1 NAT rule holds a port of the range. Azure's pages: NAT pools,
+https://learn.microsoft.com/en-us/azure/load-balancer/load-balancer-nat-pool-migration, and port
+mappings that persist while a backend pool scales,
+https://learn.microsoft.com/en-us/azure/load-balancer/inbound-nat-rules.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from lbsim.control.backends import Member
 from lbsim.control.index import Index
+from lbsim.control.ports import HeldPorts, RangeAllocator, Taken
 from lbsim.control.types import Backend, Frontend, NatEntry, NatKind
 from lbsim.errors import Problem
 from lbsim.model import (
@@ -20,20 +25,6 @@ from lbsim.model import (
     InboundNatRule,
     LoadBalancer,
 )
-
-
-class PortRange:
-    """The free ports of one frontend port range, handed out lowest first."""
-
-    def __init__(self, start: int, end: int) -> None:
-        self.start, self.end = start, end
-        self._next = start
-
-    def take(self) -> int | None:
-        if self._next > self.end:
-            return None
-        port, self._next = self._next, self._next + 1
-        return port
 
 
 def entries_for(
@@ -61,26 +52,42 @@ def entries_for(
             enable_tcp_reset=source.enable_tcp_reset,
             enable_floating_ip=source.enable_floating_ip,
             source_rule=source.name,
+            source_id=source.id,
             at=source.at,
         )
 
 
 class NatExpander:
-    """Expands every NAT pool and rule of the deployment's load balancers."""
+    """Expands every NAT pool and rule of the deployment's load balancers.
+
+    ``held``: the ports backends already hold, keyed by (pool or V2 rule id lowered,
+    ``Backend.key``), as ``held_ports`` reads them from an earlier plan. A running load
+    balancer that re-plans passes them so that a backend keeps its port while it exists, as
+    Azure's do; a held port outside the range or taken by another claim is given up.
+    """
 
     def __init__(
-        self, index: Index, frontends: dict[str, Frontend], members: Sequence[Member]
+        self,
+        index: Index,
+        frontends: dict[str, Frontend],
+        members: Sequence[Member],
+        held: HeldPorts | None = None,
     ) -> None:
         self.index, self.frontends, self.members = index, frontends, members
+        self.held: HeldPorts = held or {}
         self.problems: list[Problem] = []
 
     def expand(self, balancers: Iterable[LoadBalancer]) -> list[NatEntry]:
+        """Pools' entries, then rules', per load balancer. Single ports are held first, then
+        V2 rules allocate, then pools, which skip the ports V2 rules took."""
         entries: list[NatEntry] = []
         for lb in balancers:
+            taken = Taken.single_ports(lb)
+            rules = [self._rule(lb, rule, taken) for rule in lb.inbound_nat_rules]
             for pool in lb.inbound_nat_pools:
-                entries += self._pool(lb, pool)
-            for rule in lb.inbound_nat_rules:
-                entries += self._rule(lb, rule)
+                entries += self._pool(lb, pool, taken)
+            for found in rules:
+                entries += found
         return entries
 
     def _frontend(
@@ -91,62 +98,85 @@ class NatExpander:
             self.index.resolve(source.frontend_ip_configuration, FrontendIPConfiguration, source.id)
         return frontend
 
-    # --- pools --------------------------------------------------------------------------------
-    def _pool(self, lb: LoadBalancer, pool: InboundNatPool) -> list[NatEntry]:
-        frontend = self._frontend(lb, pool)
-        users = [
-            m
-            for m in self.members
-            if any(
-                r.key == pool.id.lower() for r in m.ip_configuration.load_balancer_inbound_nat_pools
-            )
-        ]
-        inverted = pool.frontend_port_range_start > pool.frontend_port_range_end
-        if frontend is None or not users or inverted:  # inverted: InvalidFrontendPortRange
+    def _ranged(
+        self,
+        lb: LoadBalancer,
+        source: InboundNatPool | InboundNatRule,
+        kind: NatKind,
+        backends: Sequence[Backend],
+        taken: Taken,
+    ) -> list[NatEntry]:
+        """The entries of a pool or V2 rule: one port of its range per backend."""
+        frontend = self._frontend(lb, source)
+        start, end = source.frontend_port_range_start or 0, source.frontend_port_range_end or 0
+        if frontend is None or not backends or start > end:  # start > end: InvalidFrontendPortRange
             return []
-        ports = PortRange(pool.frontend_port_range_start, pool.frontend_port_range_end)
+        ranged = RangeAllocator(taken, frontend.key, source.protocol.transports(), start, end)
+        ports = ranged.allocate(source.id.lower(), backends, self.held)
+        if len(ports) < len(backends):
+            self._too_small(source, ranged, len(backends))
         entries: list[NatEntry] = []
-        for member in users:
-            port = ports.take()
-            if port is None:
-                self._too_small(
-                    pool, len(users), "InboundNatPoolFrontendPortRangeSmallerThanRequestedPorts"
-                )
-                return entries
-            instance = member.backend.instance_id
-            name = f"{pool.name}.{member.backend.name if instance is None else instance}"
+        for backend in backends:
+            if backend.key not in ports:
+                continue
+            name = source.name
+            if kind is NatKind.POOL:
+                instance = backend.instance_id
+                name = f"{source.name}.{backend.name if instance is None else instance}"
             entries += entries_for(
-                lb, pool, NatKind.POOL, frontend, port=port, backend=member.backend, name=name
+                lb, source, kind, frontend, port=ports[backend.key], backend=backend, name=name
             )
         return entries
 
-    def _too_small(self, source: InboundNatPool | InboundNatRule, wanted: int, code: str) -> None:
-        start, end = source.frontend_port_range_start, source.frontend_port_range_end
-        size = (end or 0) - (start or 0) + 1
+    def _too_small(
+        self, source: InboundNatPool | InboundNatRule, ranged: RangeAllocator, wanted: int
+    ) -> None:
+        code = (
+            "InboundNatPoolFrontendPortRangeSmallerThanRequestedPorts"
+            if isinstance(source, InboundNatPool)
+            else "InboundNatRuleFrontendPortRangeSmallerThanRequestedPorts"
+        )
+        others = ""
+        if ranged.others:
+            others = f", {ranged.others} of them held by other rules on its frontend and protocol,"
         self.problems.append(
             Problem(
                 code,
-                f"The frontend port range {start}-{end} of '{source.name}' has {size} port(s) "
-                f"but {wanted} backend(s) need one each.",
+                f"The frontend port range {ranged.start}-{ranged.end} of '{source.name}' has "
+                f"{ranged.size} port(s){others} but {wanted} backend(s) need one each.",
                 source.at,
             )
         )
 
-    # --- rules ------------------------------------------------------------------------------
-    def _rule(self, lb: LoadBalancer, rule: InboundNatRule) -> list[NatEntry]:
-        if not self._rule_shape_ok(rule):
-            return []
-        frontend = self._frontend(lb, rule)
-        if frontend is None:
-            return []
-        if rule.is_v2:
-            return self._rule_v2(lb, rule, frontend)
+    # --- pools --------------------------------------------------------------------------------
+    def _pool(self, lb: LoadBalancer, pool: InboundNatPool, taken: Taken) -> list[NatEntry]:
+        key = pool.id.lower()
         users = [
             m.backend
             for m in self.members
-            if any(
-                r.key == rule.id.lower() for r in m.ip_configuration.load_balancer_inbound_nat_rules
-            )
+            if any(r.key == key for r in m.ip_configuration.load_balancer_inbound_nat_pools)
+        ]
+        return self._ranged(lb, pool, NatKind.POOL, users, taken)
+
+    # --- rules ------------------------------------------------------------------------------
+    def _rule(self, lb: LoadBalancer, rule: InboundNatRule, taken: Taken) -> list[NatEntry]:
+        if not self._rule_shape_ok(rule):
+            return []
+        if rule.is_v2:
+            pool = self.index.resolve(rule.backend_address_pool, BackendAddressPool, rule.id)
+            if pool is None:
+                self._frontend(lb, rule)
+                return []
+            members = pool_members(pool, self.members)
+            return self._ranged(lb, rule, NatKind.RULE_V2, members, taken)
+        frontend = self._frontend(lb, rule)
+        if frontend is None:
+            return []
+        key = rule.id.lower()
+        users = [
+            m.backend
+            for m in self.members
+            if any(r.key == key for r in m.ip_configuration.load_balancer_inbound_nat_rules)
         ]
         backend = users[0] if users else None
         return list(
@@ -192,28 +222,6 @@ class NatExpander:
             )
             return False
         return True
-
-    def _rule_v2(
-        self, lb: LoadBalancer, rule: InboundNatRule, frontend: Frontend
-    ) -> list[NatEntry]:
-        pool = self.index.resolve(rule.backend_address_pool, BackendAddressPool, rule.id)
-        start, end = rule.frontend_port_range_start or 0, rule.frontend_port_range_end or 0
-        if pool is None or start > end:  # start > end: InvalidFrontendPortRange
-            return []
-        ports = PortRange(start, end)
-        entries: list[NatEntry] = []
-        members = pool_members(pool, self.members)
-        for backend in members:
-            port = ports.take()
-            if port is None:
-                self._too_small(
-                    rule, len(members), "InboundNatRuleFrontendPortRangeSmallerThanRequestedPorts"
-                )
-                break
-            entries += entries_for(
-                lb, rule, NatKind.RULE_V2, frontend, port=port, backend=backend, name=rule.name
-            )
-        return entries
 
 
 def pool_members(pool: BackendAddressPool, members: Sequence[Member]) -> list[Backend]:

@@ -241,19 +241,19 @@ def test_pool_ranges_may_overlap_on_another_protocol_or_frontend(second: Json) -
     [
         (
             {
-                "nat_pools": [nat_pool("p", 50000, 50010, 22, protocol="All")],
-                "nat_rules": [nat_rule("r", 3389, port=50005, protocol="Udp")],
-            },
-            f"{RULES}/0",
-        ),
-        (
-            {
                 "nat_rules": [
-                    nat_rule("v2", 22, ports=(60000, 60010), pool="pool"),
-                    nat_rule("v1", 22, port=60010),
+                    nat_rule("a", 22, ports=(60000, 60010), pool="pool"),
+                    nat_rule("b", 23, ports=(60010, 60020), pool="pool", protocol="All"),
                 ]
             },
             f"{RULES}/1",
+        ),
+        (
+            {
+                "nat_rules": [nat_rule("v1", 22, port=60010, protocol="All")],
+                "rules": [lb_rule("web", 60010, 80, protocol="Udp")],
+            },
+            "/resources/2/properties/loadBalancingRules/0",
         ),
         (
             {"rules": [lb_rule("a", 80, 80), lb_rule("b", 80, 8080)]},
@@ -264,7 +264,7 @@ def test_pool_ranges_may_overlap_on_another_protocol_or_frontend(second: Json) -
             "/resources/2/properties/loadBalancingRules/0",
         ),
     ],
-    ids=["pool-vs-rule", "v2-vs-v1", "lb-rule-vs-lb-rule", "nat-rule-vs-lb-rule"],
+    ids=["v2-vs-v2", "v1-all-vs-lb-rule-udp", "lb-rule-vs-lb-rule", "nat-rule-vs-lb-rule"],
 )
 def test_two_rules_on_one_frontend_protocol_and_port_conflict(settings: Json, at: str) -> None:
     (problem,) = plan_problems(behind_lb(**settings))
@@ -722,10 +722,10 @@ def test_ports_depend_only_on_instance_order(deployment: Deployment) -> None:
 
 
 # --- finding what listens on a frontend port ----------------------------------------------------
-def _two_frontends_on_443(backend_pool: str = "pool") -> Plan:
+def _two_frontends_on_443(backend_pool: str | None = "pool") -> Plan:
     frontends = [public_frontend("a"), internal_frontend("b")]
     rules = [lb_rule("on-a", 443, 443, frontend="a"), lb_rule("on-b", 443, 444, frontend="b")]
-    ipc = ip_configuration(backend_pools=[backend_pool])
+    ipc = ip_configuration(backend_pools=[backend_pool] if backend_pool else [])
     doc = behind_lb(scale_set("vmss", 1, ipc), frontends=frontends, rules=rules)
     return plan_of(doc)
 
@@ -751,7 +751,7 @@ def test_nothing_on_a_port_says_so_and_names_the_other_transport() -> None:
 
 
 def test_a_rule_whose_pool_is_empty_is_its_own_error() -> None:
-    result = _two_frontends_on_443(backend_pool="other")  # nobody in "pool"
+    result = _two_frontends_on_443(backend_pool=None)  # nobody in "pool"
     with pytest.raises(LbsimError) as caught:
         find_entry(result, TCP, 443, "lb/a")
     assert caught.value.code == "LoadBalancingRuleHasNoBackend"
