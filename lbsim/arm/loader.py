@@ -69,7 +69,11 @@ class Loader:
     def run(self, template: Any, file: str | None) -> Deployment:
         self._check(self._shape(template, file, Pointer.root(file)))
         link = self.options.template_link
-        props = {"templateLink": {"uri": link}} if link else {}
+        props: dict[str, Any] = {"templateLink": {"uri": link}} if link else {}
+        props["template"] = template
+        props["parameters"] = params.given_parameters(
+            template, self.options.parameters_file, self.options.cli_parameters
+        )
         root = TemplateState(self, template, file, Pointer.root(file), self.options.context, props)
         self.bind_template(root, self._supplied_values(), cli=self.options.cli_parameters)
         self._check(self.problems)

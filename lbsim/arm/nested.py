@@ -85,7 +85,9 @@ def nested_state(
     mode = str(options.get("scope", "outer") if isinstance(options, Mapping) else "outer").lower()
     context = attrs.evolve(outer.deployment, deployment_name=deployment.name)
     link = props.get("templateLink") if isinstance(props, Mapping) else None
-    extra = {"templateLink": link} if isinstance(link, Mapping) else {}
+    extra: dict[str, Any] = {"templateLink": link} if isinstance(link, Mapping) else {}
+    given = props.get("parameters") if isinstance(props, Mapping) else None
+    extra["parameters"] = given if isinstance(given, Mapping) else {}  # as given, for deployment()
     state = TemplateState(loader, template, file, at, context, {"template": template, **extra})
     state.parent = outer
     if inline and mode == "outer":

@@ -276,6 +276,25 @@ def file_values(raw: Any, at: Pointer) -> tuple[dict[str, tuple[Any, Pointer]], 
     return values, problems
 
 
+def given_parameters(template: Any, file: Any, cli: Mapping[str, str]) -> dict[str, Any]:
+    """``deployment().properties.parameters`` of the root deployment: the parameters as given,
+    ``{name: {"value": ...}}``, from the parameters file and then ``--param`` (converted to the
+    declared type where it can be; a wrong value is reported where the parameter is bound)."""
+    entries = file.get("parameters") if isinstance(file, Mapping) else None
+    out = dict(entries) if isinstance(entries, Mapping) else {}
+    raw = template if isinstance(template, Mapping) else {}
+    decls, _ = declarations(raw.get("parameters"), Pointer.root(), raw.get("definitions"))
+    by_name = {d.name.lower(): d for d in decls}
+    for name, text in cli.items():
+        decl = by_name.get(name.lower())
+        try:
+            value = convert_cli_value(decl, text) if decl else text
+        except ValueError:
+            value = text
+        out[name] = {"value": value}
+    return out
+
+
 _KEY_VAULT = object()
 
 

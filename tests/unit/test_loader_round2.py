@@ -350,3 +350,114 @@ def test_a_type_that_refers_to_itself_gets_a_bounded_placeholder() -> None:
         value, depth = value["child"], depth + 1
     assert value == {}
     assert depth < 100
+
+
+# --- 2. deployment(): template, parameters and templateHash ---------------------------------
+DEPLOYMENT_OUTPUTS: Json = {
+    "name": {"type": "string", "value": "[deployment().name]"},
+    "template": {"type": "object", "value": "[deployment().properties.template]"},
+    "parameters": {"type": "object", "value": "[deployment().properties.parameters]"},
+    "hash": {"type": "string", "value": "[deployment().properties.templateHash]"},
+}
+
+
+def inner_template(tag: str) -> Json:
+    return template(
+        parameters={"size": {"type": "int"}, "tag": {"type": "string", "defaultValue": tag}},
+        outputs=DEPLOYMENT_OUTPUTS,
+    )
+
+
+def nested_deployment(name: str, **properties: Any) -> Json:
+    return {
+        "type": "Microsoft.Resources/deployments",
+        "apiVersion": "2022-09-01",
+        "name": name,
+        "properties": {"mode": "Incremental", **properties},
+    }
+
+
+def root_with_deployments() -> Json:
+    inline = nested_deployment(
+        "inline",
+        expressionEvaluationOptions={"scope": "inner"},
+        template=inner_template("inline"),
+        parameters={"size": {"value": "[add(parameters('count'), 1)]"}},
+    )
+    linked = nested_deployment(
+        "linked",
+        templateLink={"relativePath": "linked.json"},
+        parameters={"size": {"value": 7}},
+    )
+    outputs = dict(DEPLOYMENT_OUTPUTS)
+    for name in ("inline", "linked"):
+        outputs[name] = {"type": "object", "value": f"[reference('{name}').outputs]"}
+    return template(
+        inline,
+        linked,
+        parameters={"count": {"type": "int"}, "label": {"type": "string", "defaultValue": "x"}},
+        outputs=outputs,
+    )
+
+
+def load_with_link(doc: Json, **options: Any) -> dict[str, Any]:
+    linked = inner_template("linked")
+
+    def resolve(target: str, from_file: str | None) -> tuple[Any, str] | None:
+        return (linked, "linked.json") if target == "linked.json" else None
+
+    return dict(load(doc, resolve_link=resolve, **options).outputs)
+
+
+def test_deployment_has_the_template_and_the_parameters_as_given() -> None:
+    doc = root_with_deployments()
+    outputs = load_with_link(
+        doc,
+        parameters_file=parameters_file(count=2),
+        parameters_file_name="p.json",
+        cli_parameters={"label": "from-cli"},
+    )
+    assert outputs["template"] == doc
+    assert outputs["parameters"] == {"count": {"value": 2}, "label": {"value": "from-cli"}}
+    assert outputs["hash"].isdigit()
+
+
+def test_nested_and_linked_deployments_each_see_their_own() -> None:
+    doc = root_with_deployments()
+    outputs = load_with_link(doc, cli_parameters={"count": "2"})
+    inline, linked = outputs["inline"], outputs["linked"]
+    assert inline["name"]["value"] == "inline"
+    assert inline["template"]["value"] == inner_template("inline")
+    assert inline["parameters"]["value"] == {"size": {"value": 3}}
+    assert linked["name"]["value"] == "linked"
+    assert linked["template"]["value"] == inner_template("linked")
+    assert linked["parameters"]["value"] == {"size": {"value": 7}}
+    hashes = {outputs["hash"], inline["hash"]["value"], linked["hash"]["value"]}
+    assert len(hashes) == 3  # three templates, three hashes
+
+
+def test_the_template_hash_is_stable_and_follows_the_content() -> None:
+    doc = root_with_deployments()
+    first = load_with_link(doc, cli_parameters={"count": "2"})["hash"]
+    # the same content, keys in another order, other parameter values: the same hash
+    reordered = dict(reversed(list(root_with_deployments().items())))
+    assert load_with_link(reordered, cli_parameters={"count": "5"})["hash"] == first
+    changed = root_with_deployments()
+    changed["contentVersion"] = "1.0.0.1"
+    assert load_with_link(changed, cli_parameters={"count": "2"})["hash"] != first
+
+
+def test_a_language_version_2_template_sees_the_documented_subset() -> None:
+    doc = template(
+        parameters={"count": {"type": "int", "defaultValue": 1}},
+        outputs={"deployment": {"type": "object", "value": "[deployment()]"}},
+    )
+    doc.update(languageVersion="2.0", resources={})
+    outputs = dict(load(doc, template_link="file:///t/azuredeploy.json").outputs)
+    assert outputs["deployment"] == {
+        "name": "deployment1",
+        "properties": {
+            "template": {"contentVersion": "1.0.0.0"},
+            "templateLink": {"uri": "file:///t/azuredeploy.json"},
+        },
+    }

@@ -3,6 +3,8 @@ environment, resourceGroup, subscription, tenant, deployer."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import Any
 
 from lbsim.arm.functions.base import (
@@ -14,6 +16,7 @@ from lbsim.arm.functions.base import (
     expect_str,
     is_int,
 )
+from lbsim.arm.hashing import murmur_hash64
 
 register = Registry()
 
@@ -44,9 +47,45 @@ def _copy_index(env: Env, first: Any = None, second: Any = None) -> int:
 
 @register("deployment", kind=Kind.ENV)
 def _deployment(env: Env) -> dict[str, Any]:
+    """The object Azure passes for the deployment being evaluated: the root's, or a nested or
+    linked deployment's own. Its ``properties`` hold the ``template``, the ``parameters`` as
+    given and a ``templateHash``. A languageVersion 2.0 template sees the subset Microsoft
+    documents: ``template.contentVersion`` and ``templateLink``
+    (https://learn.microsoft.com/azure/azure-resource-manager/templates/template-functions-deployment).
+    """
+    given = env.ctx.deployment_properties
+    template = given.get("template")
+    name = env.ctx.deployment.deployment_name
+    if isinstance(template, Mapping) and str(template.get("languageVersion", "")).startswith("2."):
+        subset: dict[str, Any] = {"template": {"contentVersion": template.get("contentVersion")}}
+        if "templateLink" in given:
+            subset["templateLink"] = given["templateLink"]
+        return {"name": name, "properties": subset}
     properties: dict[str, Any] = {"mode": "Incremental", "provisioningState": "Accepted"}
-    properties.update(env.ctx.deployment_properties)
-    return {"name": env.ctx.deployment.deployment_name, "properties": properties}
+    properties.update(given)
+    if isinstance(template, Mapping):
+        properties["templateHash"] = template_hash(template)
+    return {"name": name, "properties": properties}
+
+
+def template_hash(template: Mapping[str, Any]) -> str:
+    """A stable string derived from a template's content, in the shape of Azure's
+    ``templateHash`` (a decimal number). It is NOT Azure's value, which Azure computes from its
+    own form of the template: it is the same for the same content (key order and whitespace
+    aside) and changes when the content does, which is what templates use it for."""
+    key = id(template)
+    cached = _HASHES.get(key)
+    if cached is not None and cached[0] is template:
+        return cached[1]
+    text = json.dumps(template, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    value = str(murmur_hash64(text.encode("utf-8")))
+    if len(_HASHES) >= 64:  # templates live as long as their load; keep a few
+        _HASHES.clear()
+    _HASHES[key] = (template, value)
+    return value
+
+
+_HASHES: dict[int, tuple[Mapping[str, Any], str]] = {}
 
 
 @register("resourceGroup", kind=Kind.ENV)
