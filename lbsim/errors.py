@@ -1,7 +1,7 @@
 """The one exception family of lbsim.
 
 Every error has a stable ``code``: Azure's own code where Azure has one, otherwise a code in
-the same style that is lbsim's own (see the README's table of error codes). Template errors
+the same style that is lbsim's own (see docs/reference.md's table of error codes). Template errors
 also carry ``at``, a pointer into the template, and the file it came from.
 """
 

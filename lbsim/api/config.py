@@ -1,6 +1,6 @@
 """``lbsim up`` settings: every setting has a flag, an ``LBSIM_*`` environment variable and a
-config-file key; precedence flag > environment > file > default (the README's table is made
-from ``SETTINGS``)."""
+config-file key; precedence flag > environment > file > default (docs/reference.md's table is
+made from ``SETTINGS``)."""
 
 from __future__ import annotations
 
@@ -186,12 +186,13 @@ _MAPS = {
     "frontends": "--frontend NAME=ADDRESS: bind a frontend (LB/NAME or NAME) to an address",
     "sources": "--source LOCAL=PRESENTED: the NSGs see clients from LOCAL as PRESENTED",
     "backends": "--backend SCALESET=PATTERN: local services serve a scale set's instances",
+    "links": "--link URL=FILE: read the linked template at URL (a URL/ prefix: a folder) from FILE",
 }
 _KNOWN = [key for s in SETTINGS for key in s.keys] + list(_MAPS)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="FILE", help="a TOML file of settings (see the README)")
+    parser.add_argument("--config", metavar="FILE", help="a TOML settings file (docs/reference.md)")
     for setting in SETTINGS:
         parser.add_argument(*setting.flags, dest=setting.key, default=None, help=setting.help)
     parser.add_argument(
@@ -360,5 +361,5 @@ def _check_keys(data: Mapping[str, Any], known: list[str] | tuple[str, ...], whe
 
 
 def settings_table() -> list[tuple[str, str, str, str]]:
-    """(config key, flag, environment variable, default) for the README."""
+    """(config key, flag, environment variable, default) for docs/reference.md."""
     return [(s.key, s.flag, s.env, repr(s.default)) for s in SETTINGS]
