@@ -1,0 +1,174 @@
+"""The control API's endpoints: each a method, a path template and a handler over the
+:class:`~lbsim.api.handle.LiveLoadBalancer`.
+
+A path that matches no template is a 404; one that matches with another method is a 405 that
+lists the methods it takes (``Allow``), as HTTP asks.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Mapping
+
+import attrs
+
+from lbsim.api import bodies
+from lbsim.api.handle import ChangeReport, LiveLoadBalancer
+from lbsim.api.replies import PROMETHEUS, Refused, Reply, json_reply
+
+
+@attrs.frozen
+class Call:
+    """One request, as a handler sees it."""
+
+    handle: LiveLoadBalancer
+    params: Mapping[str, str]
+    query: Mapping[str, list[str]]
+    body: bytes
+
+
+Handler = Callable[[Call], Awaitable[Reply]]
+
+
+@attrs.frozen
+class Route:
+    method: str
+    pattern: re.Pattern[str]
+    handler: Handler
+
+
+def _route(method: str, template: str, handler: Handler) -> Route:
+    regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template)
+    return Route(method, re.compile(regex), handler)
+
+
+# --- reads ----------------------------------------------------------------------------------
+async def _metrics(call: Call) -> Reply:
+    return Reply(200, call.handle.metrics(), PROMETHEUS)
+
+
+async def _healthz(call: Call) -> Reply:
+    return json_reply({"status": "ok"})
+
+
+async def _readyz(call: Call) -> Reply:
+    reason = call.handle.readiness()
+    if reason is None:
+        return json_reply({"status": "ready"})
+    return json_reply({"status": "notReady", "reason": reason}, 503)
+
+
+async def _ports(call: Call) -> Reply:
+    return json_reply({"value": call.handle.ports()})
+
+
+async def _instances(call: Call) -> Reply:
+    return json_reply({"value": call.handle.instances()})
+
+
+async def _rules(call: Call) -> Reply:
+    query = bodies.parse_query(call.query, bodies.RULES_QUERY)
+    return json_reply(call.handle.rules(query["instance"], query.get("direction", "Inbound")))
+
+
+async def _check(call: Call) -> Reply:
+    body = bodies.parse_body(call.body, bodies.CHECK)
+    if ("frontendPort" in body) == ("destination" in body):
+        raise Refused(
+            400,
+            "InvalidRequestContent",
+            "$: give the flow's frontendPort or its destination (IP:PORT), one of them",
+            "$",
+        )
+    verdict = call.handle.check(
+        source=body["source"],
+        frontend_port=body.get("frontendPort"),
+        destination=body.get("destination"),
+        protocol=_protocol(body.get("protocol", "Tcp")),
+        frontend=body.get("frontend"),
+    )
+    return json_reply(verdict)
+
+
+def _protocol(raw: str) -> str:
+    """Azure spells protocols Tcp and Udp and reads them in any letter case."""
+    protocol = raw.capitalize()
+    if protocol not in ("Tcp", "Udp"):
+        message = f"$.protocol: {raw!r} is not Tcp or Udp"
+        raise Refused(400, "InvalidRequestContent", message, "$.protocol")
+    return protocol
+
+
+# --- changes --------------------------------------------------------------------------------
+async def _capacity(call: Call) -> Reply:
+    body = bodies.parse_body(call.body, bodies.CAPACITY)
+    return _changed(await call.handle.scale(call.params["name"], int(body["capacity"])))
+
+
+def _instance_id(call: Call) -> int:
+    raw = call.params["id"]
+    if not re.fullmatch(r"[0-9]{1,9}", raw):
+        raise Refused(
+            400,
+            "InvalidParameter",
+            f"instance id {raw!r} is not a non-negative integer (0, 1, ...)",
+            "instanceId",
+        )
+    return int(raw)
+
+
+def _action(name: str) -> Handler:
+    async def act(call: Call) -> Reply:
+        instance_id = _instance_id(call)
+        bodies.parse_body(call.body, bodies.NOTHING)
+        change: Callable[[str, int], Awaitable[ChangeReport]] = getattr(call.handle, name)
+        return _changed(await change(call.params["name"], instance_id))
+
+    return act
+
+
+async def _reload(call: Call) -> Reply:
+    bodies.parse_body(call.body, bodies.NOTHING)
+    return _changed(await call.handle.reload())
+
+
+def _changed(report: ChangeReport) -> Reply:
+    return json_reply(report.to_json())
+
+
+_INSTANCE = "/v1/scale-sets/{name}/instances/{id}"
+_ACTIONS = ("start", "stop", "restart")
+ROUTES = (
+    _route("GET", "/metrics", _metrics),
+    _route("GET", "/healthz", _healthz),
+    _route("GET", "/readyz", _readyz),
+    _route("GET", "/v1/ports", _ports),
+    _route("GET", "/v1/instances", _instances),
+    _route("GET", "/v1/rules", _rules),
+    _route("POST", "/v1/check", _check),
+    _route("PUT", "/v1/scale-sets/{name}/capacity", _capacity),
+    *(_route("POST", f"{_INSTANCE}/{verb}", _action(verb)) for verb in _ACTIONS),
+    _route("DELETE", _INSTANCE, _action("delete")),
+    _route("POST", "/v1/reload", _reload),
+)
+
+
+def find(method: str, path: str) -> tuple[Handler, dict[str, str]]:
+    """The handler for a request and the path's parameters, or a 404/405 refusal."""
+    allowed: list[str] = []
+    for route in ROUTES:
+        match = route.pattern.fullmatch(path)
+        if match is None:
+            continue
+        if route.method == method:
+            return route.handler, match.groupdict()
+        allowed.append(route.method)
+    if allowed:
+        raise Refused(
+            405,
+            "MethodNotAllowed",
+            f"{path} takes {', '.join(allowed)}, not {method}",
+            path,
+            headers=((b"allow", ", ".join(allowed).encode()),),
+        )
+    raise Refused(404, "NotFound", f"no endpoint {path} (see docs/api.md)", path)
