@@ -303,9 +303,9 @@ def test_any_held_ports_give_each_member_one_free_port_per_pool_and_keep_the_fre
         (r.frontend_ip_configuration.key, r.protocol, r.frontend_port)
         for r in lb.load_balancing_rules
     }
-    listen = [(e.frontend.key, e.protocol, e.frontend_port) for e in entries]
+    listen = [e.listen_key for e in entries]  # (frontend address, protocol, port)
     assert len(listen) == len(set(listen))
-    assert not set(listen) & singles
+    assert not {(e.frontend.key, e.protocol, e.frontend_port) for e in entries} & singles
     for pool in lb.inbound_nat_pools:
         users = [
             m.backend.key
