@@ -40,7 +40,13 @@ from lbsim.control.plan import plan
 from lbsim.control.ports import held_ports
 from lbsim.control.types import NatEntry, NatKind, Plan
 from lbsim.errors import Severity
-from lbsim.model import Deployment, LoadBalancingRule, SubResource, TransportProtocol
+from lbsim.model import (
+    Deployment,
+    LoadBalancer,
+    LoadBalancingRule,
+    SubResource,
+    TransportProtocol,
+)
 
 POOLS = "/resources/2/properties/inboundNatPools"
 RULES = "/resources/2/properties/inboundNatRules"
@@ -256,6 +262,13 @@ def test_held_ports_read_back_pools_and_v2_rules_by_id_and_backend_only() -> Non
     }
 
 
+def near(draw: st.DrawFn, lb: LoadBalancer) -> int:
+    """A port in or just around one of ``lb``'s pool ranges."""
+    pool = draw(st.sampled_from(lb.inbound_nat_pools))
+    start, end = pool.frontend_port_range_start, pool.frontend_port_range_end
+    return draw(st.integers(start - 2, end + 2))
+
+
 @st.composite
 def held_cases(draw: st.DrawFn) -> tuple[Deployment, dict[tuple[str, str], int]]:
     """A deployment of NAT pools with load-balancing rules on some of their ports, and any
@@ -263,7 +276,7 @@ def held_cases(draw: st.DrawFn) -> tuple[Deployment, dict[tuple[str, str], int]]
     deployment = draw(s.nat_pool_deployments())
     (lb,) = deployment.load_balancers
     rules = []
-    for i, port in enumerate(draw(st.sets(st.integers(50000, 52020), max_size=4))):
+    for i, port in enumerate(sorted({near(draw, lb) for _ in range(draw(st.integers(0, 4)))})):
         frontend = draw(st.sampled_from(lb.frontend_ip_configurations))
         rules.append(
             LoadBalancingRule(
@@ -275,18 +288,13 @@ def held_cases(draw: st.DrawFn) -> tuple[Deployment, dict[tuple[str, str], int]]
                 backend_port=80 + i,
             )
         )
-    deployment = attrs.evolve(
-        deployment, load_balancers=(attrs.evolve(lb, load_balancing_rules=tuple(rules)),)
-    )
+    lb = attrs.evolve(lb, load_balancing_rules=tuple(rules))
+    deployment = attrs.evolve(deployment, load_balancers=(lb,))
     keys = [m.backend.key for m in members_of(deployment)[2]] + ["gone"]
     pool_ids = [p.id.lower() for p in lb.inbound_nat_pools]
-    held = draw(
-        st.dictionaries(
-            st.tuples(st.sampled_from(pool_ids), st.sampled_from(keys)),
-            st.integers(49995, 52025),
-            max_size=12,
-        )
-    )
+    held: dict[tuple[str, str], int] = {}
+    for _ in range(draw(st.integers(0, 12))):
+        held[(draw(st.sampled_from(pool_ids)), draw(st.sampled_from(keys)))] = near(draw, lb)
     return deployment, held
 
 
