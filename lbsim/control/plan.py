@@ -14,6 +14,7 @@ from lbsim.control.fleet import Fleet
 from lbsim.control.frontends import plan_frontends
 from lbsim.control.index import Index
 from lbsim.control.nat import NatExpander
+from lbsim.control.ports import held_ports
 from lbsim.control.nsg import validate_network_security_group
 from lbsim.control.references import check_load_balancer_references
 from lbsim.control.types import Plan
@@ -45,7 +46,9 @@ def plan(
     held = {b.key: b.private_ip_address for b in previous.backends} if previous else None
     members = backends(deployment, index, addresses, fleet, held)
     problems += found
-    expander = NatExpander(index, frontends, members)
+    expander = NatExpander(
+        index, frontends, members, held=held_ports(previous) if previous else None
+    )
     nat = expander.expand(deployment.load_balancers)
     balancing, found = plan_balancing(deployment.load_balancers, index, frontends, members)
     problems += expander.problems + found + index.problems + addresses.problems
