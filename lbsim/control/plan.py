@@ -14,8 +14,8 @@ from lbsim.control.fleet import Fleet
 from lbsim.control.frontends import plan_frontends
 from lbsim.control.index import Index
 from lbsim.control.nat import NatExpander
-from lbsim.control.ports import held_ports
 from lbsim.control.nsg import validate_network_security_group
+from lbsim.control.ports import held_ports
 from lbsim.control.references import check_load_balancer_references
 from lbsim.control.types import Plan
 from lbsim.errors import Problem, Severity, TemplateInvalid
