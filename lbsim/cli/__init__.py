@@ -15,6 +15,7 @@ from lbsim import __version__
 from lbsim.api import config
 from lbsim.cli import commands, render
 from lbsim.cli.up import cmd_up
+from lbsim.cli.verbs import add_parsers as add_api_verbs
 from lbsim.errors import LbsimError, TemplateInvalid
 
 
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     rules.add_argument("--direction", default="Inbound", choices=("Inbound", "Outbound"))
     _output(rules)
     rules.set_defaults(run=commands.cmd_rules)
+    add_api_verbs(sub)  # status, wait, list, scale, instance, reload: a running lbsim's API
     return parser
 
 

@@ -1,0 +1,179 @@
+"""The verbs that talk to a running ``lbsim up`` through its control API: ``status``,
+``wait``, ``list``, ``scale``, ``instance`` and ``reload``.
+
+Exit codes: 0 done (ready, for ``status`` and ``wait``), 1 not ready (``status``; ``wait``
+timed out), 2 refused or nobody answered (``lbsim: Code: message`` and each detail below).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from lbsim.cli import render
+from lbsim.cli.changes import change_lines, list_rows
+from lbsim.cli.client import DEFAULT_API, ApiError, Client, base_url, segment, token_of
+
+EXIT_OK, EXIT_NOT_READY, EXIT_ERROR = 0, 1, 2
+POLL_S = 0.2
+
+if TYPE_CHECKING:  # the parsers' class is the lbsim parser's own
+    Sub = argparse._SubParsersAction[Any]
+
+
+def add_parsers(sub: Sub) -> None:
+    """Register the verbs on the ``lbsim`` parser's subcommands."""
+    status = _verb(sub, "status", "is the running lbsim ready, and what does it serve?")
+    status.set_defaults(run=cmd_status)
+    wait = _verb(sub, "wait", "wait until the running lbsim is ready (exit 0), or time out (1)")
+    wait.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="give up after S seconds (default: 30)",
+    )
+    wait.set_defaults(run=cmd_wait)
+    listing = _verb(sub, "list", "one row per instance: state and frontend port of each rule")
+    listing.set_defaults(run=cmd_list)
+    scale = _verb(sub, "scale", "set a scale set's capacity: instances are added or removed")
+    scale.add_argument("name", metavar="NAME", help="the scale set")
+    scale.add_argument("capacity", metavar="N", type=int, help="the new number of instances")
+    scale.set_defaults(run=cmd_scale)
+    instance = _verb(sub, "instance", "start, stop, restart or delete one instance")
+    instance.add_argument(
+        "action", choices=("start", "stop", "restart", "delete"), help="what to do"
+    )
+    instance.add_argument("name", metavar="NAME", help="the scale set")
+    instance.add_argument("instance_id", metavar="ID", type=int, help="the instance id")
+    instance.set_defaults(run=cmd_instance)
+    reload = _verb(sub, "reload", "load the template and config again and apply what changed")
+    reload.set_defaults(run=cmd_reload)
+
+
+def _verb(sub: Sub, name: str, help_text: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
+    parser.add_argument(
+        "--api",
+        metavar="URL",
+        help=f"the running lbsim's control API (default: $LBSIM_API, else {DEFAULT_API})",
+    )
+    parser.add_argument(
+        "--api-token",
+        metavar="TOKEN",
+        help="bearer token, when lbsim up has an api_token (default: $LBSIM_API_TOKEN, else none)",
+    )
+    parser.add_argument(
+        "-o", "--output", choices=("table", "json"), default="table", help="(default: table)"
+    )
+    return parser
+
+
+def _guarded(run: Callable[[argparse.Namespace, Client], int]) -> Callable[..., int]:
+    """Each verb ends in an exit code: a refusal prints its code, message and details."""
+
+    def verb(args: argparse.Namespace) -> int:
+        try:
+            client = Client(base_url(args.api), token_of(args.api_token))
+            return run(args, client)
+        except ApiError as error:
+            print("\n".join(error.lines()), file=sys.stderr)
+            return EXIT_ERROR
+
+    return verb
+
+
+@_guarded
+def cmd_status(args: argparse.Namespace, client: Client) -> int:
+    ready = client.call("GET", "/readyz", accept=(503,))
+    instances = client.get("/v1/instances")["value"]
+    ports = client.get("/v1/ports")["value"]
+    reason = None if ready.status == 200 else ready.body.get("reason")
+    states: dict[str, int] = {}
+    for item in instances:
+        states[item["state"]] = states.get(item["state"], 0) + 1
+    rules = sum(1 for p in ports if p.get("kind") == "LoadBalancingRule")
+    if args.output == "json":
+        render.dump(
+            {
+                "url": client.url,
+                "ready": reason is None,
+                "reason": reason,
+                "instances": states,
+                "natEntries": len(ports) - rules,
+                "loadBalancingRules": rules,
+            }
+        )
+    else:
+        print(f"lbsim at {client.url}: " + ("ready" if reason is None else f"not ready: {reason}"))
+        by_state = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+        print(f"instances: {len(instances)}" + (f" ({by_state})" if by_state else ""))
+        print(f"NAT entries: {len(ports) - rules}; load-balancing rules: {rules}")
+    return EXIT_OK if reason is None else EXIT_NOT_READY
+
+
+@_guarded
+def cmd_wait(args: argparse.Namespace, client: Client) -> int:
+    deadline = time.monotonic() + max(args.timeout, 0.0)
+    reason = "not asked yet"
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            ready = client.call("GET", "/readyz", timeout=max(min(left, 2.0), 0.1), accept=(503,))
+        except ApiError as error:
+            if error.code != "ApiUnreachable":
+                raise  # a wrong token will not get better by waiting
+            reason = error.message
+        else:
+            if ready.status == 200:
+                print(f"lbsim at {client.url}: ready")
+                return EXIT_OK
+            reason = str(ready.body.get("reason"))
+        if time.monotonic() + POLL_S > deadline:
+            print(f"lbsim: not ready after {args.timeout:g} s: {reason}", file=sys.stderr)
+            return EXIT_NOT_READY
+        time.sleep(POLL_S)
+
+
+@_guarded
+def cmd_list(args: argparse.Namespace, client: Client) -> int:
+    instances = client.get("/v1/instances")["value"]
+    if args.output == "json":
+        render.dump(instances)
+        return EXIT_OK
+    headers, rows = list_rows(instances)
+    print(render.table(rows, headers) if rows else "no instances")
+    return EXIT_OK
+
+
+def _report(args: argparse.Namespace, what: str, report: dict[str, Any]) -> int:
+    if args.output == "json":
+        render.dump(report)
+    else:
+        print("\n".join(change_lines(what, report)))
+    return EXIT_OK
+
+
+@_guarded
+def cmd_scale(args: argparse.Namespace, client: Client) -> int:
+    path = f"/v1/scale-sets/{segment(args.name)}/capacity"
+    report = client.change("PUT", path, {"capacity": args.capacity})
+    return _report(args, f"scale {args.name} {args.capacity}", report)
+
+
+@_guarded
+def cmd_instance(args: argparse.Namespace, client: Client) -> int:
+    path = f"/v1/scale-sets/{segment(args.name)}/instances/{args.instance_id}"
+    if args.action == "delete":
+        report = client.change("DELETE", path)
+    else:
+        report = client.change("POST", f"{path}/{args.action}")
+    return _report(args, f"{args.action} {args.name}/{args.instance_id}", report)
+
+
+@_guarded
+def cmd_reload(args: argparse.Namespace, client: Client) -> int:
+    return _report(args, "reload", client.change("POST", "/v1/reload"))
