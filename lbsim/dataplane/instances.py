@@ -3,15 +3,15 @@
 One server per (instance, backend port, transport). Each says which instance answered:
 
 - TCP port 22: an SSH identification line (RFC 4253 section 4.2) whose software version
-  names the scale set and instance, so ``ssh -v`` shows it; then it reads until the peer
-  closes (it speaks no further SSH);
+  names the instance, so ``ssh -v`` shows it; then it reads until the peer closes (it
+  speaks no further SSH);
 - TCP ports 80 and 8080, and any port an HTTP health probe checks: HTTP/1.1 (parsed by
-  h11), every request answered with a JSON body naming the scale set, instance, private IP
-  and the connection's client address;
+  h11), every request answered with a JSON body naming the instance, its private IP and
+  the connection's client address;
 - TCP port 443, and any port an HTTPS health probe checks: the same inside TLS, with a
   self-signed certificate (:mod:`lbsim.dataplane.tls`);
 - any other TCP port: one line naming the instance, then every byte echoed back;
-- UDP: every datagram echoed back, prefixed with the instance's name.
+- UDP: every datagram echoed back, prefixed with the instance (``web/1: ``).
 
 Servers run in a nursery the caller gives, on the address and port the caller gives (port
 0 picks a free one: the bound address is returned). A misbehaving client ends its own
@@ -54,16 +54,34 @@ _MAX_BANNER = 255  # RFC 4253 4.2: the identification line, CR LF included
 
 @attrs.frozen
 class InstanceIdentity:
-    """Which scale-set instance a built-in server stands in for."""
+    """Which instance a built-in server stands in for: a scale-set instance (``resource``
+    is the scale set's name and ``instance_id`` its instance id) or a standalone VM
+    (``resource`` is the VM's name, or the NIC's when no VM uses it; no instance id)."""
 
-    scale_set: str
-    instance_id: int
+    resource: str
+    instance_id: int | None = None
     private_ip: str = ""
 
     @property
+    def scale_set(self) -> str | None:
+        """The scale set's name; None for a standalone VM."""
+        return self.resource if self.instance_id is not None else None
+
+    @property
     def name(self) -> str:
-        """The instance's name as Azure spells it: ``<scale set>_<instance id>``."""
-        return f"{self.scale_set}_{self.instance_id}"
+        """The instance's name as Azure shows it: ``<scale set>_<instance id>`` for a
+        scale-set instance (its ``name`` in Azure's API), the VM's name otherwise."""
+        if self.instance_id is None:
+            return self.resource
+        return f"{self.resource}_{self.instance_id}"
+
+    @property
+    def label(self) -> str:
+        """The instance as lbsim spells it everywhere else (NAT table, ``--instance``, flow
+        logs, JSON ``backend``): ``<scale set>/<instance id>``, or the VM's name."""
+        if self.instance_id is None:
+            return self.resource
+        return f"{self.resource}/{self.instance_id}"
 
 
 @attrs.frozen
@@ -89,14 +107,23 @@ def _printable(text: str, *, spaces: bool) -> str:
 
 
 def ssh_banner(identity: InstanceIdentity) -> bytes:
-    """An RFC 4253 identification line: ``SSH-2.0-lbsim_<scale set>_<id> <comment>\\r\\n``,
-    printable ASCII, no space or minus in the software version, at most 255 bytes."""
+    """An RFC 4253 identification line: ``SSH-2.0-lbsim_<name> <comment>\\r\\n``, printable
+    ASCII, no space or minus in the software version, at most 255 bytes.
+
+    The software version keeps the name Azure gives the instance (``lbsim_web_1``,
+    ``lbsim_jumpbox``), where every other lbsim text says ``web/1``: it is the one token
+    ``ssh -v`` shows of the server, scripts and users grep for it, and Azure's own name is
+    the one a user sees in the portal. The comment spells the instance as the rest of lbsim
+    does (``lbsim instance web/1 at 10.0.0.5``)."""
     version = _printable(f"lbsim_{identity.name}", spaces=False)
-    comment = f"lbsim instance {identity.instance_id} of {identity.scale_set}"
-    if identity.private_ip:
-        comment += f" at {identity.private_ip}"
-    line = f"SSH-2.0-{version} {_printable(comment, spaces=True)}"
+    line = f"SSH-2.0-{version} {_printable(_greeting(identity), spaces=True)}"
     return line[: _MAX_BANNER - 2].encode("ascii") + b"\r\n"
+
+
+def _greeting(identity: InstanceIdentity) -> str:
+    """``lbsim instance web/1 at 10.0.0.5``: which instance answered, and its address."""
+    where = f" at {identity.private_ip}" if identity.private_ip else ""
+    return f"lbsim instance {identity.label}{where}"
 
 
 def _peer(stream: trio.SocketStream) -> tuple[str, int]:
@@ -114,8 +141,7 @@ async def _ssh(identity: InstanceIdentity, backend_port: int, stream: trio.Socke
 
 async def _echo(identity: InstanceIdentity, backend_port: int, stream: trio.SocketStream) -> None:
     """Send one line naming the instance, then echo until the peer's end of stream."""
-    where = f" ({identity.private_ip})" if identity.private_ip else ""
-    await stream.send_all(f"lbsim instance {identity.name}{where}\n".encode())
+    await stream.send_all(f"{_greeting(identity)}\n".encode())
     while data := await stream.receive_some(65536):
         await stream.send_all(data)
     await stream.send_eof()
@@ -187,6 +213,7 @@ def _describe(
 ) -> dict[str, object]:
     """The JSON body that names the instance that answered ``request``."""
     return {
+        "backend": identity.label,
         "scaleSet": identity.scale_set,
         "instanceId": identity.instance_id,
         "name": identity.name,
@@ -285,7 +312,7 @@ async def _udp_echo(
         await sock.bind(address)
         host, port = sock.getsockname()[:2]
         task_status.started((host, port))
-        prefix = f"{identity.name}: ".encode()
+        prefix = f"{identity.label}: ".encode()
         while True:
             data, client = await sock.recvfrom(65536)
             with contextlib.suppress(OSError):  # too long with the prefix, or client gone

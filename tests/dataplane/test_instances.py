@@ -56,7 +56,7 @@ def test_ssh_banner_is_always_valid(scale_set: str, instance_id: int, private_ip
 
 def test_ssh_banner_names_the_instance() -> None:
     banner = ssh_banner(InstanceIdentity("my-vmss", 3, "10.0.0.7"))
-    assert banner == b"SSH-2.0-lbsim_my_vmss_3 lbsim instance 3 of my-vmss at 10.0.0.7\r\n"
+    assert banner == b"SSH-2.0-lbsim_my_vmss_3 lbsim instance my-vmss/3 at 10.0.0.7\r\n"
 
 
 async def test_ssh_port_sends_the_banner_then_holds_the_connection(nursery: trio.Nursery) -> None:
@@ -119,6 +119,7 @@ async def test_http_ports_answer_json_naming_the_instance(
     first = json.loads(answers[0][1])
     assert answers[0][0] == 200
     assert first == {
+        "backend": "web/1",
         "scaleSet": "web",
         "instanceId": 1,
         "name": "web_1",
@@ -181,7 +182,7 @@ async def test_a_port_is_spoken_to_as_its_probe_speaks(nursery: trio.Nursery) ->
     for speaks in (None, ProbeProtocol.TCP):
         echo = await start_tcp_instance(nursery, WEB_1, 5000, port=0, probed=speaks)
         stream = await _connect(echo)
-        assert (await _read_line(stream)).startswith(b"lbsim instance web_1")
+        assert (await _read_line(stream)).startswith(b"lbsim instance web/1 ")
         await stream.aclose()
 
 
@@ -208,7 +209,7 @@ async def test_http_garbage_gets_400_and_the_server_lives_on(nursery: trio.Nurse
 async def test_other_ports_name_the_instance_then_echo(nursery: trio.Nursery) -> None:
     server = await start_tcp_instance(nursery, WEB_1, 3389, port=0)
     stream = await _connect(server)
-    assert await _read_line(stream) == b"lbsim instance web_1 (10.0.0.5)\n"
+    assert await _read_line(stream) == b"lbsim instance web/1 at 10.0.0.5\n"
     payload = bytes(range(256)) * 1000
     async with trio.open_nursery() as inner:
         inner.start_soon(lambda: _send_then_eof(stream, payload))
@@ -231,7 +232,7 @@ async def test_a_client_that_resets_does_not_stop_the_server(nursery: trio.Nurse
     await rude.send(b"x" * 1000)
     reset_socket(rude)
     polite = await _connect(server)
-    assert await _read_line(polite) == b"lbsim instance web_1 (10.0.0.5)\n"
+    assert await _read_line(polite) == b"lbsim instance web/1 at 10.0.0.5\n"
     await polite.send_all(b"still here")
     assert await polite.receive_some(100) == b"still here"
     await polite.aclose()
@@ -244,7 +245,7 @@ async def test_udp_echo_prefixes_the_instance_name(nursery: trio.Nursery) -> Non
     for message in (b"first", b"", b"third"):
         await sock.sendto(message, server.address)
         with trio.fail_after(2):
-            assert await sock.recv(65536) == b"web_1: " + message
+            assert await sock.recv(65536) == b"web/1: " + message
     sock.close()
 
 
@@ -256,5 +257,34 @@ async def test_all_starts_tcp_and_udp_on_one_port(nursery: trio.Nursery) -> None
     assert servers[0].port == servers[1].port
     assert {s.backend_port for s in servers} == {5353}
     stream = await _connect(servers[0])
-    assert await _read_line(stream) == b"lbsim instance dns_0\n"
+    assert await _read_line(stream) == b"lbsim instance dns/0\n"
+    await stream.aclose()
+
+
+JUMPBOX = InstanceIdentity("jumpbox", None, "10.0.0.4")
+
+
+def test_a_standalone_vm_is_named_by_its_vm_name() -> None:
+    assert (JUMPBOX.name, JUMPBOX.label, JUMPBOX.scale_set) == ("jumpbox", "jumpbox", None)
+    assert (WEB_1.name, WEB_1.label, WEB_1.scale_set) == ("web_1", "web/1", "web")
+    assert ssh_banner(JUMPBOX) == b"SSH-2.0-lbsim_jumpbox lbsim instance jumpbox at 10.0.0.4\r\n"
+
+
+async def test_a_standalone_vm_answers_with_its_vm_name(nursery: trio.Nursery) -> None:
+    http = await start_tcp_instance(nursery, JUMPBOX, 80, port=0)
+    stream = await _connect(http)
+    request = h11.Request(method="GET", target="/", headers=[("Host", "x")])
+    ((status, body),) = await _http_exchange(stream, request)
+    await stream.aclose()
+    described = json.loads(body)
+    assert status == 200
+    assert {k: described[k] for k in ("backend", "scaleSet", "instanceId", "name")} == {
+        "backend": "jumpbox",
+        "scaleSet": None,
+        "instanceId": None,
+        "name": "jumpbox",
+    }
+    echo = await start_tcp_instance(nursery, JUMPBOX, 3389, port=0)
+    stream = await _connect(echo)
+    assert await _read_line(stream) == b"lbsim instance jumpbox at 10.0.0.4\n"
     await stream.aclose()

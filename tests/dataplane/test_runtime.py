@@ -141,7 +141,7 @@ async def test_udp_clients_get_their_own_replies_and_idle_flows_expire() -> None
             for round_ in range(3):
                 data = b"client %d round %d" % (index, round_)
                 reply = await udp_ask(sock, (where.frontend, start + instance), data)
-                assert reply == f"vmss_{instance}: ".encode() + data
+                assert reply == f"vmss/{instance}: ".encode() + data
 
         async with trio.open_nursery() as nursery:
             for index, sock in enumerate(clients):
@@ -154,7 +154,7 @@ async def test_udp_clients_get_their_own_replies_and_idle_flows_expire() -> None
         assert trio.current_time() - asked > 0.3
         assert [s.closes for s in stats] == [{"idle-timeout": 3}, {"idle-timeout": 3}]
         again = await udp_ask(clients[0], (where.frontend, start), b"back")
-        assert again == b"vmss_0: back"
+        assert again == b"vmss/0: back"
         assert stats[0].flows_total == 4  # a new flow after the old one expired
         for sock in clients:
             sock.close()
@@ -177,11 +177,11 @@ async def test_protocol_all_forwards_tcp_and_udp_on_one_port() -> None:
             (start + 1, "Udp"),
         ]
         with await connect((where.frontend, start + 1)) as sock:
-            assert await read_line(sock) == b"lbsim instance vmss_1 (10.0.0.5)\n"
+            assert await read_line(sock) == b"lbsim instance vmss/1 at 10.0.0.5\n"
             await sock.send(b"ping\n")
             assert await read_line(sock) == b"ping\n"
         with await udp_client() as sock:
-            assert await udp_ask(sock, (where.frontend, start + 1), b"ping") == b"vmss_1: ping"
+            assert await udp_ask(sock, (where.frontend, start + 1), b"ping") == b"vmss/1: ping"
 
 
 async def test_a_denied_udp_client_gets_nothing_and_is_counted() -> None:
@@ -198,7 +198,7 @@ async def test_a_denied_udp_client_gets_nothing_and_is_counted() -> None:
             await udp_client(where.client(3)) as allowed,
             await udp_client(where.client(131)) as denied,
         ):
-            assert await udp_ask(allowed, (where.frontend, start), b"q") == b"vmss_0: q"
+            assert await udp_ask(allowed, (where.frontend, start), b"q") == b"vmss/0: q"
             for _ in range(2):
                 await denied.sendto(b"q", (where.frontend, start))
             with trio.move_on_after(0.3) as waited:

@@ -78,7 +78,7 @@ async def test_drain_ends_at_the_drain_timeout(nursery: trio.Nursery) -> None:
     assert listener_on(runtime, start).stats.closes == {"cancelled": 1}
     closes = [e for e in events if e.kind == "close"]  # a cut flow is logged too
     assert [(e.reason, e.bytes_out) for e in closes] == [
-        ("cancelled", len(b"lbsim instance vmss_0 (10.0.0.4)\n"))
+        ("cancelled", len(b"lbsim instance vmss/0 at 10.0.0.4\n"))
     ]
 
 
@@ -146,7 +146,7 @@ async def test_many_concurrent_flows_are_byte_exact() -> None:
         with await connect((where.frontend, start + instance)) as sock:
             stream = trio.SocketStream(sock)
             greeting = await read_line(sock, within=15)  # 200 flows start at once
-            assert greeting.startswith(f"lbsim instance vmss_{instance} ".encode())
+            assert greeting.startswith(f"lbsim instance vmss/{instance} ".encode())
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_send_then_eof, stream, payload)
                 digest, total = hashlib.sha256(), 0
@@ -167,7 +167,7 @@ async def test_many_concurrent_flows_are_byte_exact() -> None:
     assert sum(s.flows_total for s in stats) == count
     assert sum(s.inbound.bytes for s in stats) == sum(sizes)
     greetings = sum(
-        len(f"lbsim instance vmss_{i % 3} (10.0.0.{4 + i % 3})\n") for i in range(count)
+        len(f"lbsim instance vmss/{i % 3} at 10.0.0.{4 + i % 3}\n") for i in range(count)
     )
     assert sum(s.outbound.bytes for s in stats) == sum(sizes) + greetings
     reasons: Counter[str] = Counter()
@@ -196,7 +196,7 @@ async def test_running_out_of_descriptors_delays_accepts_but_stops_nothing() -> 
             await trio.sleep(0.3)  # lbsim's accept fails meanwhile (EMFILE)
         for sock in clients:
             with sock:
-                assert (await read_line(sock)).startswith(b"lbsim instance vmss_0 ")
+                assert (await read_line(sock)).startswith(b"lbsim instance vmss/0 ")
         assert listener_on(runtime, start).stats.flows_total == 3
 
 
@@ -217,9 +217,9 @@ async def test_running_out_of_descriptors_mid_flow_ends_that_flow_only(
             if outcome == "reset":
                 assert await ending(sock) == "reset"
             else:
-                assert (await read_line(sock)).startswith(b"lbsim instance vmss_0 ")
+                assert (await read_line(sock)).startswith(b"lbsim instance vmss/0 ")
         with await connect((where.frontend, start)) as sock:  # and lbsim lives on
-            assert (await read_line(sock)).startswith(b"lbsim instance vmss_0 ")
+            assert (await read_line(sock)).startswith(b"lbsim instance vmss/0 ")
         stats = listener_on(runtime, start).stats
         assert stats.backend_failures == (1 if outcome == "reset" else 0)
 

@@ -110,7 +110,7 @@ async def test_a_rule_on_source_ports_is_judged_for_every_connection() -> None:
                 if 41000 <= port <= 41999:
                     assert await ending(sock, within=1) == "reset"
                 else:
-                    assert (await read_line(sock)).startswith(b"lbsim instance vmss_0 ")
+                    assert (await read_line(sock)).startswith(b"lbsim instance vmss/0 ")
         assert rt.nsg_decisions == {
             ("nsg", "subnet", "UserRule_deny-some-ports", "Deny"): 2,
             ("nsg", "subnet", "UserRule_allow-all", "Allow"): 2,
@@ -123,7 +123,7 @@ async def test_without_source_port_rules_one_verdict_serves_a_source() -> None:
     async with running(the_plan, settings(where)) as rt:
         for _ in range(3):
             with await connect((where.frontend, start), where.client(3)) as sock:
-                assert (await read_line(sock)).startswith(b"lbsim instance vmss_0 ")
+                assert (await read_line(sock)).startswith(b"lbsim instance vmss/0 ")
         assert len(rt.verdicts) == 1  # one remembered verdict for three connections
         assert sum(rt.nsg_decisions.values()) == 3  # each one still counted
 
@@ -143,7 +143,7 @@ async def test_out_of_descriptors_one_accept_retry_waits_however_many_connect() 
             assert len(reactor._nursery.child_tasks) == 1  # one retry, not one per connection
         for sock in clients:
             with sock:
-                assert (await read_line(sock)).startswith(b"lbsim instance vmss_0 ")
+                assert (await read_line(sock)).startswith(b"lbsim instance vmss/0 ")
 
 
 async def test_an_ended_flow_is_freed_without_the_cyclic_collector() -> None:

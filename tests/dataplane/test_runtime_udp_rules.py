@@ -36,7 +36,7 @@ async def test_udp_rule_flows_spread_over_backends_and_stick() -> None:
             assert again.split(b":")[0] == name  # one flow, one backend
             names.add(name)
         assert len(names) > 1
-        assert names <= {b"web_0", b"web_1", b"web_2"}
+        assert names <= {b"web/0", b"web/1", b"web/2"}
         rule = next(x for x in runtime.listeners if x.entry.rule_name == "http-80")
         assert rule.protocol.value == "Udp"
         assert rule.stats.allowed == 8
