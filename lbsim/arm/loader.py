@@ -23,6 +23,7 @@ from lbsim.arm.runtime import field, full_object, runtime_properties
 from lbsim.arm.schema import validate_resource, validate_template
 from lbsim.arm.scope import Scope, TemplateState
 from lbsim.arm.sourcemap import SourceMap
+from lbsim.arm.spelling import misspelt_properties
 from lbsim.errors import LbsimError, Problem, Severity, TemplateInvalid
 from lbsim.model.deployment import Deployment, DeploymentContext
 from lbsim.pointer import Pointer
@@ -206,6 +207,9 @@ class Loader:
         for v in validate_resource(_without_nulls(body)):
             at = self.sourcemap.locate(body, v.path, resource.at)
             self.problems.append(Problem(v.code, v.message, at, resource.file))
+        for v in misspelt_properties(body):  # Azure ignores them: a warning, not an error
+            at = self.sourcemap.locate(body, v.path, resource.at)
+            self.problems.append(Problem(v.code, v.message, at, resource.file, Severity.WARNING))
 
     # --- what expressions ask of the loader -------------------------------------------------------
     def find(self, name_or_id: str) -> ExpandedResource | None:

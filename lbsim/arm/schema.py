@@ -59,6 +59,13 @@ def validate_resource(resource: Mapping[str, Any]) -> list[SchemaViolation]:
     return _validate(uri, resource, "The resource") if uri else []
 
 
+def resource_schema(kind: Any) -> dict[str, Any] | None:
+    """The schema of resource type ``kind`` (any letter case), its ``$ref`` inlined; None if
+    lbsim has none."""
+    uri = _store().by_type.get(kind.lower()) if isinstance(kind, str) else None
+    return _validator(uri).schema if uri else None
+
+
 def validate_template(raw: Any) -> list[SchemaViolation]:
     """Check the structure of a raw template (before its expressions are evaluated). A
     template with an ``apiProfile`` may leave out its resources' ``apiVersion``: the

@@ -15,7 +15,18 @@ from lbsim.arm.jsontext import load_json_text
 from lbsim.arm.placeholders import placeholder_value
 from lbsim.errors import Problem, TemplateInvalid
 from lbsim.pointer import Pointer
-from tests.unit.templates import load, parameters_file, problems_of, template
+from tests.unit.templates import (
+    lb_rule,
+    load,
+    nat_pool,
+    nat_rule,
+    nsg,
+    parameters_file,
+    problems_of,
+    security_rule,
+    template,
+    vmss_behind_lb,
+)
 
 Json = dict[str, Any]
 
@@ -460,4 +471,119 @@ def test_a_language_version_2_template_sees_the_documented_subset() -> None:
             "template": {"contentVersion": "1.0.0.0"},
             "templateLink": {"uri": "file:///t/azuredeploy.json"},
         },
+    }
+
+
+# --- 5. misspelt property names ---------------------------------------------------------------
+def misspelt(doc: Json) -> dict[str, str]:
+    """The UnknownPropertyName warnings of ``doc``: pointer -> message."""
+    deployment = load(doc)
+    return {str(w.at): w.message for w in deployment.warnings if w.code == "UnknownPropertyName"}
+
+
+def test_a_misspelt_nat_pool_property_is_a_warning_with_a_suggestion() -> None:
+    pool = nat_pool("ssh", 50000, 50119, 22)
+    pool["properties"]["idleTimeoutInMinuts"] = 4
+    pool["propertes"] = {}
+    doc = vmss_behind_lb(2, nat_pools=[pool])
+    assert misspelt(doc) == {
+        "/resources/2/properties/inboundNatPools/0/properties/idleTimeoutInMinuts": (
+            "'idleTimeoutInMinuts' is not a property of inboundNatPools; did you mean "
+            "'idleTimeoutInMinutes'? Azure ignores properties it does not know, so this one "
+            "has no effect."
+        ),
+        "/resources/2/properties/inboundNatPools/0/propertes": (
+            "'propertes' is not a property of inboundNatPools; did you mean 'properties'? "
+            "Azure ignores properties it does not know, so this one has no effect."
+        ),
+    }
+
+
+def test_a_misspelt_required_property_is_an_error_and_named_as_a_warning() -> None:
+    pool = nat_pool("ssh", 50000, 50119, 22)
+    pool["properties"]["frontendPortRangeStrat"] = pool["properties"].pop("frontendPortRangeStart")
+    problems = problems_of(vmss_behind_lb(2, nat_pools=[pool]))
+    at = "/resources/2/properties/inboundNatPools/0/properties"
+    assert {(p.code, str(p.at)) for p in problems} == {
+        ("InvalidLoadBalancerPort", f"{at}/frontendPortRangeStart")
+    }
+    pool["properties"]["frontendPortRangeStart"] = 50000  # now valid: only the warning stays
+    warnings = misspelt(vmss_behind_lb(2, nat_pools=[pool]))
+    assert warnings[f"{at}/frontendPortRangeStrat"].startswith(
+        "'frontendPortRangeStrat' is not a property of inboundNatPools; did you mean "
+        "'frontendPortRangeStart'?"
+    )
+
+
+def test_misspelt_names_are_found_in_every_object_that_is_checked() -> None:
+    rule = security_rule("ssh", 100, port="22")
+    rule["properties"]["destinationPortRnage"] = "22"
+    doc = vmss_behind_lb(2)
+    balancer = doc["resources"][2]
+    balancer["properties"]["frontendIPConfigurations"][0]["properties"]["publicIPAdress"] = {}
+    web, nat = lb_rule("web", 80, 80), nat_rule("r", 22, port=50200)
+    web["properties"]["backendPrt"] = 80
+    nat["properties"]["enableTcpRest"] = True
+    balancer["properties"]["loadBalancingRules"] = [web]
+    balancer["properties"]["inboundNatRules"] = [nat]
+    balancer["properties"]["probes"] = [
+        {"name": "p", "properties": {"protocol": "Tcp", "port": 80, "intervalInSecond": 5}}
+    ]
+    profile = doc["resources"][3]["properties"]["virtualMachineProfile"]["networkProfile"]
+    profile["healthProbes"] = {}
+    nic = profile["networkInterfaceConfigurations"][0]["properties"]
+    nic["enableAcceleratedNetworkng"] = True
+    nic["ipConfigurations"][0]["properties"]["loadBalancerInboundNatPool"] = []
+    doc["resources"].append(nsg("nsg", rule))
+    found = misspelt(doc)
+    owners = {
+        pointer.rsplit("/", 1)[-1]: message.split(";")[0] for pointer, message in found.items()
+    }
+    assert owners == {
+        "publicIPAdress": "'publicIPAdress' is not a property of frontendIPConfigurations",
+        "backendPrt": "'backendPrt' is not a property of loadBalancingRules",
+        "intervalInSecond": "'intervalInSecond' is not a property of probes",
+        "enableTcpRest": "'enableTcpRest' is not a property of inboundNatRules",
+        "healthProbes": "'healthProbes' is not a property of networkProfile",
+        "enableAcceleratedNetworkng": (
+            "'enableAcceleratedNetworkng' is not a property of networkInterfaceConfigurations"
+        ),
+        "loadBalancerInboundNatPool": (
+            "'loadBalancerInboundNatPool' is not a property of ipConfigurations"
+        ),
+        "destinationPortRnage": "'destinationPortRnage' is not a property of securityRules",
+    }
+
+
+def test_known_azure_properties_and_unrelated_names_give_no_warning() -> None:
+    pool = nat_pool("ssh", 50000, 50119, 22)
+    pool["properties"]["provisioningState"] = "Succeeded"  # Azure's, not checked by lbsim
+    pool["properties"]["ENABLETCPRESET"] = True  # names match in any letter case
+    pool["properties"]["comment"] = "far from every known name"
+    doc = vmss_behind_lb(2, nat_pools=[pool])
+    nic = doc["resources"][3]["properties"]["virtualMachineProfile"]["networkProfile"]
+    nic["networkInterfaceConfigurations"][0]["properties"]["deleteOption"] = "Delete"
+    assert misspelt(doc) == {}
+
+
+def test_a_misspelt_name_in_a_child_security_rule_is_found() -> None:
+    child: Json = {
+        "type": "Microsoft.Network/networkSecurityGroups/securityRules",
+        "apiVersion": "2023-09-01",
+        "name": "nsg/ssh",
+        "dependsOn": ["[resourceId('Microsoft.Network/networkSecurityGroups', 'nsg')]"],
+        "properties": {**security_rule("ssh", 200)["properties"], "sourcePortRanges ": ["1"]},
+    }
+    child["properties"]["priorty"] = 300
+    doc = template(nsg("nsg"), child)
+    assert misspelt(doc) == {
+        "/resources/1/properties/priorty": (
+            "'priorty' is not a property of securityRules; did you mean 'priority'? Azure "
+            "ignores properties it does not know, so this one has no effect."
+        ),
+        "/resources/1/properties/sourcePortRanges ": (
+            "'sourcePortRanges ' is not a property of securityRules; did you mean "
+            "'sourcePortRanges'? Azure ignores properties it does not know, so this one has no "
+            "effect."
+        ),
     }
