@@ -186,7 +186,7 @@ _MAPS = {
     "frontends": "--frontend NAME=ADDRESS: bind a frontend (LB/NAME or NAME) to an address",
     "sources": "--source LOCAL=PRESENTED: the NSGs see clients from LOCAL as PRESENTED",
     "backends": "--backend SCALESET=PATTERN: local services serve a scale set's instances",
-    "links": "--link URL=FILE: read the linked template at URL (a URL/ prefix: a folder) from FILE",
+    "links": "--link URL=FILE: read a linked template (a URL ending in /: a folder) from FILE",
 }
 _KNOWN = [key for s in SETTINGS for key in s.keys] + list(_MAPS)
 
@@ -211,6 +211,7 @@ class UpConfig:
     values: Mapping[str, Any]
     frontends: Mapping[str, str]
     runtime: RuntimeSettings
+    links: Mapping[str, str] = attrs.Factory(dict)  # linked templates' URLs -> local files
 
 
 def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> UpConfig:
@@ -235,7 +236,7 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
         explain_nsg=values["flow_log_dir"] is not None,
         tcp_engine=TcpEngine(values["tcp_engine"]),
     )
-    return UpConfig(values, maps["frontends"], runtime)
+    return UpConfig(values, maps["frontends"], runtime, maps["links"])
 
 
 def _value(
@@ -349,7 +350,10 @@ def _read_file(path: str) -> dict[str, Any]:
     for name in _MAPS:
         if name in data and not isinstance(data[name], dict):
             raise ConfigError("InvalidConfigFile", f"{path}: [{name}] is a table.")
-    return data
+    # a linked template's local copy is named relative to the config file, as its folder
+    # usually sits beside the templates
+    links = {url: str(Path(path).parent / str(f)) for url, f in data.get("links", {}).items()}
+    return {**data, "links": links} if links else data
 
 
 def _check_keys(data: Mapping[str, Any], known: list[str] | tuple[str, ...], where: str) -> None:

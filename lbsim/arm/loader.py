@@ -17,7 +17,8 @@ from lbsim.arm import parameters as params
 from lbsim.arm.binding import Binder, user_functions
 from lbsim.arm.context import Placeholder, RuntimeObject
 from lbsim.arm.convert import convert
-from lbsim.arm.nested import nested_state, nested_template, outputs
+from lbsim.arm.nested import in_deployments, nested_state, nested_template, outputs
+from lbsim.arm.order import settle
 from lbsim.arm.resources import DEPLOYMENTS, ExpandedResource, declared_resources, expand
 from lbsim.arm.runtime import field, full_object, runtime_properties
 from lbsim.arm.schema import validate_resource, validate_template
@@ -25,7 +26,7 @@ from lbsim.arm.scope import Scope, TemplateState
 from lbsim.arm.sourcemap import SourceMap
 from lbsim.arm.spelling import misspelt_properties
 from lbsim.errors import LbsimError, Problem, Severity, TemplateInvalid
-from lbsim.model.deployment import Deployment, DeploymentContext
+from lbsim.model.deployment import Deployment, DeploymentContext, NotEmulatedResource
 from lbsim.pointer import Pointer
 
 LOAD_BALANCERS = "microsoft.network/loadbalancers"
@@ -80,15 +81,23 @@ class Loader:
         self._check(self.problems)
         self._expand_template(root)
         self._expand_deployments()
+        deployed = self._settle()
         self._evaluate_all()
         results = outputs(root, self.problems)
-        deployment, found = convert(self.resources, self.sourcemap, self.public_ip_address)
+        deployment, found = convert(deployed, self.sourcemap, self.public_ip_address)
         # a value the schemas already rejected is not reported again by the conversion
         known = {(p.file, p.at) for p in self.problems if p.severity is Severity.ERROR}
         self.problems += [p for p in found if (p.file, p.at) not in known]
+        self.problems = in_deployments(self.problems, self.resources)
         self._check(self.problems)
+        unresolved = [  # a linked template lbsim has no copy of
+            NotEmulatedResource(r.type, r.name, at=r.at)
+            for r in deployed
+            if r.type_key == DEPLOYMENTS and r.nested is None
+        ]
         return attrs.evolve(
             deployment,
+            not_emulated=(*deployment.not_emulated, *unresolved),
             context=self.options.context,
             warnings=tuple(self._warnings()),
             outputs=tuple((name, o["value"]) for name, o in results.items()),
@@ -175,6 +184,12 @@ class Loader:
         except LbsimError as error:
             self.problems.append(error.problem(resource.file))
 
+    def _settle(self) -> list[ExpandedResource]:
+        """The resources to convert: one per id, the last deployed (see lbsim.arm.order)."""
+        deployed = settle(self.resources)
+        self._by_id.update({r.id.lower(): r for r in deployed if not r.existing})
+        return deployed
+
     def _evaluate_all(self) -> None:
         balancers = [r for r in self.resources if r.type_key == LOAD_BALANCERS]
         for resource in balancers:
@@ -216,8 +231,9 @@ class Loader:
         key = name_or_id.lower()
         if key in self._by_id:
             return self._by_id[key]
-        matches = self._by_name.get(key, [])
-        return matches[0] if len(matches) == 1 else None
+        # a resource deployed twice is one resource: the definition that stays
+        ids = {r.id.lower() for r in self._by_name.get(key, [])}
+        return self._by_id[ids.pop()] if len(ids) == 1 else None
 
     def reference(self, name_or_id: str, full: bool, scope: Scope) -> Any:
         resource = self.find(name_or_id)

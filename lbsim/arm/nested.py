@@ -3,14 +3,16 @@ outer expression scope, and linked templates that resolve to a local file."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import attrs
 
 from lbsim.arm.deepeval import copy_count, evaluate_value
+from lbsim.arm.order import chain
 from lbsim.arm.scope import Scope, TemplateState
-from lbsim.errors import LbsimError, Problem, Severity
+from lbsim.errors import LbsimError, Problem, Severity, TemplateInvalid
 from lbsim.pointer import Pointer
 
 if TYPE_CHECKING:
@@ -32,34 +34,64 @@ def nested_template(
         target = link.get("relativePath") or link.get("uri") or link.get("id")
     if not isinstance(target, str):
         return None
-    found = loader.resolve_link(target, deployment.file)
-    chain = _documents(deployment.scope.state)
-    if found is not None and (found[1] in chain or len(chain) > MAX_DEPTH):
-        loader.problems.append(
-            Problem(
-                "LinkedTemplateCycle",
-                f"The linked template '{target}' of deployment '{deployment.name}' resolves to "
-                f"{found[1]}, which is already being deployed (or nesting passes {MAX_DEPTH} "
-                "levels); its resources are not emulated.",
-                deployment.at / "properties" / "templateLink",
-                deployment.file,
-                Severity.WARNING,
-            )
+    found = _resolve(loader, deployment, target)
+    if found is None:
+        return None
+    if is_remote(target):
+        _warn(
+            loader,
+            deployment,
+            "LinkedTemplateMapped",
+            f"The linked template of deployment '{deployment.name}' is read from a local "
+            f"file: {target} -> {found[1]}.",
+        )
+    return found[0], found[1], Pointer.root(found[1])
+
+
+def is_remote(target: str) -> bool:
+    """A link by URL (https://...), as opposed to a ``file:`` URI or a relative path."""
+    scheme = urlsplit(target).scheme.lower()
+    return "://" in target and scheme not in ("", "file")
+
+
+def _resolve(loader: Loader, deployment: ExpandedResource, target: str) -> tuple[Any, str] | None:
+    """The linked template's local copy, or None after a warning that says why not."""
+    try:
+        found = loader.resolve_link(target, deployment.file)
+    except TemplateInvalid as error:  # the local copy is not valid JSON: its own file's errors
+        loader.problems.extend(error.problems)
+        return None
+    except LbsimError as error:  # the link map names a file that cannot be read
+        at = deployment.at / "properties" / "templateLink"
+        loader.problems.append(Problem(error.code, error.message, at, deployment.file))
+        return None
+    documents = _documents(deployment.scope.state)
+    if found is not None and (found[1] in documents or len(documents) > MAX_DEPTH):
+        _warn(
+            loader,
+            deployment,
+            "LinkedTemplateCycle",
+            f"The linked template '{target}' of deployment '{deployment.name}' resolves to "
+            f"{found[1]}, which is already being deployed (or nesting passes {MAX_DEPTH} "
+            "levels); its resources are not emulated.",
         )
         return None
     if found is None:
-        loader.problems.append(
-            Problem(
-                "LinkedTemplateNotFound",
-                f"The linked template '{target}' of deployment '{deployment.name}' is not a "
-                "file beside the template; its resources are not emulated.",
-                deployment.at / "properties" / "templateLink",
-                deployment.file,
-                Severity.WARNING,
-            )
+        where = "local copy at the same path" if is_remote(target) else "local file there"
+        _warn(
+            loader,
+            deployment,
+            "LinkedTemplateNotFound",
+            f"The linked template '{target}' of deployment '{deployment.name}' has no "
+            f"{where} under the folder of {deployment.file or 'the template'} "
+            "(map a URL with --link URL=FILE); its resources are not emulated.",
         )
-        return None
-    return found[0], found[1], Pointer.root(found[1])
+    return found
+
+
+def _warn(loader: Loader, deployment: ExpandedResource, code: str, message: str) -> None:
+    at = deployment.at / "properties" / "templateLink"
+    loader.problems.append(Problem(code, message, at, deployment.file, Severity.WARNING))
 
 
 MAX_DEPTH = 10
@@ -148,3 +180,33 @@ def _output(decl: Any, scope: Scope, at: Pointer) -> Any:
             for i in range(count)
         ]
     return evaluate_value(decl.get("value"), scope, at / "value") if "value" in decl else _SKIPPED
+
+
+def in_deployments(
+    problems: Sequence[Problem], resources: Sequence[ExpandedResource]
+) -> list[Problem]:
+    """Each problem in the file its pointer points into, and, when it lies inside a nested or
+    linked deployment, with that deployment's chain of names (outer to inner): the same
+    linked file may be deployed by several deployments, with other parameters."""
+    states = {id(r.scope.state): r.scope.state for r in resources}
+    states.update({id(r.nested): r.nested for r in resources if r.nested is not None})
+    return [_placed(p, list(states.values())) for p in problems]
+
+
+def _placed(problem: Problem, states: list[TemplateState]) -> Problem:
+    at = problem.at
+    if at is None:
+        return problem
+    document = at.document or problem.file
+    if document != problem.file:
+        problem = attrs.evolve(problem, file=document)
+    inside = [s for s in states if s.file == document and at.parts[: len(s.base)] == s.base.parts]
+    if not inside:
+        return problem
+    depth = max(len(s.base) for s in inside)
+    chains = {" > ".join(f"'{n}'" for n in chain(s)) for s in inside if len(s.base) == depth}
+    chains.discard("")
+    if not chains:
+        return problem
+    where = " or ".join(sorted(chains))
+    return attrs.evolve(problem, message=f"{problem.message} (in deployment {where})")

@@ -682,12 +682,10 @@ def test_linked_template_is_resolved_and_its_pointers_name_its_file() -> None:
         "/resources/0",
         "nested/nsg.json",
     )
-    (warning,) = deployment.warnings
-    assert (warning.code, str(warning.at), warning.file) == (
-        "LinkedTemplateNotFound",
-        "/resources/1/properties/templateLink",
-        "azuredeploy.json",
-    )
+    assert [(w.code, str(w.at), w.file) for w in deployment.warnings] == [
+        ("LinkedTemplateMapped", "/resources/0/properties/templateLink", "azuredeploy.json"),
+        ("LinkedTemplateNotFound", "/resources/1/properties/templateLink", "azuredeploy.json"),
+    ]
 
 
 def test_error_in_a_linked_template_names_the_linked_file() -> None:
