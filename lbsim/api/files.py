@@ -57,9 +57,8 @@ def load(
     links: Mapping[str, str] | None = None,
 ) -> Loaded:
     """Read, load and plan the template the arguments name. ``links`` maps linked templates'
-    URLs to files (default: the ``--link`` arguments)."""
-    if links is None:
-        links = parse_links(getattr(args, "links", None) or [])
+    URLs to files (the config file's ``[links]``); the ``--link`` arguments take precedence."""
+    links = {**(links or {}), **parse_links(getattr(args, "links", None) or [])}
     template = read_json(args.template)
     params_file = read_json(args.parameters) if args.parameters else None
     options = LoadOptions(

@@ -34,6 +34,15 @@ def _template_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="give parameters without a value a placeholder that meets their constraints",
     )
+    parser.add_argument(
+        "--link",
+        dest="links",
+        action="append",
+        default=[],
+        metavar="URL=FILE",
+        help="read the linked template at URL from FILE (a URL ending in / maps a folder; "
+        "repeatable)",
+    )
     ctx = parser.add_argument_group("deployment context")
     ctx.add_argument("--subscription-id", default="00000000-0000-0000-0000-000000000000")
     ctx.add_argument("--tenant-id", default="00000000-0000-0000-0000-000000000000")

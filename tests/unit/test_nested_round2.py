@@ -34,6 +34,7 @@ from lbsim.api.config import resolve
 from lbsim.api.files import Loaded
 from lbsim.api.files import load as load_files
 from lbsim.api.links import LinkResolver, parse_links
+from lbsim.cli import main
 from lbsim.control.plan import plan
 from lbsim.errors import ConfigError, Problem, TemplateInvalid
 from lbsim.model import Deployment
@@ -410,3 +411,31 @@ def _root_problems(doc: Json) -> tuple[Problem, ...]:
     with pytest.raises(TemplateInvalid) as caught:
         load(doc)
     return caught.value.problems
+
+
+# --- the command line ---------------------------------------------------------------------------
+def test_lbsim_ports_reads_a_mapped_link_and_names_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    local = _write(tmp_path / "copies" / "lb.json", template(LB_TWO_RULES))
+    url = "https://a.invalid/templates/lb.json"
+    doc = template(public_ip(), vnet(), _nic("ssh"), _linked("lb", {"uri": url}))
+    path = _write(tmp_path / "main.json", doc)
+    code = main(["ports", str(path), "--link", f"{url}={local}", "-o", "json"])
+    out, err = capsys.readouterr()
+    assert code == 0
+    rows = [(r["ruleName"], r["frontendPort"], r.get("backendIPAddress")) for r in json.loads(out)]
+    assert rows == [("rdp", 3389, None), ("ssh", 2222, "10.0.0.4")]
+    assert "LinkedTemplateMapped: The linked template of deployment 'lb' is read from a " in err
+    assert f"{url} -> {local}" in err
+
+
+def test_lbsim_validate_lists_an_unmapped_link_as_not_emulated(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write(tmp_path / "lb.json", template(LB_TWO_RULES))  # the same name, another path
+    path = _linking(tmp_path, "https://a.invalid/templates/lb.json")
+    assert main(["validate", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert "not emulated: Microsoft.Resources/deployments (1)" in out
+    assert f"{path}#/resources/0/properties/templateLink: LinkedTemplateNotFound" in err
