@@ -67,7 +67,11 @@ def _verb(sub: Sub, name: str, help_text: str) -> argparse.ArgumentParser:
         help="bearer token, when lbsim up has an api_token (default: $LBSIM_API_TOKEN, else none)",
     )
     parser.add_argument(
-        "-o", "--output", choices=("table", "json"), default="table", help="(default: table)"
+        "-o",
+        "--output",
+        choices=("table", "json"),
+        default="table",
+        help="how to print the result (default: table)",
     )
     return parser
 

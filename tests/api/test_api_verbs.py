@@ -202,6 +202,6 @@ def test_every_option_has_help_with_its_default(
     text = " ".join(capsys.readouterr().out.split())
     assert "--api URL the running lbsim's control API (default: $LBSIM_API, else" in text
     assert "(default: $LBSIM_API_TOKEN, else none)" in text
-    assert "-o {table,json}, --output {table,json} (default: table)" in text
+    assert "--output {table,json} how to print the result (default: table)" in text
     if verb == "wait":
         assert "--timeout S give up after S seconds (default: 30)" in text
