@@ -35,7 +35,7 @@ UP_HEADERS = ("FRONTEND", "PROTOCOL", "RULE", "INSTANCE", "BACKEND PORT", "BACKE
 
 def cmd_up(args: argparse.Namespace) -> int:
     config = resolve(args)
-    loaded = load(args, frontends=dict(config.frontends))
+    loaded = load(args, frontends=dict(config.frontends), links=config.links)
     render.problems(loaded.warnings, prefix="warning: ")
     try:
         if config.runtime.tcp_engine is TcpEngine.REACTOR:

@@ -439,3 +439,15 @@ def test_lbsim_validate_lists_an_unmapped_link_as_not_emulated(
     out, err = capsys.readouterr()
     assert "not emulated: Microsoft.Resources/deployments (1)" in out
     assert f"{path}#/resources/0/properties/templateLink: LinkedTemplateNotFound" in err
+
+
+def test_the_config_files_links_reach_the_loader_under_the_link_arguments(tmp_path: Path) -> None:
+    """``lbsim up`` passes its config's links to ``load``; a ``--link`` for the same URL wins."""
+    url = "https://a.invalid/templates/nsg.json"
+    from_config = _write(tmp_path / "config-copy.json", NSG_TEMPLATE)
+    from_flag = _write(tmp_path / "flag-copy.json", NSG_TEMPLATE)
+    path = _linking(tmp_path, url)
+    by_config = load_files(_args(path), links={url: str(from_config)})
+    assert f"{url} -> {from_config}" in by_config.warnings[0].message
+    by_flag = load_files(_args(path, f"{url}={from_flag}"), links={url: str(from_config)})
+    assert f"{url} -> {from_flag}" in by_flag.warnings[0].message
