@@ -1,4 +1,5 @@
-"""``lbsim up``: load, plan, and run the load balancer until SIGINT or SIGTERM."""
+"""``lbsim up``: load, plan, and run the load balancer (and its control API) until SIGINT or
+SIGTERM; SIGHUP reloads the template, parameters and config."""
 
 from __future__ import annotations
 
@@ -8,25 +9,21 @@ import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import trio
-from prometheus_client import CollectorRegistry, start_http_server
 
-from lbsim.api.config import UpConfig, resolve
-from lbsim.api.files import Loaded, load
+from lbsim.api.config import resolve
+from lbsim.api.handle import ChangeReport
+from lbsim.api.session import Session, Source
 from lbsim.cli import render
 from lbsim.dataplane import host
-from lbsim.dataplane.events import RecordSink, as_events, fanout
 from lbsim.dataplane.listeners import Listener
 from lbsim.dataplane.runtime import Runtime
 from lbsim.dataplane.settings import TcpEngine
-from lbsim.errors import ConfigError, LbsimError
-from lbsim.observe.flowlogs import FlowLogWriter
-from lbsim.observe.logs import LogWriter
-from lbsim.observe.metrics import RuntimeCollector
+from lbsim.errors import ConfigError, LbsimError, TemplateInvalid
 
 _GC_YOUNG_THRESHOLD = 10_000  # allocations between passes of the young generation (see _up)
 
@@ -35,13 +32,13 @@ UP_HEADERS = ("FRONTEND", "PROTOCOL", "RULE", "INSTANCE", "BACKEND PORT", "BACKE
 
 def cmd_up(args: argparse.Namespace) -> int:
     config = resolve(args)
-    loaded = load(args, frontends=dict(config.frontends), links=config.links)
-    render.problems(loaded.warnings, prefix="warning: ")
+    session = Session(Source.from_args(args), config, config_args=args)
+    render.problems(session.warnings, prefix="warning: ")
     try:
         if config.runtime.tcp_engine is TcpEngine.REACTOR:
-            host.run(_up, loaded, config)  # the reactor owns the thread, trio is its guest
+            host.run(_up, session)  # the reactor owns the thread, trio is its guest
         else:
-            trio.run(_up, loaded, config)
+            trio.run(_up, session)
     except BaseExceptionGroup as group:
         raise _lbsim_error(group) from None
     return 0
@@ -55,97 +52,91 @@ def _lbsim_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return error if error is not None else group
 
 
-def _sinks(config: UpConfig) -> tuple[RecordSink, list[Callable[[], Awaitable[None]]]]:
-    """Where flow events go (the log lines, and the NSG flow logs if asked for), and the
-    tasks that write them out."""
-    values = config.values
-    sinks: list[RecordSink] = []
-    tasks: list[Callable[[], Awaitable[None]]] = []
-    if values["log_flows"]:
-        log = LogWriter(values["log_format"])
-        sinks.append(log.take)
-        tasks.append(log.run)
-    if values["flow_log_dir"] is not None:
-        interval = values["flow_log_interval_seconds"]
-        flow_logs = FlowLogWriter(Path(values["flow_log_dir"]), interval)
-        sinks.append(as_events(flow_logs))
-        tasks.append(flow_logs.run)
-    return fanout(*sinks), tasks
-
-
-async def _up(loaded: Loaded, config: UpConfig) -> None:
-    sink, writers = _sinks(config)
-    runtime = Runtime(loaded.plan, config.runtime, sink)
-    metrics = None
-    try:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async with trio.open_nursery() as nursery:
-                for write in writers:
-                    nursery.start_soon(write)
-                await nursery.start(_run_until_drained, runtime, nursery.cancel_scope)
-                # The template, plan and listeners live until the end: out of the cyclic
-                # collector's way, its passes stay short while traffic flows. Relayed flows
-                # leave no cycles (reference counting frees them), so the collector has only
-                # the odd cycle of a slow path to find: it runs after 10,000 allocations
-                # rather than 700 (at 700 it cost ~2 us a connection, finding nothing).
-                gc.freeze()
-                gc.set_threshold(_GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
-                metrics = _start_metrics(runtime, config)
-                _announce(runtime, config, metrics[0] if metrics else None)
-                nursery.start_soon(_on_signals, signals, runtime, nursery.cancel_scope)
-    finally:  # after the drain: metrics stay up while flows finish, and shutdown() blocks
-        if metrics:
-            metrics[1].shutdown()
-            metrics[1].server_close()
+async def _up(session: Session) -> None:
+    signals_wanted = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    with trio.open_signal_receiver(*signals_wanted) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(_run_until_drained, session, nursery.cancel_scope)
+            # The template, plan and listeners live until the end: out of the cyclic
+            # collector's way, its passes stay short while traffic flows. Relayed flows
+            # leave no cycles (reference counting frees them), so the collector has only
+            # the odd cycle of a slow path to find: it runs after 10,000 allocations
+            # rather than 700 (at 700 it cost ~2 us a connection, finding nothing).
+            gc.freeze()
+            gc.set_threshold(_GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+            _announce(session)
+            nursery.start_soon(_on_signals, signals, session, nursery.cancel_scope)
 
 
 async def _run_until_drained(
-    runtime: Runtime, done: trio.CancelScope, *, task_status: trio.TaskStatus[Runtime]
+    session: Session, done: trio.CancelScope, *, task_status: trio.TaskStatus[Session]
 ) -> None:
-    await runtime.run(task_status=task_status)
+    await session.run(task_status=task_status)
     done.cancel()  # drained: stop listening for signals too
 
 
 async def _on_signals(
-    signals: AsyncIterator[int], runtime: Runtime, everything: trio.CancelScope
+    signals: AsyncIterator[int], session: Session, everything: trio.CancelScope
 ) -> None:
-    """The first SIGINT/SIGTERM drains; a second one stops at once (open flows are reset)."""
+    """SIGHUP reloads; the first SIGINT/SIGTERM drains; a second one stops at once (open
+    flows are reset)."""
     async for signum in signals:
         name = signal.Signals(signum).name
-        if not runtime.stopping:
+        if signum == signal.SIGHUP:
+            await reload_and_report(session, name)
+        elif not session.runtime.stopping:
             print(f"lbsim: {name}: draining (again to stop at once)", file=sys.stderr)
-            runtime.stop()
+            session.shutdown()
         else:
             print(f"lbsim: {name}: stopping now", file=sys.stderr)
             everything.cancel()
             return
 
 
-def _start_metrics(runtime: Runtime, config: UpConfig) -> tuple[str, Any] | None:
-    port, address = config.values["metrics_port"], config.values["metrics_address"]
-    if port == 0:
-        return None
-    registry = CollectorRegistry()
-    registry.register(RuntimeCollector(runtime))
+async def reload_and_report(session: Session, why: str) -> None:
+    """Reload (on SIGHUP or a file change) and say what changed, or every error."""
     try:
-        server, _thread = start_http_server(port, addr=address, registry=registry)
-    except OSError as error:
-        raise ConfigError(
-            "MetricsBindFailed", f"cannot serve metrics on {address}:{port}: {error.strerror}"
-        ) from None
-    host = f"[{address}]" if ":" in address else address
-    return f"http://{host}:{server.server_port}/metrics", server
+        report = await session.reload()
+    except TemplateInvalid as error:
+        print(f"lbsim: {why}: reload refused, the old plan runs on:", file=sys.stderr)
+        render.problems(error.problems)
+        return
+    except LbsimError as error:
+        print(f"lbsim: {why}: reload refused: {error}", file=sys.stderr)
+        return
+    print(f"lbsim: {why}: reloaded: {describe(report)}", file=sys.stderr, flush=True)
 
 
-def _announce(runtime: Runtime, config: UpConfig, metrics_url: str | None) -> None:
-    ready_file = config.values["ready_file"]
+def describe(report: ChangeReport) -> str:
+    """A change report in one line."""
+    if report.empty:
+        return "nothing changed"
+    parts = [
+        f"{label} {', '.join(items)}"
+        for label, items in (
+            ("instances added", report.instances_added),
+            ("instances removed", report.instances_removed),
+            ("instances changed", report.instances_changed),
+            ("NSGs changed", [n.rsplit("/", 1)[-1] for n in report.nsgs_changed]),
+        )
+        if items
+    ]
+    parts += [f"{len(report.added)} listeners opened"] if report.added else []
+    parts += [f"{len(report.removed)} listeners closed"] if report.removed else []
+    return "; ".join(parts)
+
+
+def _announce(session: Session) -> None:
+    runtime, api = session.runtime, session.api_url
+    metrics_url = f"{api}/metrics" if api else None
+    ready_file = session.config.values["ready_file"]
     if ready_file:  # first: a file that cannot be written is an error before "ready"
-        _write_ready_file(Path(ready_file), runtime, metrics_url)
+        _write_ready_file(Path(ready_file), runtime, api, metrics_url)
     listeners = runtime.listeners
     builtin = len({s.identity.name for s in runtime.instances})
     print(
         f"lbsim: ready listeners={len(listeners)} builtin_instances={builtin} "
-        f"metrics={metrics_url or 'off'}",
+        f"metrics={metrics_url or 'off'} api={api or 'off'}",
         flush=True,
     )
     rows = [_row(listener) for listener in listeners]
@@ -191,9 +182,12 @@ def listener_json(listener: Listener) -> dict[str, Any]:
     }
 
 
-def _write_ready_file(path: Path, runtime: Runtime, metrics_url: str | None) -> None:
+def _write_ready_file(
+    path: Path, runtime: Runtime, api: str | None, metrics_url: str | None
+) -> None:
     data = {
         "pid": os.getpid(),
+        "api": api,
         "metrics": metrics_url,
         "listeners": [listener_json(listener) for listener in runtime.listeners],
     }

@@ -38,6 +38,7 @@ FRONTEND = "127.0.95.1"  # away from 127.0.0.1, where a demo may be running
 ALLOWED, DENIED = "127.96.0.7", "127.96.1.9"  # presented as 203.0.113.7 and 198.51.100.9
 READY = re.compile(
     r"lbsim: ready listeners=3 builtin_instances=3 metrics=http://127\.0\.0\.1:(\d+)/metrics"
+    r" api=http://127\.0\.0\.1:\1"
 )
 CONFIG = f"""
 drain_seconds = 3
@@ -274,7 +275,8 @@ def test_up_with_the_metrics_port_taken_exits_2(tmp_path: Path) -> None:
     assert done.returncode == 2
     where = f"127.0.0.1:{port}"
     assert done.stderr.splitlines() == [
-        f"lbsim: MetricsBindFailed: cannot serve metrics on {where}: Address already in use"
+        f"lbsim: ApiBindFailed: cannot serve the control API on {where}: Address already in"
+        f" use (see who holds it: ss -ltnp 'sport = :{port}')"
     ]
 
 
@@ -284,9 +286,23 @@ def _plan() -> Plan:
     return plan(load_template(template, "t.json", LoadOptions(fill_missing=True)))
 
 
+class _Shown(Runtime):
+    """A runtime that shows the listeners and probes a test gives it."""
+
+    shown: tuple[list[Listener], list[ProbeState]] = ([], [])
+
+    @property
+    def listeners(self) -> list[Listener]:
+        return self.shown[0]
+
+    @property
+    def probes(self) -> list[ProbeState]:
+        return self.shown[1]
+
+
 def test_runtime_collector_reports_every_counter() -> None:
     the_plan = _plan()
-    runtime = Runtime(the_plan)
+    runtime = _Shown(the_plan)
     tcp_entry = the_plan.nat[1]
     udp_entry = attrs.evolve(tcp_entry, protocol=TransportProtocol.UDP)
     assert tcp_entry.backend is not None
@@ -299,12 +315,12 @@ def test_runtime_collector_reports_every_counter() -> None:
     stats.flows_total, stats.flows_active, stats.denied, stats.backend_failures = 4, 1, 2, 1
     stats.closes.update({"client-closed": 2, "idle-timeout": 1})
     udp.stats.dropped, udp.stats.flows_total = 6, 7
-    runtime.listeners = [tcp, udp]
     runtime.nsg_decisions = {
         ("web-nsg", "subnet", "UserRule_allow-ssh", "Allow"): 4,
         ("", "", "", "Allow"): 2,
     }
-    runtime.backends.probes = [ProbeState(_probe(), tcp_entry.backend, ("127.1.0.2", 22), up=True)]
+    probe = ProbeState(_probe(), tcp_entry.backend, ("127.1.0.2", 22), up=True)
+    runtime.shown = ([tcp, udp], [probe])
     registry = CollectorRegistry()
     registry.register(RuntimeCollector(runtime))
 

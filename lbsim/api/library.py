@@ -1,0 +1,203 @@
+"""lbsim as a library: ``lbsim.serve`` under trio, ``lbsim.run_in_thread`` for synchronous
+code. Both load the template, start the load balancer, and hand back its handle once every
+listener is bound; on the way out they stop it and let open flows drain.
+
+```python
+async with lbsim.serve("azuredeploy.json", parameters="azuredeploy.parameters.json") as lb:
+    host, port = lb.endpoint("web", 0, 22)
+    await lb.scale("web", 5)
+
+with lbsim.run_in_thread("azuredeploy.json", params={"instanceCount": 2}) as lb:
+    lb.stop("web", 1)
+```
+
+Settings (``config``) are a TOML file's path or a mapping of the same keys as ``lbsim.toml``
+(``{"idle_timeout_scale": 0.01, "backends": {"web": "127.0.0.1:{2200+instance}"}}``). Unlike
+``lbsim up``, the library serves no control API and logs no flows unless ``config`` asks
+(``api_port``, ``log_flows``), and reads no ``LBSIM_*`` variables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import trio
+
+from lbsim.api.config import SETTINGS, resolve
+from lbsim.api.handle import ChangeReport
+from lbsim.api.session import Session, Source
+from lbsim.errors import ConfigError, LbsimError
+
+__all__ = ["ThreadedLoadBalancer", "run_in_thread", "serve"]
+
+T = TypeVar("T")
+_MAPS = ("frontends", "sources", "backends")
+_LIBRARY_DEFAULTS = {"api_port": "off", "log_flows": "false"}
+_START_TIMEOUT_S = 60.0
+
+
+@asynccontextmanager
+async def serve(
+    template: str | Path,
+    *,
+    parameters: str | Path | None = None,
+    params: Mapping[str, Any] | None = None,
+    config: str | Path | Mapping[str, Any] | None = None,
+    fill_missing: bool = False,
+    context: Mapping[str, Any] | None = None,
+    links: Mapping[str, str] | None = None,
+) -> AsyncIterator[Session]:
+    """Run a load balancer for ``template`` inside the caller's trio run."""
+    source = Source.of(
+        template,
+        parameters=parameters,
+        params=params,
+        fill_missing=fill_missing,
+        context=context,
+        links=links,
+    )
+    args = _config_args(config)
+    session = Session(source, resolve(args, {}), config_args=args)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(session.run)
+            try:
+                yield session
+            finally:
+                session.shutdown()
+    except BaseExceptionGroup as group:  # a bind failure, say: the error itself
+        raise _lbsim_error(group) from None
+
+
+def _lbsim_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The lbsim error inside trio's exception groups, else the group."""
+    error: BaseException | None = group.split(LbsimError)[0]
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error if error is not None else group
+
+
+def _config_args(config: str | Path | Mapping[str, Any] | None) -> argparse.Namespace:
+    """The settings as the namespace :func:`lbsim.api.config.resolve` reads."""
+    args = argparse.Namespace(config=None, **{m: [] for m in _MAPS})
+    values: dict[str, Any] = dict(_LIBRARY_DEFAULTS)
+    if isinstance(config, str | Path):
+        args.config = str(config)
+        values = {}  # the file says what it wants; defaults as lbsim up's
+    elif config is not None:
+        known = {s.key for s in SETTINGS} | {a for s in SETTINGS for a in s.aliases}
+        for key, value in config.items():
+            if key in _MAPS:
+                setattr(args, key, [f"{k}={v}" for k, v in dict(value).items()])
+            elif key in known:
+                values[key] = value
+            else:
+                raise ConfigError("UnknownConfigKey", f"config: unknown key '{key}'")
+    for key, value in values.items():
+        setattr(args, key, str(value).lower() if isinstance(value, bool) else value)
+    return args
+
+
+class ThreadedLoadBalancer:
+    """The handle of a load balancer running in a thread of its own: the same methods as
+    :class:`~lbsim.api.session.Session`, synchronous."""
+
+    def __init__(self, session: Session, token: trio.lowlevel.TrioToken) -> None:
+        self.session = session
+        self._token = token
+
+    def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return trio.from_thread.run_sync(lambda: fn(*args, **kwargs), trio_token=self._token)
+
+    def _change(self, fn: Callable[..., Any], *args: Any) -> ChangeReport:
+        report: ChangeReport = trio.from_thread.run(fn, *args, trio_token=self._token)
+        return report
+
+    @property
+    def api_url(self) -> str | None:
+        return self.session.api_url
+
+    def readiness(self) -> str | None:
+        return self._call(self.session.readiness)
+
+    def ports(self) -> list[dict[str, Any]]:
+        return self._call(self.session.ports)
+
+    def instances(self) -> list[dict[str, Any]]:
+        return self._call(self.session.instances)
+
+    def endpoint(
+        self, scale_set: str, instance_id: int, backend_port: int, protocol: str = "Tcp"
+    ) -> tuple[str, int]:
+        return self._call(self.session.endpoint, scale_set, instance_id, backend_port, protocol)
+
+    def check(self, **flow: Any) -> dict[str, Any]:
+        return self._call(self.session.check, **flow)
+
+    def rules(self, instance: str, direction: str = "Inbound") -> dict[str, Any]:
+        return self._call(self.session.rules, instance, direction)
+
+    def metrics(self) -> bytes:
+        return self._call(self.session.metrics)
+
+    def scale(self, scale_set: str, capacity: int) -> ChangeReport:
+        return self._change(self.session.scale, scale_set, capacity)
+
+    def start(self, scale_set: str, instance_id: int) -> ChangeReport:
+        return self._change(self.session.start, scale_set, instance_id)
+
+    def stop(self, scale_set: str, instance_id: int) -> ChangeReport:
+        return self._change(self.session.stop, scale_set, instance_id)
+
+    def restart(self, scale_set: str, instance_id: int) -> ChangeReport:
+        return self._change(self.session.restart, scale_set, instance_id)
+
+    def delete(self, scale_set: str, instance_id: int) -> ChangeReport:
+        return self._change(self.session.delete, scale_set, instance_id)
+
+    def reload(self) -> ChangeReport:
+        return self._change(self.session.reload)
+
+
+@contextmanager
+def run_in_thread(template: str | Path, **options: Any) -> Iterator[ThreadedLoadBalancer]:
+    """:func:`serve` in a thread of its own running trio, for synchronous code; takes the
+    same options. Returns once ready; a template that does not load raises here."""
+    started = threading.Event()
+    found: dict[str, Any] = {}
+
+    async def main() -> None:
+        done = trio.Event()
+        found["done"] = done
+        async with serve(template, **options) as session:
+            found["handle"] = ThreadedLoadBalancer(session, trio.lowlevel.current_trio_token())
+            started.set()
+            await done.wait()
+
+    def thread_main() -> None:
+        try:
+            trio.run(main)
+        except BaseException as error:  # handed to the caller's thread
+            found["error"] = error
+        finally:
+            started.set()
+
+    thread = threading.Thread(target=thread_main, name="lbsim", daemon=True)
+    thread.start()
+    started.wait(_START_TIMEOUT_S)
+    if "error" in found:
+        thread.join()
+        raise found["error"]
+    handle: ThreadedLoadBalancer = found["handle"]
+    try:
+        yield handle
+    finally:
+        trio.from_thread.run_sync(found["done"].set, trio_token=handle._token)
+        thread.join()
+        if "error" in found:
+            raise found["error"]

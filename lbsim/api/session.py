@@ -1,0 +1,417 @@
+"""One live load balancer: the template it was loaded from, the live state of its scale sets,
+the plan running, and the runtime that runs it.
+
+Every change is "compute the new plan, diff, apply": scale, stop, start, restart, delete and
+reload each make a new :class:`~lbsim.control.fleet.Fleet` (or load the template again),
+plan it purely with the running plan as ``previous`` (so instances keep their addresses and
+NAT ports), and hand :func:`~lbsim.control.diff.diff` of the two to
+:meth:`~lbsim.dataplane.runtime.Runtime.apply`. Nothing else reaches into the runtime. A
+change that fails (no port left, an invalid template, a port that cannot be bound) leaves
+the plan, the fleet and the runtime as they were. Changes are serialized.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+from prometheus_client import CollectorRegistry, generate_latest
+
+from lbsim.api import queries, views
+from lbsim.api.config import UpConfig, resolve
+from lbsim.api.files import Loaded, load
+from lbsim.api.handle import ChangeReport
+from lbsim.api.http import serve_api
+from lbsim.control import fleet as fleets
+from lbsim.control.diff import PlanChange, diff, listen_table
+from lbsim.control.fleet import Fleet, PowerState
+from lbsim.control.nsg import effective_rules
+from lbsim.control.plan import plan as make_plan
+from lbsim.control.types import Backend, BalancingEntry, NatEntry, Plan
+from lbsim.dataplane.events import RecordSink, as_events, discard, fanout
+from lbsim.dataplane.runtime import Runtime
+from lbsim.errors import LbsimError, Problem, TemplateInvalid
+from lbsim.model import Deployment, SecurityRuleDirection, VirtualMachineScaleSet
+from lbsim.observe.flowlogs import FlowLogWriter
+from lbsim.observe.logs import LogWriter
+from lbsim.observe.metrics import RuntimeCollector
+
+_CONTEXT_DEFAULTS = {
+    "subscription_id": "00000000-0000-0000-0000-000000000000",
+    "tenant_id": "00000000-0000-0000-0000-000000000000",
+    "resource_group": "lbsim-rg",
+    "location": "westeurope",
+    "deployment_name": None,
+}
+
+
+@attrs.frozen
+class Source:
+    """Where a deployment comes from: the files and values that a reload reads again."""
+
+    template: str
+    parameters: str | None = None
+    params: tuple[tuple[str, str], ...] = ()  # NAME=VALUE as --param gives them
+    fill_missing: bool = False
+    context: tuple[tuple[str, Any], ...] = ()
+    links: tuple[str, ...] = ()  # URL=FILE
+
+    @classmethod
+    def of(
+        cls,
+        template: str | Path,
+        *,
+        parameters: str | Path | None = None,
+        params: Mapping[str, Any] | None = None,
+        fill_missing: bool = False,
+        context: Mapping[str, Any] | None = None,
+        links: Mapping[str, str] | None = None,
+    ) -> Source:
+        """A source from Python values: ``params`` as values of their own type (JSON for
+        objects and arrays, as ``--param`` takes them)."""
+        unknown = set(context or {}) - set(_CONTEXT_DEFAULTS)
+        if unknown:
+            raise LbsimError("InvalidArgument", f"unknown context keys: {sorted(unknown)}")
+        return cls(
+            template=str(template),
+            parameters=None if parameters is None else str(parameters),
+            params=tuple((k, _param_text(v)) for k, v in (params or {}).items()),
+            fill_missing=fill_missing,
+            context=tuple((context or {}).items()),
+            links=tuple(f"{url}={path}" for url, path in (links or {}).items()),
+        )
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Source:
+        """The source that the CLI's template options name."""
+        return cls(
+            template=args.template,
+            parameters=args.parameters,
+            params=tuple(tuple(p.split("=", 1)) for p in args.param if "=" in p),
+            fill_missing=args.fill_missing,
+            context=tuple((k, getattr(args, k)) for k in _CONTEXT_DEFAULTS),
+            links=tuple(getattr(args, "links", None) or ()),
+        )
+
+    def namespace(self) -> argparse.Namespace:
+        context = {**_CONTEXT_DEFAULTS, **dict(self.context)}
+        return argparse.Namespace(
+            template=self.template,
+            parameters=self.parameters,
+            param=[f"{k}={v}" for k, v in self.params],
+            fill_missing=self.fill_missing,
+            links=list(self.links),
+            **context,
+        )
+
+
+def _param_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+class Session:
+    """A running load balancer (the Python API's handle): see :mod:`lbsim.api.handle`."""
+
+    def __init__(
+        self,
+        source: Source,
+        config: UpConfig,
+        sink: RecordSink | None = None,
+        *,
+        config_args: argparse.Namespace | None = None,
+    ) -> None:
+        """Load ``source`` (raises ``TemplateInvalid`` with every problem). Flow events go to
+        ``sink``, else where ``config`` says (log lines, NSG flow logs)."""
+        self.source = source
+        self.config = config
+        self._config_args = config_args  # what resolve() reads again on reload
+        self._writers: list[Callable[[], Awaitable[None]]] = []
+        if sink is None:
+            sink, self._writers = flow_sinks(config)
+        loaded = load(source.namespace(), frontends=dict(config.frontends), links=config.links)
+        self.deployment: Deployment = loaded.deployment
+        self.fleet: Fleet = fleets.fresh(loaded.deployment)
+        self.warnings: tuple[Problem, ...] = loaded.warnings
+        self.runtime = Runtime(loaded.plan, config.runtime, sink)
+        self.registry = CollectorRegistry()
+        self.registry.register(RuntimeCollector(self.runtime))
+        self.api_url: str | None = None
+        self._ready = False
+        self._changing = trio.Lock()
+
+    @property
+    def plan(self) -> Plan:
+        return self.runtime.plan
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[Session] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Serve until the runtime is stopped and drained; started once every listener is
+        bound and every probe has a first result."""
+        values = self.config.values
+        async with trio.open_nursery() as nursery:
+            for write in self._writers:
+                nursery.start_soon(write)
+            if values["api_port"] is not None:  # first: /readyz answers while starting
+                serving = partial(
+                    serve_api,
+                    self,
+                    host=values["api_address"],
+                    port=values["api_port"],
+                    token=values["api_token"],
+                )
+                self.api_url = await nursery.start(serving)
+            await nursery.start(self._run_runtime, nursery.cancel_scope)
+            self._ready = True
+            task_status.started(self)
+        self._ready = False
+
+    async def _run_runtime(
+        self, everything: trio.CancelScope, *, task_status: trio.TaskStatus[Runtime]
+    ) -> None:
+        await self.runtime.run(task_status=task_status)
+        everything.cancel()  # drained: the API and the log writers end too
+
+    def shutdown(self) -> None:
+        """Stop accepting; ``run`` returns once open flows drained."""
+        self.runtime.stop()
+
+    # --- reads ------------------------------------------------------------------------------
+    def readiness(self) -> str | None:
+        if self.runtime.stopping:
+            return "stopping"
+        return None if self._ready else "starting: binding listeners and starting instances"
+
+    def ports(self) -> list[dict[str, Any]]:
+        return queries.ports_json(self.plan)
+
+    def instances(self) -> list[dict[str, Any]]:
+        served = self._served_by()
+        rows: dict[str, dict[str, Any]] = {}
+        for backend in self.plan.backends:
+            row = rows.setdefault(backend.label, self._instance_row(backend))
+            row["ports"] += [
+                _port_json(entry, served.get((entry.listen_key, backend.key)))
+                for entry in self.plan.nat
+                if entry.backend is not None and entry.backend.key == backend.key
+            ]
+        return list(rows.values())
+
+    def endpoint(
+        self, scale_set: str, instance_id: int, backend_port: int, protocol: str = "Tcp"
+    ) -> tuple[str, int]:
+        label, wanted = f"{scale_set}/{instance_id}".lower(), protocol.lower()
+        for entry in self.plan.nat:
+            backend = entry.backend
+            if (
+                backend is not None
+                and backend.label.lower() == label
+                and entry.backend_port == backend_port
+                and entry.protocol.value.lower() == wanted
+            ):
+                return entry.frontend.address, entry.frontend_port
+        raise LbsimError(
+            "ResourceNotFound",
+            f"no {protocol} NAT entry reaches port {backend_port} of {scale_set}/{instance_id}.",
+        )
+
+    def check(
+        self,
+        *,
+        source: str,
+        frontend_port: int | None = None,
+        destination: str | None = None,
+        protocol: str = "Tcp",
+        frontend: str | None = None,
+    ) -> dict[str, Any]:
+        result = queries.check_flow(
+            self.plan,
+            source=source,
+            frontend_port=frontend_port,
+            destination=destination,
+            protocol=protocol,
+            frontend=frontend,
+        )
+        return views.check_json(result)
+
+    def rules(self, instance: str, direction: str = "Inbound") -> dict[str, Any]:
+        backend = queries.find_instance(self.plan, instance)
+        try:
+            way = SecurityRuleDirection(direction.capitalize())
+        except ValueError:
+            raise LbsimError(
+                "InvalidArgument", f"direction {direction!r}: choose Inbound or Outbound."
+            ) from None
+        rules = effective_rules(backend.subnet_nsg, backend.nic_nsg, way)
+        return views.rules_json(backend, way, rules)
+
+    def metrics(self) -> bytes:
+        return generate_latest(self.registry)
+
+    # --- changes ----------------------------------------------------------------------------
+    async def scale(self, scale_set: str, capacity: int) -> ChangeReport:
+        vmss = self._scale_set(scale_set)
+        return await self._change(fleets.scale(self.fleet, vmss, capacity))
+
+    async def start(self, scale_set: str, instance_id: int) -> ChangeReport:
+        return await self._power(scale_set, instance_id, PowerState.RUNNING)
+
+    async def stop(self, scale_set: str, instance_id: int) -> ChangeReport:
+        """Stop (deallocate) an instance: it keeps its ports; new connections are reset and
+        its probes fail, so load-balancing rules drop it after their threshold."""
+        return await self._power(scale_set, instance_id, PowerState.STOPPED)
+
+    async def restart(self, scale_set: str, instance_id: int) -> ChangeReport:
+        """Stop then start: the instance's open flows are reset, its ports stay."""
+        stopped = await self.stop(scale_set, instance_id)
+        started = await self.start(scale_set, instance_id)
+        return _merged(stopped, started)
+
+    async def delete(self, scale_set: str, instance_id: int) -> ChangeReport:
+        self._scale_set(scale_set)
+        return await self._change(fleets.delete(self.fleet, scale_set, [instance_id]))
+
+    async def reload(self) -> ChangeReport:
+        """Load the template, parameters and config again; apply the difference, or raise
+        ``TemplateInvalid`` with every problem and keep running the old plan. Runtime settings
+        take effect for new flows only where the runtime reads them per flow; frontends
+        follow the new config."""
+        async with self._changing:
+            config = resolve(self._config_args, {}) if self._config_args else self.config
+            loaded = await trio.to_thread.run_sync(_load, self.source, config)
+            fleet = fleets.reconcile(self.fleet, loaded.deployment)
+            planned = self._plan(loaded.deployment, fleet, config)
+            report = await self._apply(planned)
+            self.deployment, self.fleet, self.config = loaded.deployment, fleet, config
+            self.warnings = loaded.warnings
+            return report
+
+    async def _power(self, scale_set: str, instance_id: int, power: PowerState) -> ChangeReport:
+        self._scale_set(scale_set)
+        return await self._change(fleets.set_state(self.fleet, scale_set, instance_id, power))
+
+    async def _change(self, fleet: Fleet) -> ChangeReport:
+        async with self._changing:
+            planned = self._plan(self.deployment, fleet, self.config)
+            report = await self._apply(planned)
+            self.fleet = fleet
+            return report
+
+    def _plan(self, deployment: Deployment, fleet: Fleet, config: UpConfig) -> Plan:
+        try:
+            planned = make_plan(deployment, dict(config.frontends), fleet=fleet, previous=self.plan)
+        except TemplateInvalid as error:
+            first = error.problems[0]
+            if len(error.problems) == 1 and first.code.endswith("SmallerThanRequestedPorts"):
+                raise LbsimError(first.code, first.message, first.at) from None
+            raise TemplateInvalid(
+                [p.located(self.source.template) for p in error.problems]
+            ) from None
+        return planned
+
+    async def _apply(self, planned: Plan) -> ChangeReport:
+        change = diff(self.plan, planned)
+        await self.runtime.apply(change)
+        return report_of(change)
+
+    def _scale_set(self, name: str) -> VirtualMachineScaleSet:
+        wanted = name.lower()
+        for vmss in self.deployment.virtual_machine_scale_sets:
+            if vmss.name.lower() == wanted:
+                return vmss
+        known = ", ".join(v.name for v in self.deployment.virtual_machine_scale_sets) or "none"
+        raise LbsimError(
+            "ResourceNotFound",
+            f"The scale set '{name}' is not in the deployment (scale sets: {known}).",
+        )
+
+    def _instance_row(self, backend: Backend) -> dict[str, Any]:
+        state = "running"
+        if backend.scale_set is not None and backend.instance_id is not None:
+            scale_set = self.fleet.of(backend.scale_set)
+            found = scale_set.find(backend.instance_id) if scale_set else None
+            state = found.state.value if found else state
+        return {
+            "scaleSet": backend.scale_set,
+            "instanceId": backend.instance_id,
+            "name": backend.label,
+            "privateIPAddress": backend.private_ip_address,
+            "state": state,
+            "ports": [],
+        }
+
+    def _served_by(self) -> dict[tuple[Any, str], str | None]:
+        return {
+            (listener.key, route.backend.key): route.served_by
+            for listener in self.runtime.listeners
+            for route in listener.routes
+        }
+
+
+def flow_sinks(config: UpConfig) -> tuple[RecordSink, list[Callable[[], Awaitable[None]]]]:
+    """Where flow events go (the log lines, and the NSG flow logs if asked for), and the
+    tasks that write them out."""
+    values = config.values
+    sinks: list[RecordSink] = []
+    tasks: list[Callable[[], Awaitable[None]]] = []
+    if values["log_flows"]:
+        log = LogWriter(values["log_format"])
+        sinks.append(log.take)
+        tasks.append(log.run)
+    if values["flow_log_dir"] is not None:
+        interval = values["flow_log_interval_seconds"]
+        flow_logs = FlowLogWriter(Path(values["flow_log_dir"]), interval)
+        sinks.append(as_events(flow_logs))
+        tasks.append(flow_logs.run)
+    return (fanout(*sinks) if sinks else discard), tasks
+
+
+def _load(source: Source, config: UpConfig) -> Loaded:
+    return load(source.namespace(), frontends=dict(config.frontends), links=config.links)
+
+
+def _port_json(entry: NatEntry, served_by: str | None) -> dict[str, Any]:
+    return {
+        "ruleName": entry.rule_name,
+        "frontendIPAddress": entry.frontend.address,
+        "frontendPort": entry.frontend_port,
+        "protocol": entry.protocol.value,
+        "backendPort": entry.backend_port,
+        "servedBy": served_by,
+    }
+
+
+def report_of(change: PlanChange) -> ChangeReport:
+    """What a change did, as the control API answers it."""
+    before, after = listen_table(change.old), listen_table(change.new)
+    return ChangeReport(
+        added=tuple(_entry_json(after[k]) for k in change.listeners_added),
+        removed=tuple(_entry_json(before[k]) for k in change.listeners_removed),
+        instances_added=change.instances_added,
+        instances_removed=change.instances_removed,
+        instances_changed=change.instances_changed,
+        nsgs_changed=change.nsgs_changed,
+    )
+
+
+def _entry_json(entry: NatEntry | BalancingEntry) -> dict[str, Any]:
+    if isinstance(entry, NatEntry):
+        return views.nat_json(entry)
+    return views.balancing_json(entry)
+
+
+def _merged(first: ChangeReport, second: ChangeReport) -> ChangeReport:
+    return ChangeReport(
+        added=first.added + second.added,
+        removed=first.removed + second.removed,
+        instances_added=first.instances_added + second.instances_added,
+        instances_removed=first.instances_removed + second.instances_removed,
+        instances_changed=tuple(dict.fromkeys(first.instances_changed + second.instances_changed)),
+        nsgs_changed=tuple(dict.fromkeys(first.nsgs_changed + second.nsgs_changed)),
+    )
