@@ -118,8 +118,7 @@ def set_state(fleet: Fleet, scale_set: str, instance_id: int, power: PowerState)
     state = _known(fleet, scale_set)
     _instance(state, scale_set, instance_id)
     instances = tuple(
-        attrs.evolve(i, state=power) if i.instance_id == instance_id else i
-        for i in state.instances
+        attrs.evolve(i, state=power) if i.instance_id == instance_id else i for i in state.instances
     )
     return _with(fleet, scale_set, attrs.evolve(state, instances=instances), fleet.made)
 
