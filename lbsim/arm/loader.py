@@ -186,7 +186,8 @@ class Loader:
 
     def _settle(self) -> list[ExpandedResource]:
         """The resources to convert: one per id, the last deployed (see lbsim.arm.order)."""
-        deployed = settle(self.resources)
+        deployed, problems = settle(self.resources)
+        self.problems += problems
         self._by_id.update({r.id.lower(): r for r in deployed if not r.existing})
         return deployed
 

@@ -22,23 +22,27 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from lbsim.arm.deepeval import evaluate_value
-from lbsim.errors import LbsimError
+from lbsim.errors import LbsimError, Problem
 
 if TYPE_CHECKING:
     from lbsim.arm.resources import ExpandedResource
     from lbsim.arm.scope import TemplateState
 
 
-def settle(resources: Sequence[ExpandedResource]) -> list[ExpandedResource]:
+def settle(
+    resources: Sequence[ExpandedResource],
+) -> tuple[list[ExpandedResource], list[Problem]]:
     """One definition per deployed resource id: the last in deployment order, in the place of
-    the first. ``existing`` resources are references, not deployments, and are kept as they
+    the first; and an error for each resource one template defines twice, which Azure
+    rejects. ``existing`` resources are references, not deployments, and are kept as they
     are."""
     groups: dict[str, list[ExpandedResource]] = {}
     for resource in resources:
         if not resource.existing:
             groups.setdefault(resource.id.lower(), []).append(resource)
     if all(len(group) == 1 for group in groups.values()):
-        return list(resources)
+        return list(resources), []
+    problems = [_twice(group) for group in groups.values() if _in_one_template(group)]
     keys = DeploymentOrder(resources)
     placed: dict[int, ExpandedResource] = {}  # id() of the first definition -> the last
     for group in groups.values():
@@ -46,7 +50,30 @@ def settle(resources: Sequence[ExpandedResource]) -> list[ExpandedResource]:
             ordered = sorted(group, key=keys.key)
             placed[id(ordered[0])] = ordered[-1]
     dropped = {id(r) for g in groups.values() if len(g) > 1 for r in g} - set(placed)
-    return [placed.get(id(r), r) for r in resources if id(r) not in dropped]
+    return [placed.get(id(r), r) for r in resources if id(r) not in dropped], problems
+
+
+def _in_one_template(group: list[ExpandedResource]) -> bool:
+    states = [id(r.scope.state) for r in group]
+    return len(states) != len(set(states))
+
+
+def _twice(group: list[ExpandedResource]) -> Problem:
+    """The error at the second definition a template makes of one resource."""
+    seen: set[int] = set()
+    again = group[-1]
+    for resource in group:
+        if id(resource.scope.state) in seen:
+            again = resource
+            break
+        seen.add(id(resource.scope.state))
+    return Problem(
+        "InvalidTemplate",
+        f"The resource '{again.type}/{again.name}' is defined multiple times in a template; "
+        "a nested or linked deployment may deploy it again, a template may not.",
+        again.at,
+        again.file,
+    )
 
 
 class DeploymentOrder:

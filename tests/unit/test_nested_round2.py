@@ -226,6 +226,17 @@ def test_a_load_balancer_updated_by_a_linked_template_keeps_one_nat_table(tmp_pa
     ]
 
 
+def test_one_template_that_defines_a_resource_twice_is_invalid() -> None:
+    """Azure rejects it: only another deployment may deploy a resource again."""
+    (problem,) = _root_problems(template(nsg("g"), nsg("other"), nsg("g")))
+    assert (problem.code, str(problem.at), problem.document) == (
+        "InvalidTemplate",
+        "/resources/2",
+        "t.json",
+    )
+    assert "'Microsoft.Network/networkSecurityGroups/g' is defined multiple times" in str(problem)
+
+
 # --- which local file a linked template's URL is ------------------------------------------------
 NSG_TEMPLATE = template(
     nsg("[parameters('name')]", security_rule("ssh", "[parameters('priority')]")),
