@@ -20,10 +20,16 @@ class Pointer:
     """A location in a JSON document, as a tuple of reference tokens.
 
     ``Pointer.root() / "resources" / 3`` is ``/resources/3``.
+
+    An ``opaque`` pointer is the place of an expression whose value is a whole object or
+    array (``"[createArray(...)]"``): what is inside that value has no place of its own in the
+    template, so a path below it (``/ "properties" / "subnet"``) stays at the expression,
+    and every problem found inside points at a node that exists.
     """
 
     parts: tuple[str, ...] = ()
     document: str | None = attrs.field(default=None, eq=False, order=False)
+    opaque: bool = attrs.field(default=False, eq=False, order=False)
 
     @classmethod
     def root(cls, document: str | None = None) -> Pointer:
@@ -40,10 +46,18 @@ class Pointer:
         return cls(tuple(_unescape(t) for t in text[1:].split("/")))
 
     def __truediv__(self, token: str | int) -> Pointer:
+        if self.opaque:
+            return self
         return Pointer((*self.parts, str(token)), self.document)
 
     def join(self, tokens: Iterable[str | int]) -> Pointer:
+        if self.opaque:
+            return self
         return Pointer((*self.parts, *(str(t) for t in tokens)), self.document)
+
+    def sealed(self) -> Pointer:
+        """This pointer, made opaque: paths below it stay here."""
+        return Pointer(self.parts, self.document, opaque=True)
 
     @property
     def parent(self) -> Pointer:

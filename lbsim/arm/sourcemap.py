@@ -40,9 +40,9 @@ class SourceMap:
         """The template pointer of ``parent[key]``, given the pointer of ``parent``."""
         origin = self._origins.get(id(child)) if isinstance(child, dict | list) else None
         if origin is not None:
-            return origin.at
+            return origin.at.sealed() if origin.opaque else origin.at
         mine = self._origins.get(id(parent))
-        return parent_at if mine is not None and mine.opaque else parent_at / key
+        return parent_at.sealed() if mine is not None and mine.opaque else parent_at / key
 
     def locate(self, root: Any, path: Sequence[str | int], default: Pointer) -> Pointer:
         """The template pointer of ``root`` followed by ``path``."""
