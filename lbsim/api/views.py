@@ -24,7 +24,7 @@ def nat_json(entry: NatEntry) -> dict[str, Any]:
         "backendPort": entry.backend_port,
         "scaleSet": backend.scale_set if backend else None,
         "instanceId": backend.instance_id if backend else None,
-        "backend": backend.name if backend else None,
+        "backend": backend.label if backend else None,
         "backendIPAddress": backend.private_ip_address if backend else None,
         "idleTimeoutInMinutes": int(entry.idle_timeout_s // 60),
         "enableTcpReset": entry.enable_tcp_reset,
@@ -108,6 +108,7 @@ def check_json(result: FlowCheck) -> dict[str, Any]:
         "at": str(rule.at) if rule is not None and rule.at is not None else None,
         "natRule": result.nat.rule_name if result.nat else None,
         "loadBalancingRule": result.balancing.rule_name if result.balancing else None,
+        "floatingIP": result.floating_ip,
         "backend": result.backend.label,
         "flow": {
             "protocol": flow.protocol.value,

@@ -17,7 +17,7 @@ from lbsim.control.check import (
     find_entry,
 )
 from lbsim.control.nsg import effective_rules
-from lbsim.control.types import BalancingEntry
+from lbsim.control.types import Backend, BalancingEntry, Plan
 from lbsim.errors import LbsimError
 from lbsim.model import SecurityRuleDirection, TransportProtocol
 
@@ -136,12 +136,26 @@ RULES_HEADERS = (
 )
 
 
+def find_instance(plan: Plan, text: str) -> Backend:
+    """The backend ``--instance`` names: ``SCALESET/N`` as lbsim spells it everywhere, Azure's
+    own instance name ``SCALESET_N`` (what the portal shows), or a VM's name."""
+    backend = plan.backend(text)
+    if backend is None:
+        wanted = text.lower()
+        backend = next((b for b in plan.backends if b.name.lower() == wanted), None)
+    if backend is None:
+        known = ", ".join(b.label for b in plan.backends[:20]) or "none"
+        more = f" (and {len(plan.backends) - 20} more)" if len(plan.backends) > 20 else ""
+        raise LbsimError(
+            "UnknownInstance",
+            f"--instance {text}: no such instance; give SCALESET/N or a VM's name: {known}{more}.",
+        )
+    return backend
+
+
 def cmd_rules(args: argparse.Namespace) -> int:
     loaded: Loaded = load(args)
-    backend = loaded.plan.backend(args.instance)
-    if backend is None:
-        known = ", ".join(b.label for b in loaded.plan.backends[:20]) or "none"
-        raise LbsimError("UnknownInstance", f"No instance {args.instance!r}; instances: {known}.")
+    backend = find_instance(loaded.plan, args.instance)
     direction = SecurityRuleDirection(args.direction)
     rules = effective_rules(backend.subnet_nsg, backend.nic_nsg, direction)
     if args.output == "json":

@@ -97,11 +97,29 @@ def _verdict_lines(data: dict[str, Any], backend: str) -> list[str]:
     source = _endpoint(flow["sourceAddress"], flow["sourcePort"])
     destination = _endpoint(flow["destinationAddress"], flow["destinationPort"])
     first = f"{data['access']}: {flow['protocol']} {source} -> {backend} {destination}{via}"
+    judged = _judged(data, backend, destination)
     if not data["ruleName"]:
-        return [first, _without_nsg(data)]
+        return [first, _without_nsg(data), judged]
     where = f"at {data['at']}" if data["at"] else "(a default rule)"
     nsg, level = data["networkSecurityGroup"], data["level"]
-    return [first, f"decided by rule {data['ruleName']} of NSG {nsg} ({level}) {where}"]
+    return [first, f"decided by rule {data['ruleName']} of NSG {nsg} ({level}) {where}", judged]
+
+
+def _judged(data: dict[str, Any], backend: str, destination: str) -> str:
+    """Which destination the NSGs judged, and why that one: the address a rule's
+    destination prefixes must match."""
+    if data["floatingIP"]:
+        return (
+            f"destination judged: {destination}, the frontend's address: the rule enables "
+            f"floating IP, so the packet reaches {backend} with the frontend's address as its "
+            "destination"
+        )
+    if data["natRule"] or data["loadBalancingRule"]:
+        return (
+            f"destination judged: {destination}, {backend}'s private address: the load "
+            "balancer translated the frontend's address to it (no floating IP)"
+        )
+    return f"destination judged: {destination}, {backend}'s private address"
 
 
 def _endpoint(address: str, port: int) -> str:

@@ -4,6 +4,10 @@ Inbound NSG processing happens after the load balancer translated the destinatio
 the NSGs judge has the original client's address and port as source and the backend's
 private address and backend port as destination
 (https://learn.microsoft.com/en-us/azure/virtual-network/network-security-group-how-it-works).
+With floating IP on the rule (``enableFloatingIP``) the load balancer leaves the frontend's
+address in place: the packet reaches the backend, and so its NSGs, with the frontend's address
+and the backend port as destination
+(https://learn.microsoft.com/en-us/azure/load-balancer/load-balancer-floating-ip).
 """
 
 from __future__ import annotations
@@ -47,6 +51,13 @@ class FlowCheck:
     nat: NatEntry | None = None
     balancing: BalancingEntry | None = None
 
+    @property
+    def floating_ip(self) -> bool:
+        """Whether the flow's rule enables floating IP: the NSGs judged the frontend's
+        address as destination, not the backend's."""
+        entry = self.nat or self.balancing
+        return entry is not None and entry.enable_floating_ip
+
 
 class Guard:
     """NSG decisions for the backends of one plan; network contexts are built once."""
@@ -67,13 +78,17 @@ class Guard:
         source_port: int,
         backend: Backend,
         backend_port: int,
+        *,
+        destination: str | None = None,
     ) -> Flow:
+        """The flow as the NSGs of ``backend`` see it: to ``destination`` (by default the
+        backend's private address; see :func:`nsg_destination`) and ``backend_port``."""
         return Flow(
             protocol=_NSG_PROTOCOL[protocol],
             direction=SecurityRuleDirection.INBOUND,
             source_address=self._address(source),
             source_port=source_port,
-            destination_address=self._address(backend.private_ip_address),
+            destination_address=self._address(destination or backend.private_ip_address),
             destination_port=backend_port,
         )
 
@@ -110,6 +125,15 @@ class Guard:
         if frontend.internal and _in_network(flow.source_address, backend):
             return ALLOWED_WITHOUT_NSG
         return CLOSED_WITHOUT_NSG
+
+
+def nsg_destination(entry: NatEntry | BalancingEntry, backend: Backend) -> str:
+    """The destination address the backend's NSGs judge for a flow through ``entry``: the
+    backend's private address, or with floating IP the frontend's (its private address for
+    an internal frontend, else the address that stands for its public IP)."""
+    if not entry.enable_floating_ip:
+        return backend.private_ip_address
+    return entry.frontend.private_ip_address or entry.frontend.address
 
 
 def _unguarded(backend: Backend) -> bool:
@@ -190,7 +214,10 @@ def check_balancing(plan: Plan, entry: BalancingEntry, source: str, source_port:
     frontend = (entry.frontend.address, entry.frontend_port)
     backend = pick(entry.backends, entry.load_distribution, entry.protocol, client, frontend)
     guard = Guard(plan)
-    flow = guard.flow(entry.protocol, source, source_port, backend, entry.backend_port)
+    destination = nsg_destination(entry, backend)
+    flow = guard.flow(
+        entry.protocol, source, source_port, backend, entry.backend_port, destination=destination
+    )
     verdict = guard.explain(flow, backend, entry.frontend)
     return FlowCheck(flow, backend, verdict, balancing=entry)
 
@@ -215,7 +242,15 @@ def check_nat(plan: Plan, entry: NatEntry, source: str, source_port: int) -> Flo
             "traffic.",
         )
     guard = Guard(plan)
-    flow = guard.flow(entry.protocol, source, source_port, entry.backend, entry.backend_port)
+    destination = nsg_destination(entry, entry.backend)
+    flow = guard.flow(
+        entry.protocol,
+        source,
+        source_port,
+        entry.backend,
+        entry.backend_port,
+        destination=destination,
+    )
     verdict = guard.explain(flow, entry.backend, entry.frontend)
     return FlowCheck(flow, entry.backend, verdict, nat=entry)
 

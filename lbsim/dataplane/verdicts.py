@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import attrs
 
-from lbsim.control.check import Guard
+from lbsim.control.check import Guard, nsg_destination
 from lbsim.control.nsg import Decision, Flow
 from lbsim.control.types import Backend, Frontend
 from lbsim.dataplane.events import NsgHit
@@ -55,18 +55,24 @@ class Verdicts:
         key = (listener.protocol, id(route), source, port if ported else -1)
         verdict = self._remembered.get(key)
         if verdict is None:
-            verdict = self._judge(listener.protocol, listener.entry.frontend, route, source, port)
+            verdict = self._judge(listener, route, source, port)
             if len(self._remembered) >= _MAX_REMEMBERED:
                 self._remembered.clear()
             self._remembered[key] = verdict
         return verdict
 
-    def _judge(
-        self, protocol: TransportProtocol, frontend: Frontend, route: Route, source: str, port: int
-    ) -> Verdict:
+    def _judge(self, listener: Listener, route: Route, source: str, port: int) -> Verdict:
+        entry = listener.entry
         try:
-            flow = self.guard.flow(protocol, source, port, route.backend, route.backend_port)
-            decision, hits = self._decide(flow, route.backend, frontend)
+            flow = self.guard.flow(
+                listener.protocol,
+                source,
+                port,
+                route.backend,
+                route.backend_port,
+                destination=nsg_destination(entry, route.backend),  # floating IP: the frontend
+            )
+            decision, hits = self._decide(flow, route.backend, entry.frontend)
         except LbsimError:
             return UNJUDGED
         rule = decision.rule.flow_log_name if decision.rule else ""
