@@ -194,16 +194,36 @@ _KNOWN = [key for s in SETTINGS for key in s.keys] + list(_MAPS)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="a TOML settings file (docs/reference.md)")
     for setting in SETTINGS:
-        parser.add_argument(*setting.flags, dest=setting.key, default=None, help=setting.help)
-    parser.add_argument(
-        "--frontend", dest="frontends", action="append", default=[], metavar="NAME=ADDRESS"
-    )
-    parser.add_argument(
-        "--source", dest="sources", action="append", default=[], metavar="LOCAL=PRESENTED"
-    )
-    parser.add_argument(
-        "--backend", dest="backends", action="append", default=[], metavar="SCALESET=PATTERN"
-    )
+        parser.add_argument(
+            *setting.flags, dest=setting.key, default=None, help=_flag_help(setting)
+        )
+    for name, metavar in (
+        ("frontends", "NAME=ADDRESS"),
+        ("sources", "LOCAL=PRESENTED"),
+        ("backends", "SCALESET=PATTERN"),
+    ):
+        parser.add_argument(
+            "--" + name.removesuffix("s"),
+            dest=name,
+            action="append",
+            default=[],
+            metavar=metavar,
+            help=_map_help(name),
+        )
+
+
+def _flag_help(setting: Setting) -> str:
+    """A setting's help for ``lbsim up --help``: what it does, its default and its variable
+    (the flag's own default is None, so that the environment and the file can set it)."""
+    default = setting.default
+    shown = str(default).lower() if default is None or isinstance(default, bool) else default
+    return f"{setting.help} (default: {shown}; env {setting.env})".replace("%", "%%")
+
+
+def _map_help(name: str) -> str:
+    """The help of a repeatable KEY=VALUE option, with its comma-separated variable."""
+    what = _MAPS[name].split(": ", 1)[1]
+    return f"{what} (repeatable; env LBSIM_{name.upper()}, comma-separated)"
 
 
 @attrs.frozen

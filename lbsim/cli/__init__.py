@@ -13,10 +13,30 @@ from collections.abc import Callable, Sequence
 
 from lbsim import __version__
 from lbsim.api import config
-from lbsim.cli import commands, render
+from lbsim.cli import commands, pipe, render
 from lbsim.cli.up import cmd_up
 from lbsim.cli.verbs import add_parsers as add_api_verbs
 from lbsim.errors import LbsimError, TemplateInvalid
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Help that ends each option's text with its default, where it has one to show (not
+    for flags, lists that start empty, or options whose help says what happens without)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            "%(default)" in text
+            or "default" in text
+            or not action.option_strings
+            or default is None
+            or isinstance(default, bool)
+            or default == []
+            or default is argparse.SUPPRESS
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def _template_options(parser: argparse.ArgumentParser) -> None:
@@ -44,25 +64,43 @@ def _template_options(parser: argparse.ArgumentParser) -> None:
         "repeatable)",
     )
     ctx = parser.add_argument_group("deployment context")
-    ctx.add_argument("--subscription-id", default="00000000-0000-0000-0000-000000000000")
-    ctx.add_argument("--tenant-id", default="00000000-0000-0000-0000-000000000000")
-    ctx.add_argument("--resource-group", default="lbsim-rg")
-    ctx.add_argument("--location", default="westeurope")
+    ctx.add_argument(
+        "--subscription-id",
+        default="00000000-0000-0000-0000-000000000000",
+        help="subscription().subscriptionId, and the subscription in resource ids",
+    )
+    ctx.add_argument(
+        "--tenant-id",
+        default="00000000-0000-0000-0000-000000000000",
+        help="subscription().tenantId and tenant().tenantId",
+    )
+    ctx.add_argument(
+        "--resource-group", default="lbsim-rg", help="resourceGroup().name, and resource ids"
+    )
+    ctx.add_argument("--location", default="westeurope", help="resourceGroup().location")
     ctx.add_argument(
         "--deployment-name", help="default: the template's file name without extension"
     )
 
 
 def _output(parser: argparse.ArgumentParser, choices: tuple[str, ...] = ("table", "json")) -> None:
-    parser.add_argument("-o", "--output", choices=choices, default=choices[0])
+    parser.add_argument(
+        "-o", "--output", choices=choices, default=choices[0], help="how to print the result"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="lbsim", description="A local emulator of an Azure load balancer, NAT pools and NSGs."
+        prog="lbsim",
+        description="A local emulator of an Azure load balancer, NAT pools and NSGs.",
+        formatter_class=_HelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"lbsim {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument(
+        "--version", action="version", version=f"lbsim {__version__}", help="print the version"
+    )
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="lbsim COMMAND --help tells more"
+    )
     validate = sub.add_parser("validate", help="load and check a template")
     _template_options(validate)
     validate.set_defaults(run=commands.cmd_validate)
@@ -79,11 +117,23 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(run=cmd_up)
     rules = sub.add_parser("rules", help="the effective security rules of an instance")
     _template_options(rules)
-    rules.add_argument("--instance", required=True, metavar="SCALESET/N", help="or a VM name")
-    rules.add_argument("--direction", default="Inbound", choices=("Inbound", "Outbound"))
+    rules.add_argument(
+        "--instance",
+        required=True,
+        metavar="SCALESET/N",
+        help="the instance: SCALESET/N (Azure's SCALESET_N too) or a VM's name",
+    )
+    rules.add_argument(
+        "--direction",
+        default="Inbound",
+        choices=("Inbound", "Outbound"),
+        help="which of its security rules",
+    )
     _output(rules)
     rules.set_defaults(run=commands.cmd_rules)
     add_api_verbs(sub)  # status, wait, list, scale, instance, reload: a running lbsim's API
+    for command in sub.choices.values():  # every command's help shows the defaults
+        command.formatter_class = _HelpFormatter
     return parser
 
 
@@ -92,14 +142,34 @@ def _check_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "check", help="would the NSGs let this flow through? (exit 0 Allow, 1 Deny)"
     )
     _template_options(check)
-    check.add_argument("--source", required=True, metavar="IP[:PORT]")
+    check.add_argument(
+        "--source",
+        required=True,
+        metavar="IP[:PORT]",
+        help="the client as the NSGs see it (port 49152 when not given)",
+    )
     where = check.add_mutually_exclusive_group(required=True)
-    where.add_argument("--frontend-port", type=int, metavar="N")
-    where.add_argument("--destination", metavar="IP:PORT")
+    where.add_argument(
+        "--frontend-port",
+        type=int,
+        metavar="N",
+        help="the frontend port of a NAT entry or load-balancing rule the flow arrives on",
+    )
+    where.add_argument(
+        "--destination",
+        metavar="IP:PORT",
+        help="a frontend address and port, or a backend's private address and port",
+    )
     check.add_argument(
         "--frontend", metavar="LB/NAME", help="which frontend, when a port is on several"
     )
-    check.add_argument("--protocol", default="Tcp", type=str.capitalize, choices=("Tcp", "Udp"))
+    check.add_argument(
+        "--protocol",
+        default="Tcp",
+        type=str.capitalize,
+        choices=("Tcp", "Udp"),
+        help="the flow's transport",
+    )
     check.set_defaults(run=commands.cmd_check, source_port_default=49152)
     _output(check)
 
@@ -107,19 +177,18 @@ def _check_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
-    try:
-        return run(args)
-    except TemplateInvalid as error:
-        render.problems(error.problems)
-        return commands.EXIT_INVALID
-    except LbsimError as error:
-        print(f"lbsim: {error.code}: {error.message}", file=sys.stderr)
-        return commands.EXIT_INVALID
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:  # the reader (``| head``) went away: nothing more to say
-        sys.stderr.close()
-        return commands.EXIT_OK
+    # a reader that goes away (``| head -1``) silences the output, not the exit code
+    with pipe.reader_may_leave():
+        try:
+            return run(args)
+        except TemplateInvalid as error:
+            render.problems(error.problems)
+            return commands.EXIT_INVALID
+        except LbsimError as error:
+            print(f"lbsim: {error.code}: {error.message}", file=sys.stderr)
+            return commands.EXIT_INVALID
+        except KeyboardInterrupt:
+            return 130
 
 
 if __name__ == "__main__":
