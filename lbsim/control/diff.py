@@ -37,7 +37,8 @@ def listen_table(plan: Plan) -> dict[ListenKey, Entry]:
 class PlanChange:
     """The difference from ``old`` to ``new``: listeners added, removed and changed (same
     identity, another entry: routes, timeouts or NSGs), instances added, removed and changed
-    (power state or address), and network security groups whose rules changed."""
+    (power state or address), and network security groups whose rules changed (an NSG that
+    starts or stops guarding a backend changes that backend's listeners, not the NSG)."""
 
     old: Plan = attrs.field(eq=False, repr=False)
     new: Plan = attrs.field(eq=False, repr=False)
@@ -78,10 +79,7 @@ def diff(old: Plan, new: Plan) -> PlanChange:
         instances_removed=_added(instances[1], instances[0]),
         instances_changed=_changed(*instances),
         nsgs_changed=tuple(
-            sorted(
-                {k for k in nsgs[0].keys() & nsgs[1].keys() if nsgs[0][k] != nsgs[1][k]}
-                | (nsgs[0].keys() ^ nsgs[1].keys())
-            )
+            sorted(k for k in nsgs[0].keys() & nsgs[1].keys() if nsgs[0][k] != nsgs[1][k])
         ),
     )
 

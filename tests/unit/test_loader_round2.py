@@ -9,13 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from lbsim.api.files import read_json
-from lbsim.arm.jsontext import load_json_text
-from lbsim.arm.placeholders import placeholder_value
-from lbsim.errors import Problem, TemplateInvalid
-from lbsim.pointer import Pointer
-from tests.unit.templates import (
+from templates import (
     lb_rule,
     load,
     nat_pool,
@@ -27,6 +21,12 @@ from tests.unit.templates import (
     template,
     vmss_behind_lb,
 )
+
+from lbsim.api.files import read_json
+from lbsim.arm.jsontext import load_json_text
+from lbsim.arm.placeholders import placeholder_value
+from lbsim.errors import Problem, TemplateInvalid
+from lbsim.pointer import Pointer
 
 Json = dict[str, Any]
 
