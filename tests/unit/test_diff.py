@@ -268,6 +268,15 @@ def test_an_unchanged_reload_is_no_change() -> None:
     assert diff(a, plan(reloaded, fleet=reconcile(fresh(ONE), reloaded), previous=a)).empty
 
 
+def test_a_reload_that_only_moves_resources_is_no_change() -> None:
+    """Where a resource sits in the template is no part of what Azure builds."""
+    a = plan(ONE)
+    doc = one_scale_set()
+    doc["resources"] = [public_ip("other"), *reversed(doc["resources"])]
+    reloaded = load(doc)
+    assert diff(a, plan(reloaded, fleet=reconcile(fresh(ONE), reloaded), previous=a)).empty
+
+
 def test_a_stop_shows_in_instances_changed_and_its_listeners_only() -> None:
     deployment = load(one_scale_set(3))
     fleet = fresh(deployment)

@@ -199,6 +199,17 @@ def test_an_unknown_scale_set_is_not_found_and_the_message_names_the_known_ones(
         assert "api, web" in caught.value.message
 
 
+def test_the_not_found_message_spells_scale_sets_as_the_template_does() -> None:
+    fleet = fresh(load(template(scale_set("WebTier", 1))))
+    with pytest.raises(LbsimError) as caught:
+        set_state(fleet, "db", 0, PowerState.STOPPED)
+    assert caught.value.code == "ResourceNotFound"
+    assert "(scale sets: WebTier)" in caught.value.message
+    with pytest.raises(LbsimError) as caught:
+        set_state(fleet, "webtier", 5, PowerState.STOPPED)  # found case-insensitively
+    assert "(instances: 0)" in caught.value.message
+
+
 def test_an_unknown_instance_is_not_found_and_the_message_names_the_instances() -> None:
     fleet = delete(fresh(_deployment(3)), "vmss", [1])
     calls: list[Callable[[], Fleet]] = [
