@@ -54,6 +54,7 @@ class ScaleSetState:
     instances: tuple[Instance, ...]
     next_id: int
     template_capacity: int  # the capacity the template asked for when this state was made
+    name: str = ""  # as the template spells it
 
     def find(self, instance_id: int) -> Instance | None:
         return next((i for i in self.instances if i.instance_id == instance_id), None)
@@ -95,12 +96,12 @@ def reconcile(fleet: Fleet, deployment: Deployment) -> Fleet:
     for vmss in deployment.virtual_machine_scale_sets:
         state = fleet.of(vmss.name)
         if state is None:
-            state = ScaleSetState((), 0, vmss.capacity)
+            state = ScaleSetState((), 0, vmss.capacity, vmss.name)
             state, made = _grow(state, vmss.capacity, made)
         elif state.template_capacity != vmss.capacity:
             state, made = _resize(state, vmss, vmss.capacity, made)
             state = attrs.evolve(state, template_capacity=vmss.capacity)
-        states[vmss.name.lower()] = state
+        states[vmss.name.lower()] = attrs.evolve(state, name=vmss.name)
     return Fleet(states, made)
 
 
@@ -163,7 +164,7 @@ def _scale_in_order(instances: tuple[Instance, ...], policy: str) -> list[Instan
 def _known(fleet: Fleet, scale_set: str) -> ScaleSetState:
     state = fleet.of(scale_set)
     if state is None:
-        known = ", ".join(sorted(fleet.scale_sets)) or "none"
+        known = ", ".join(sorted(s.name or k for k, s in fleet.scale_sets.items())) or "none"
         raise LbsimError(
             "ResourceNotFound",
             f"The scale set '{scale_set}' is not in the deployment (scale sets: {known}).",
