@@ -37,11 +37,13 @@ def check_flow(
     destination: str | None = None,
     protocol: str = "Tcp",
     frontend: str | None = None,
+    flags: tuple[str, str] = ("source", "destination"),
 ) -> FlowCheck:
     """The NSG verdict on a flow from ``source`` (``IP[:PORT]``) to a frontend port (through
-    its NAT entry or load-balancing rule) or straight to a private ``destination``."""
+    its NAT entry or load-balancing rule) or straight to a private ``destination``; errors
+    name the two as ``flags`` says (the CLI's ``--source``, the API's ``source``)."""
     transport = _transport(protocol)
-    address, port = parse_endpoint(source, "source", DEFAULT_SOURCE_PORT)
+    address, port = parse_endpoint(source, flags[0], DEFAULT_SOURCE_PORT)
     if frontend_port is not None:
         entry = find_entry(plan, transport, frontend_port, frontend)
         if isinstance(entry, BalancingEntry):
@@ -49,12 +51,16 @@ def check_flow(
         return check_nat(plan, entry, address, port)
     if destination is None:
         raise LbsimError("InvalidArgument", "a flow needs a frontend port or a destination.")
-    to, to_port = parse_endpoint(destination, "destination", None)
+    to, to_port = parse_endpoint(destination, flags[1], None)
     return check_direct(plan, transport, address, port, address=to, port=to_port)
 
 
-def find_instance(plan: Plan, text: str) -> Backend:
-    """The backend ``text`` names: ``SCALESET/N``, Azure's ``SCALESET_N``, or a VM's name."""
+def find_instance(
+    plan: Plan, text: str, *, code: str = "ResourceNotFound", flag: str = ""
+) -> Backend:
+    """The backend ``text`` names: ``SCALESET/N`` as lbsim spells it everywhere, Azure's own
+    instance name ``SCALESET_N`` (what the portal shows), or a VM's name; else ``code``,
+    naming the instances there are (``flag``, such as ``--instance``, leads the message)."""
     backend = plan.backend(text)
     if backend is None:
         wanted = text.lower()
@@ -62,9 +68,10 @@ def find_instance(plan: Plan, text: str) -> Backend:
     if backend is None:
         known = ", ".join(b.label for b in plan.backends[:20]) or "none"
         more = f" (and {len(plan.backends) - 20} more)" if len(plan.backends) > 20 else ""
+        lead = f"{flag} {text}" if flag else text
         raise LbsimError(
-            "ResourceNotFound",
-            f"no instance '{text}'; give SCALESET/N or a VM's name: {known}{more}.",
+            code,
+            f"{lead}: no such instance; give SCALESET/N or a VM's name: {known}{more}.",
         )
     return backend
 

@@ -170,7 +170,7 @@ def _check_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         choices=("Tcp", "Udp"),
         help="the flow's transport",
     )
-    check.set_defaults(run=commands.cmd_check, source_port_default=49152)
+    check.set_defaults(run=commands.cmd_check)
     _output(check)
 
 

@@ -6,20 +6,11 @@ import argparse
 import json
 from collections import Counter
 
-from lbsim.api import views
+from lbsim.api import queries, views
 from lbsim.api.files import Loaded, load
 from lbsim.cli import render
-from lbsim.control.check import (
-    FlowCheck,
-    check_balancing,
-    check_direct,
-    check_nat,
-    find_entry,
-)
 from lbsim.control.nsg import effective_rules
-from lbsim.control.types import Backend, BalancingEntry, Plan
-from lbsim.errors import LbsimError
-from lbsim.model import SecurityRuleDirection, TransportProtocol
+from lbsim.model import SecurityRuleDirection
 
 EXIT_OK, EXIT_DENY, EXIT_INVALID = 0, 1, 2
 
@@ -86,35 +77,17 @@ def cmd_ports(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def parse_endpoint(text: str, what: str, default_port: int | None) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or (host.count(":") and not host.startswith("[")):
-        host, port = text, ""
-    host = host.strip("[]")
-    if not port:
-        if default_port is None:
-            raise LbsimError("InvalidArgument", f"{what} needs IP:PORT, got {text!r}.")
-        return host, default_port
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise LbsimError("InvalidArgument", f"{what}: {port!r} is not a port number.")
-    return host, int(port)
-
-
 def cmd_check(args: argparse.Namespace) -> int:
     loaded = load(args)
-    protocol = TransportProtocol(args.protocol)
-    source, source_port = parse_endpoint(args.source, "--source", args.source_port_default)
-    if args.frontend_port is not None:
-        entry = find_entry(loaded.plan, protocol, args.frontend_port, args.frontend)
-        if isinstance(entry, BalancingEntry):
-            result: FlowCheck = check_balancing(loaded.plan, entry, source, source_port)
-        else:
-            result = check_nat(loaded.plan, entry, source, source_port)
-    else:
-        address, port = parse_endpoint(args.destination, "--destination", None)
-        result = check_direct(
-            loaded.plan, protocol, source, source_port, address=address, port=port
-        )
+    result = queries.check_flow(
+        loaded.plan,
+        source=args.source,
+        frontend_port=args.frontend_port,
+        destination=args.destination,
+        protocol=args.protocol,
+        frontend=args.frontend,
+        flags=("--source", "--destination"),
+    )
     if args.output == "json":
         render.dump(views.check_json(result))
     else:
@@ -136,26 +109,11 @@ RULES_HEADERS = (
 )
 
 
-def find_instance(plan: Plan, text: str) -> Backend:
-    """The backend ``--instance`` names: ``SCALESET/N`` as lbsim spells it everywhere, Azure's
-    own instance name ``SCALESET_N`` (what the portal shows), or a VM's name."""
-    backend = plan.backend(text)
-    if backend is None:
-        wanted = text.lower()
-        backend = next((b for b in plan.backends if b.name.lower() == wanted), None)
-    if backend is None:
-        known = ", ".join(b.label for b in plan.backends[:20]) or "none"
-        more = f" (and {len(plan.backends) - 20} more)" if len(plan.backends) > 20 else ""
-        raise LbsimError(
-            "UnknownInstance",
-            f"--instance {text}: no such instance; give SCALESET/N or a VM's name: {known}{more}.",
-        )
-    return backend
-
-
 def cmd_rules(args: argparse.Namespace) -> int:
     loaded: Loaded = load(args)
-    backend = find_instance(loaded.plan, args.instance)
+    backend = queries.find_instance(
+        loaded.plan, args.instance, code="UnknownInstance", flag="--instance"
+    )
     direction = SecurityRuleDirection(args.direction)
     rules = effective_rules(backend.subnet_nsg, backend.nic_nsg, direction)
     if args.output == "json":
