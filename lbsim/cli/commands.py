@@ -60,8 +60,7 @@ def cmd_ports(args: argparse.Namespace) -> int:
     render.problems(loaded.warnings, prefix="warning: ")
     plan = loaded.plan
     if args.output == "json":
-        rows = [views.nat_json(e) for e in plan.nat]
-        render.dump(rows + [views.balancing_json(e) for e in plan.balancing])
+        render.dump(queries.ports_json(plan))
         return EXIT_OK
     if plan.nat:
         print(render.table([render.nat_row(e) for e in plan.nat], render.NAT_HEADERS))
