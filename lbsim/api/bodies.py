@@ -27,6 +27,13 @@ CAPACITY: dict[str, Any] = {
     "additionalProperties": False,
 }
 NOTHING: dict[str, Any] = {"type": "object", "additionalProperties": False}
+# As Azure's instance model spells it: properties.protectionPolicy.protectFromScaleIn.
+PROTECTION: dict[str, Any] = {
+    "type": "object",
+    "properties": {"protectFromScaleIn": {"type": "boolean"}},
+    "required": ["protectFromScaleIn"],
+    "additionalProperties": False,
+}
 _PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
 CHECK: dict[str, Any] = {
     "type": "object",

@@ -59,6 +59,10 @@ def _switch(value: Any) -> bool:
     raise ValueError("choose true or false")
 
 
+def _integer(value: Any) -> int:
+    return int(str(value))
+
+
 def _port(value: Any) -> int:
     port = int(str(value))
     if not 0 <= port <= 65535:
@@ -180,6 +184,20 @@ SETTINGS = (
         60.0,
         _positive(float),
         "how often flow-log records are appended (Azure: every minute)",
+    ),
+    Setting(
+        "overprovision",
+        False,
+        _switch,
+        "emulate Azure's overprovisioning for scale sets whose overprovision is true: extra "
+        "instances made and deleted leave gaps in ids and NAT ports",
+    ),
+    Setting("overprovision_seed", 0, _integer, "seed of which overprovisioned extras go"),
+    Setting(
+        "watch",
+        False,
+        _switch,
+        "reload when the template, parameters, config or a linked template file changes",
     ),
 )
 _MAPS = {

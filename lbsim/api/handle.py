@@ -78,8 +78,9 @@ class LiveLoadBalancer(Protocol):
 
     def instances(self) -> list[dict[str, Any]]:
         """Per instance: ``scaleSet``, ``instanceId``, ``name``, ``privateIPAddress``,
-        ``state``, ``ports`` (each with ``ruleName``, ``frontendIPAddress``, ``frontendPort``,
-        ``protocol``, ``backendPort`` and ``servedBy``)."""
+        ``state``, ``protectFromScaleIn``, ``ports`` (each with ``ruleName``,
+        ``frontendIPAddress``, ``frontendPort``, ``protocol``, ``backendPort`` and
+        ``servedBy``)."""
 
     def endpoint(
         self, scale_set: str, instance_id: int, backend_port: int, protocol: str = "Tcp"
@@ -113,6 +114,10 @@ class LiveLoadBalancer(Protocol):
     async def restart(self, scale_set: str, instance_id: int) -> ChangeReport: ...
 
     async def delete(self, scale_set: str, instance_id: int) -> ChangeReport: ...
+
+    async def protect(self, scale_set: str, instance_id: int, on: bool = True) -> ChangeReport:
+        """Protect an instance from scale-in (``protectFromScaleIn``), or lift it (``on``
+        false); the report names the instance when its protection changed."""
 
     async def reload(self) -> ChangeReport:
         """Load the template, parameters and config again and apply the difference; an

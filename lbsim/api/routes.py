@@ -127,6 +127,13 @@ def _action(name: str) -> Handler:
     return act
 
 
+async def _protection(call: Call) -> Reply:
+    instance_id = _instance_id(call)
+    body = bodies.parse_body(call.body, bodies.PROTECTION)
+    on = bool(body["protectFromScaleIn"])
+    return _changed(await call.handle.protect(call.params["name"], instance_id, on))
+
+
 async def _reload(call: Call) -> Reply:
     bodies.parse_body(call.body, bodies.NOTHING)
     return _changed(await call.handle.reload())
@@ -149,6 +156,7 @@ ROUTES = (
     _route("PUT", "/v1/scale-sets/{name}/capacity", _capacity),
     *(_route("POST", f"{_INSTANCE}/{verb}", _action(verb)) for verb in _ACTIONS),
     _route("DELETE", _INSTANCE, _action("delete")),
+    _route("PUT", f"{_INSTANCE}/protection", _protection),
     _route("POST", "/v1/reload", _reload),
 )
 

@@ -30,7 +30,7 @@ from lbsim.api.handle import ChangeReport
 from lbsim.api.http import serve_api
 from lbsim.control import fleet as fleets
 from lbsim.control.diff import PlanChange, diff, listen_table
-from lbsim.control.fleet import Fleet, PowerState
+from lbsim.control.fleet import Fleet, Overprovision, PowerState
 from lbsim.control.nsg import effective_rules
 from lbsim.control.plan import plan as make_plan
 from lbsim.control.types import Backend, BalancingEntry, NatEntry, Plan
@@ -136,9 +136,13 @@ class Session:
             sink, self._writers = flow_sinks(config)
         loaded = load(source.namespace(), frontends=dict(config.frontends), links=config.links)
         self.deployment: Deployment = loaded.deployment
-        self.fleet: Fleet = fleets.fresh(loaded.deployment)
+        fleet = fleets.fresh(loaded.deployment, overprovision(config))
+        planned = loaded.plan
+        if fleets.has_surplus(fleet):
+            planned, fleet = self._plan(loaded.deployment, fleet, config, None, live=False)
+        self.fleet: Fleet = fleet
         self.warnings: tuple[Problem, ...] = loaded.warnings
-        self.runtime = Runtime(loaded.plan, config.runtime, sink)
+        self.runtime = Runtime(planned, config.runtime, sink)
         self.registry = CollectorRegistry()
         self.registry.register(RuntimeCollector(self.runtime))
         self.api_url: str | None = None
@@ -257,7 +261,8 @@ class Session:
     # --- changes ----------------------------------------------------------------------------
     async def scale(self, scale_set: str, capacity: int) -> ChangeReport:
         vmss = self._scale_set(scale_set)
-        return await self._change(fleets.scale(self.fleet, vmss, capacity))
+        over = overprovision(self.config)
+        return await self._change(fleets.scale(self.fleet, vmss, capacity, over))
 
     async def start(self, scale_set: str, instance_id: int) -> ChangeReport:
         return await self._power(scale_set, instance_id, PowerState.RUNNING)
@@ -274,8 +279,24 @@ class Session:
         return _merged(stopped, started)
 
     async def delete(self, scale_set: str, instance_id: int) -> ChangeReport:
+        """Delete one instance, protected from scale-in or not (Azure's protection does not
+        block a delete the user asks for)."""
         self._scale_set(scale_set)
         return await self._change(fleets.delete(self.fleet, scale_set, [instance_id]))
+
+    async def protect(self, scale_set: str, instance_id: int, on: bool = True) -> ChangeReport:
+        """Protect an instance from scale-in (``on``) or lift the protection: scale-in then
+        skips it. Nothing the data plane runs changes; the report names the instance when
+        its protection changed."""
+        self._scale_set(scale_set)
+        async with self._changing:
+            fleet = fleets.protect(self.fleet, scale_set, instance_id, on)
+            state = self.fleet.of(scale_set)
+            before = state.find(instance_id) if state else None
+            self.fleet = fleet
+        if state is None or before is None or before.protected == on:
+            return ChangeReport()
+        return ChangeReport(instances_changed=(f"{state.name}/{instance_id}",))
 
     async def reload(self) -> ChangeReport:
         """Load the template, parameters and config again; apply the difference, or raise
@@ -285,8 +306,8 @@ class Session:
         async with self._changing:
             config = resolve(self._config_args, {}) if self._config_args else self.config
             loaded = await trio.to_thread.run_sync(_load, self.source, config)
-            fleet = fleets.reconcile(self.fleet, loaded.deployment)
-            planned = self._plan(loaded.deployment, fleet, config)
+            fleet = fleets.reconcile(self.fleet, loaded.deployment, overprovision(config))
+            planned, fleet = self._plan(loaded.deployment, fleet, config, self.plan)
             report = await self._apply(planned)
             self.deployment, self.fleet, self.config = loaded.deployment, fleet, config
             self.warnings = loaded.warnings
@@ -298,17 +319,44 @@ class Session:
 
     async def _change(self, fleet: Fleet) -> ChangeReport:
         async with self._changing:
-            planned = self._plan(self.deployment, fleet, self.config)
+            planned, fleet = self._plan(self.deployment, fleet, self.config, self.plan)
             report = await self._apply(planned)
             self.fleet = fleet
             return report
 
-    def _plan(self, deployment: Deployment, fleet: Fleet, config: UpConfig) -> Plan:
+    def _plan(
+        self,
+        deployment: Deployment,
+        fleet: Fleet,
+        config: UpConfig,
+        previous: Plan | None,
+        *,
+        live: bool = True,
+    ) -> tuple[Plan, Fleet]:
+        """The plan of ``fleet`` and the fleet it runs. Overprovisioned extras are planned
+        first, beside the instances asked for, so that they hold NAT ports and addresses
+        while the others take theirs (as in Azure, where they exist for a while); then the
+        plan without them keeps everyone else's ports, so ids and ports have gaps."""
+        if fleets.has_surplus(fleet):
+            previous = self._planned(deployment, fleet, config, previous, live)
+            fleet = fleets.settle(fleet)
+        return self._planned(deployment, fleet, config, previous, live), fleet
+
+    def _planned(
+        self,
+        deployment: Deployment,
+        fleet: Fleet,
+        config: UpConfig,
+        previous: Plan | None,
+        live: bool,
+    ) -> Plan:
+        """One plan; a live change that runs out of ports is a refusal with Azure's code."""
         try:
-            planned = make_plan(deployment, dict(config.frontends), fleet=fleet, previous=self.plan)
+            planned = make_plan(deployment, dict(config.frontends), fleet=fleet, previous=previous)
         except TemplateInvalid as error:
             first = error.problems[0]
-            if len(error.problems) == 1 and first.code.endswith("SmallerThanRequestedPorts"):
+            single = len(error.problems) == 1
+            if live and single and first.code.endswith("SmallerThanRequestedPorts"):
                 raise LbsimError(first.code, first.message, first.at) from None
             raise TemplateInvalid(
                 [p.located(self.source.template) for p in error.problems]
@@ -332,17 +380,19 @@ class Session:
         )
 
     def _instance_row(self, backend: Backend) -> dict[str, Any]:
-        state = "running"
+        state, protected = "running", False
         if backend.scale_set is not None and backend.instance_id is not None:
             scale_set = self.fleet.of(backend.scale_set)
             found = scale_set.find(backend.instance_id) if scale_set else None
-            state = found.state.value if found else state
+            if found is not None:
+                state, protected = found.state.value, found.protected
         return {
             "scaleSet": backend.scale_set,
             "instanceId": backend.instance_id,
             "name": backend.label,
             "privateIPAddress": backend.private_ip_address,
             "state": state,
+            "protectFromScaleIn": protected,
             "ports": [],
         }
 
@@ -352,6 +402,12 @@ class Session:
             for listener in self.runtime.listeners
             for route in listener.routes
         }
+
+
+def overprovision(config: UpConfig) -> Overprovision | None:
+    """Overprovisioning as the settings ask: off unless ``overprovision`` is true."""
+    values = config.values
+    return Overprovision(values["overprovision_seed"]) if values["overprovision"] else None
 
 
 def flow_sinks(config: UpConfig) -> tuple[RecordSink, list[Callable[[], Awaitable[None]]]]:

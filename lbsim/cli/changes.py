@@ -58,7 +58,8 @@ def _endpoint(address: str, port: Any) -> str:
 
 
 def list_rows(instances: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
-    """Headers and rows: scale set, id, private IP, state, then each rule's frontend port."""
+    """Headers and rows: scale set, id, private IP, state, protected from scale-in, then each
+    rule's frontend port."""
     columns: list[str] = []
     cells: list[dict[str, list[str]]] = []
     for item in instances:
@@ -71,13 +72,14 @@ def list_rows(instances: Sequence[dict[str, Any]]) -> tuple[list[str], list[list
             if text not in mine.setdefault(column, []):
                 mine[column].append(text)
         cells.append(mine)
-    headers = ["SCALE SET", "ID", "PRIVATE IP", "STATE", *columns]
+    headers = ["SCALE SET", "ID", "PRIVATE IP", "STATE", "PROTECTED", *columns]
     rows = [
         [
             item.get("scaleSet") or item.get("name"),
             "-" if item.get("instanceId") is None else item["instanceId"],
             item.get("privateIPAddress") or "-",
             item.get("state"),
+            "yes" if item.get("protectFromScaleIn") else "no",
             *(",".join(mine.get(c, [])) or "-" for c in columns),
         ]
         for item, mine in zip(instances, cells, strict=True)

@@ -43,9 +43,13 @@ def add_parsers(sub: Sub) -> None:
     scale.add_argument("name", metavar="NAME", help="the scale set")
     scale.add_argument("capacity", metavar="N", type=int, help="the new number of instances")
     scale.set_defaults(run=cmd_scale)
-    instance = _verb(sub, "instance", "start, stop, restart or delete one instance")
+    instance = _verb(
+        sub, "instance", "start, stop, restart, delete, protect or unprotect one instance"
+    )
     instance.add_argument(
-        "action", choices=("start", "stop", "restart", "delete"), help="what to do"
+        "action",
+        choices=("start", "stop", "restart", "delete", "protect", "unprotect"),
+        help="what to do (protect: from scale-in, as Azure's protectFromScaleIn)",
     )
     instance.add_argument("name", metavar="NAME", help="the scale set")
     instance.add_argument("instance_id", metavar="ID", type=int, help="the instance id")
@@ -173,6 +177,9 @@ def cmd_instance(args: argparse.Namespace, client: Client) -> int:
     path = f"/v1/scale-sets/{segment(args.name)}/instances/{args.instance_id}"
     if args.action == "delete":
         report = client.change("DELETE", path)
+    elif args.action in ("protect", "unprotect"):
+        body = {"protectFromScaleIn": args.action == "protect"}
+        report = client.change("PUT", f"{path}/protection", body)
     else:
         report = client.change("POST", f"{path}/{args.action}")
     return _report(args, f"{args.action} {args.name}/{args.instance_id}", report)

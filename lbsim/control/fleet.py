@@ -12,11 +12,18 @@ Azure's rules, as its scale-set documentation gives them
   reuse an id);
 - scale-in removes instances as the scale set's ``scaleInPolicy`` says: ``Default`` the
   highest ids first, ``NewestVM`` the most recently made, ``OldestVM`` the earliest made;
-- a stopped (or deallocated) instance keeps its id, private address and NAT ports.
+- a stopped (or deallocated) instance keeps its id, private address and NAT ports;
+- an instance with ``protectionPolicy.protectFromScaleIn`` is skipped by scale-in, but may be
+  deleted, stopped or started explicitly
+  (learn.microsoft.com/azure/virtual-machine-scale-sets/virtual-machine-scale-sets-instance-protection);
+- with overprovisioning (:class:`Overprovision`), creating instances makes a few extra ones
+  that are deleted at once: ids keep gaps, and the extras held NAT ports meanwhile.
 """
 
 from __future__ import annotations
 
+import math
+import random
 from collections.abc import Iterable, Mapping
 from enum import Enum
 
@@ -41,6 +48,8 @@ class Instance:
     instance_id: int
     state: PowerState = PowerState.RUNNING
     made: int = 0  # creation order across the fleet's life: NewestVM / OldestVM
+    protected: bool = False  # protectionPolicy.protectFromScaleIn
+    surplus: bool = False  # an overprovisioned extra, deleted once the others exist
 
     @property
     def running(self) -> bool:
@@ -81,12 +90,44 @@ class Fleet:
         return None if state is None else state.instances
 
 
-def fresh(deployment: Deployment) -> Fleet:
-    """A new deployment's fleet: every scale set with instances ``0 .. capacity-1``."""
-    return reconcile(Fleet(), deployment)
+@attrs.frozen
+class Overprovision:
+    """Azure's overprovisioning of a scale set whose ``overprovision`` is true (its default):
+    when it creates instances it makes extra ones and deletes them once the requested ones
+    succeed. Azure does not document how many or which; lbsim makes 20% more, rounded up, at
+    least one, and deletes a random choice of that many of the new instances, drawn from
+    ``seed``, the scale set and the first new id (so one seed always gives the same ids)."""
+
+    seed: int = 0
+
+    def extras_for(self, count: int) -> int:
+        return max(1, math.ceil(count * 0.2)) if count > 0 else 0
+
+    def doomed(self, scale_set: str, new_ids: list[int], extra: int) -> set[int]:
+        chooser = random.Random(f"{self.seed}/{scale_set.lower()}/{new_ids[0]}")  # noqa: S311
+        return set(chooser.sample(new_ids, extra))
 
 
-def reconcile(fleet: Fleet, deployment: Deployment) -> Fleet:
+def fresh(deployment: Deployment, over: Overprovision | None = None) -> Fleet:
+    """A new deployment's fleet: every scale set with instances ``0 .. capacity-1`` (with
+    ``over``, that many instances that keep gaps and the surplus ones to delete)."""
+    return reconcile(Fleet(), deployment, over)
+
+
+def settle(fleet: Fleet) -> Fleet:
+    """The fleet once the overprovisioned extras are deleted (their ids never come back)."""
+    states = {
+        key: attrs.evolve(state, instances=tuple(i for i in state.instances if not i.surplus))
+        for key, state in fleet.scale_sets.items()
+    }
+    return Fleet(states, fleet.made)
+
+
+def has_surplus(fleet: Fleet) -> bool:
+    return any(i.surplus for s in fleet.scale_sets.values() for i in s.instances)
+
+
+def reconcile(fleet: Fleet, deployment: Deployment, over: Overprovision | None = None) -> Fleet:
     """The fleet after (re)loading ``deployment``: scale sets the template no longer has are
     gone, new ones start fresh, and a scale set whose template capacity changed is scaled to
     it; one whose template capacity did not change keeps its live instances (so scale and
@@ -97,21 +138,35 @@ def reconcile(fleet: Fleet, deployment: Deployment) -> Fleet:
         state = fleet.of(vmss.name)
         if state is None:
             state = ScaleSetState((), 0, vmss.capacity, vmss.name)
-            state, made = _grow(state, vmss.capacity, made)
+            state, made = _grow(state, vmss, vmss.capacity, made, over)
         elif state.template_capacity != vmss.capacity:
-            state, made = _resize(state, vmss, vmss.capacity, made)
+            state, made = _resize(state, vmss, vmss.capacity, made, over)
             state = attrs.evolve(state, template_capacity=vmss.capacity)
         states[vmss.name.lower()] = attrs.evolve(state, name=vmss.name)
     return Fleet(states, made)
 
 
-def scale(fleet: Fleet, vmss: VirtualMachineScaleSet, capacity: int) -> Fleet:
-    """The fleet with ``vmss`` at ``capacity`` instances."""
+def scale(
+    fleet: Fleet, vmss: VirtualMachineScaleSet, capacity: int, over: Overprovision | None = None
+) -> Fleet:
+    """The fleet with ``vmss`` at ``capacity`` instances, or as close as scale-in can come
+    without removing instances protected from it (Azure skips them, and documents no error)."""
     if capacity < 0:
         raise LbsimError("InvalidParameter", f"capacity {capacity} is negative.")
     state = _known(fleet, vmss.name)
-    state, made = _resize(state, vmss, capacity, fleet.made)
+    state, made = _resize(state, vmss, capacity, fleet.made, over)
     return _with(fleet, vmss.name, state, made)
+
+
+def protect(fleet: Fleet, scale_set: str, instance_id: int, on: bool = True) -> Fleet:
+    """The fleet with one instance protected from scale-in (``on``) or not."""
+    state = _known(fleet, scale_set)
+    _instance(state, scale_set, instance_id)
+    instances = tuple(
+        attrs.evolve(i, protected=on) if i.instance_id == instance_id else i
+        for i in state.instances
+    )
+    return _with(fleet, scale_set, attrs.evolve(state, instances=instances), fleet.made)
 
 
 def set_state(fleet: Fleet, scale_set: str, instance_id: int, power: PowerState) -> Fleet:
@@ -135,21 +190,37 @@ def delete(fleet: Fleet, scale_set: str, instance_ids: Iterable[int]) -> Fleet:
 
 
 def _resize(
-    state: ScaleSetState, vmss: VirtualMachineScaleSet, capacity: int, made: int
+    state: ScaleSetState,
+    vmss: VirtualMachineScaleSet,
+    capacity: int,
+    made: int,
+    over: Overprovision | None,
 ) -> tuple[ScaleSetState, int]:
     count = len(state.instances)
     if capacity >= count:
-        return _grow(state, capacity - count, made)
-    doomed = _scale_in_order(state.instances, vmss.scale_in_policy)[: count - capacity]
+        return _grow(state, vmss, capacity - count, made, over)
+    order = _scale_in_order(state.instances, vmss.scale_in_policy)
+    doomed = [i for i in order if not i.protected][: count - capacity]
     gone = {i.instance_id for i in doomed}
     kept = tuple(i for i in state.instances if i.instance_id not in gone)
     return attrs.evolve(state, instances=kept), made
 
 
-def _grow(state: ScaleSetState, count: int, made: int) -> tuple[ScaleSetState, int]:
-    new = tuple(Instance(state.next_id + k, made=made + k) for k in range(count))
-    grown = attrs.evolve(state, instances=state.instances + new, next_id=state.next_id + count)
-    return grown, made + count
+def _grow(
+    state: ScaleSetState,
+    vmss: VirtualMachineScaleSet,
+    count: int,
+    made: int,
+    over: Overprovision | None,
+) -> tuple[ScaleSetState, int]:
+    """``count`` new instances; with ``over`` (and the scale set's ``overprovision``), extra
+    ones too, marked as surplus: :func:`settle` deletes them."""
+    extra = over.extras_for(count) if over is not None and vmss.overprovision else 0
+    ids = [state.next_id + k for k in range(count + extra)]
+    doomed = over.doomed(vmss.name, ids, extra) if over is not None and extra else set()
+    new = tuple(Instance(i, made=made + k, surplus=i in doomed) for k, i in enumerate(ids))
+    grown = attrs.evolve(state, instances=state.instances + new, next_id=state.next_id + len(ids))
+    return grown, made + len(ids)
 
 
 def _scale_in_order(instances: tuple[Instance, ...], policy: str) -> list[Instance]:

@@ -19,6 +19,7 @@ POOL_START, POOL_SIZE = 50000, 10
 @attrs.define
 class FakeInstance:
     state: str = "running"
+    protected: bool = False
 
 
 class FakeHandle:
@@ -56,6 +57,7 @@ class FakeHandle:
                 "name": f"{name}_{i}",
                 "privateIPAddress": f"10.0.{len(name)}.{4 + i}",
                 "state": instance.state,
+                "protectFromScaleIn": instance.protected,
                 "ports": [self._port(name, i), self._rule_port()],
             }
             for name, ids in self.scale_sets.items()
@@ -131,6 +133,13 @@ class FakeHandle:
         entry = self._nat(scale_set, instance_id)
         del self.scale_sets[scale_set][instance_id]
         return ChangeReport(removed=(entry,), instances_removed=(f"{scale_set}/{instance_id}",))
+
+    async def protect(self, scale_set: str, instance_id: int, on: bool = True) -> ChangeReport:
+        self.calls.append(("protect", scale_set, instance_id, on))
+        instance = self._instance(scale_set, instance_id)
+        changed = instance.protected != on
+        instance.protected = on
+        return ChangeReport(instances_changed=(f"{scale_set}/{instance_id}",) if changed else ())
 
     async def reload(self) -> ChangeReport:
         self.calls.append(("reload",))

@@ -26,14 +26,25 @@ async def test_list_has_a_row_per_instance_and_a_column_per_rule(
     api: Served, capsys: pytest.CaptureFixture[str]
 ) -> None:
     api.fake.scale_sets["web"][1].state = "stopped"
+    api.fake.scale_sets["web"][1].protected = True
     code, out, err = await lbsim(capsys, "list", "--api", api.url)
     assert (code, err) == (0, "")
     lines = out.splitlines()
-    assert lines[0].split() == ["SCALE", "SET", "ID", "PRIVATE", "IP", "STATE", "ssh", "http"]
+    assert lines[0].split() == [
+        "SCALE",
+        "SET",
+        "ID",
+        "PRIVATE",
+        "IP",
+        "STATE",
+        "PROTECTED",
+        "ssh",
+        "http",
+    ]
     assert [line.split() for line in lines[2:]] == [
-        ["web", "0", "10.0.3.4", "running", "50000", "80"],
-        ["web", "1", "10.0.3.5", "stopped", "50001", "80"],
-        ["db", "0", "10.0.2.4", "running", "50100", "80"],
+        ["web", "0", "10.0.3.4", "running", "no", "50000", "80"],
+        ["web", "1", "10.0.3.5", "stopped", "yes", "50001", "80"],
+        ["db", "0", "10.0.2.4", "running", "no", "50100", "80"],
     ]
 
 

@@ -111,6 +111,9 @@ def test_every_setting_reads_its_flag_env_and_file_key(tmp_path: Path) -> None:
         "ready_file": ("/tmp/ready.json", "/tmp/ready.json"),
         "flow_log_dir": ("/tmp/flowlogs", "/tmp/flowlogs"),
         "flow_log_interval_seconds": ("5", 5.0),
+        "overprovision": ("on", True),
+        "overprovision_seed": ("7", 7),
+        "watch": ("yes", True),
     }
     assert set(chosen) == {s.key for s in SETTINGS}
     for setting in SETTINGS:
