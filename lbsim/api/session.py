@@ -153,6 +153,12 @@ class Session:
     def plan(self) -> Plan:
         return self.runtime.plan
 
+    @property
+    def config_file(self) -> str | None:
+        """The TOML settings file a reload reads again, if any."""
+        config: str | None = getattr(self._config_args, "config", None)
+        return config
+
     async def run(
         self, *, task_status: trio.TaskStatus[Session] = trio.TASK_STATUS_IGNORED
     ) -> None:

@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import trio
 from lbsim.api.config import resolve
 from lbsim.api.handle import ChangeReport
 from lbsim.api.session import Session, Source
+from lbsim.api.watch import watch_files
 from lbsim.cli import render
 from lbsim.dataplane import host
 from lbsim.dataplane.listeners import Listener
@@ -66,6 +68,8 @@ async def _up(session: Session) -> None:
             gc.set_threshold(_GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
             _announce(session)
             nursery.start_soon(_on_signals, signals, session, nursery.cancel_scope)
+            if session.config.values["watch"]:  # reload on a file change as on SIGHUP
+                nursery.start_soon(watch_files, session, partial(reload_and_report, session))
 
 
 async def _run_until_drained(
