@@ -1,6 +1,7 @@
 """lbsim's benchmark suite: direct vs HAProxy (splice) vs lbsim on loopback (issue 4).
 
 Usage: python bench/run.py [--quick] [--only NAME[,NAME...]] [--runs N] [--json FILE]
+                           [--baseline DIR]
 
 Run bench/setup.sh first (HAProxy, nginx with its stream module, and the C benchtool).
 See bench/README.md for what each workload measures and how to read the tables.
@@ -19,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchkit import other, targets, tcp
+from benchkit import live, other, targets, tcp
 from benchkit.context import FULL, QUICK, Bench, log
 from benchkit.procs import BenchError, check_free, output
 from benchkit.report import Section, summary
@@ -37,6 +38,7 @@ WORKLOADS: dict[str, Callable[[Bench], Section]] = {
     "udp": other.udp,
     "control": other.control,
     "metrics": other.metrics,
+    "apply": live.apply,
 }
 
 
@@ -48,6 +50,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--port-base", type=int, default=30000, help="see README (ports)")
     parser.add_argument("--corpus", type=Path, default=CORPUS, help="ARM corpus folder")
     parser.add_argument("--json", type=Path, help="also write every sample here")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="DIR",
+        help="a checkout of another lbsim commit (git worktree add DIR REV): a 'before' point",
+    )
     args = parser.parse_args(argv)
     chosen = args.only.split(",") if args.only else list(WORKLOADS)
     unknown = [name for name in chosen if name not in WORKLOADS]
@@ -61,8 +69,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def machine() -> list[str]:
-    """What the numbers were measured on."""
+def machine(baseline: Path | None) -> list[str]:
+    """What the numbers were measured on, and the baseline's commit."""
     cpu = next(
         (
             line.split(":", 1)[1].strip()
@@ -89,7 +97,13 @@ def machine() -> list[str]:
         + (output(["nginx", "-v"]) if targets.have_nginx_udp() else "not installed (stream)"),
         "benchtool: " + output(["cc", "--version"]).splitlines()[0],
         f"load average at the start: {_load()} (other work on the machine skews the figures)",
+        f"lbsim: {_commit(BENCH.parent)}",
+        *([f"before (--baseline {baseline}): {_commit(baseline)}"] if baseline else []),
     ]
+
+
+def _commit(checkout: Path) -> str:
+    return output(["git", "-C", str(checkout), "log", "-1", "--format=%h %s"])[:100]
 
 
 def _load() -> str:
@@ -112,6 +126,8 @@ def run(args: argparse.Namespace) -> list[Section]:
     sections = []
     with tempfile.TemporaryDirectory(prefix="lbsim-bench-") as tmp:
         bench = Bench(TOOL, ports, Path(tmp), sizes, runs, args.corpus)
+        if args.baseline:
+            bench.baseline = targets.baseline(args.baseline)
         with targets.backend(TOOL, ports, Path(tmp)) as direct:
             bench.direct = direct
             for name in args.chosen:
@@ -125,7 +141,7 @@ def run(args: argparse.Namespace) -> list[Section]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    header = machine()
+    header = machine(args.baseline)
     print("\n".join(["## lbsim bench", "", *(f"- {line}" for line in header), ""]), flush=True)
     started = time.monotonic()
     try:

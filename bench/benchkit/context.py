@@ -9,11 +9,14 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from benchkit import targets
 from benchkit.procs import BenchError, output
-from benchkit.targets import Endpoint, Ports
+from benchkit.report import BEFORE, Section
+from benchkit.targets import Endpoint, LbsimCode, Ports
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,9 @@ class Sizes:
     udp_rtt_count: int
     plan_repeats: int
     nsg_seconds: float
+    apply_instances: int
+    apply_step: int
+    apply_repeats: int
 
 
 FULL = Sizes(
@@ -39,6 +45,9 @@ FULL = Sizes(
     udp_rtt_count=20_000,
     plan_repeats=5,
     nsg_seconds=1.0,
+    apply_instances=1_000,
+    apply_step=100,
+    apply_repeats=5,
 )
 QUICK = Sizes(
     bulk_bytes=64 << 20,
@@ -50,6 +59,9 @@ QUICK = Sizes(
     udp_rtt_count=2_000,
     plan_repeats=1,
     nsg_seconds=0.2,
+    apply_instances=100,
+    apply_step=10,
+    apply_repeats=2,
 )
 
 
@@ -62,6 +74,7 @@ class Bench:
     runs: int
     corpus: Path
     direct: Endpoint | None = None  # the backend, started once for the whole run
+    baseline: LbsimCode | None = None  # --baseline: another commit's lbsim, the "before" point
 
     def client(self, *args: object, timeout_s: float = 120.0) -> dict[str, Any]:
         """Run one benchtool client command and return what it printed."""
@@ -74,23 +87,50 @@ class Bench:
             raise BenchError(f"benchtool {' '.join(map(str, args))}: {result['error']}")
         return result
 
-    def rotate(self, points: list[Endpoint], run: int) -> list[Endpoint]:
+    def rotate(self, points: list[T], run: int) -> list[T]:
         """The points in a different order on each run, so that drift hits all alike."""
         k = run % len(points)
         return points[k:] + points[:k]
 
+    def section(
+        self, name: str, title: str, columns: list[str], ratios: list[tuple[str, str]]
+    ) -> Section:
+        """A workload's table; with a baseline, a ``before`` column after ``lbsim`` and the
+        ``lbsim/before`` ratio."""
+        if self.baseline is None or "lbsim" not in columns:
+            return Section(name, title, columns, ratios)
+        at = columns.index("lbsim") + 1
+        section = Section(name, title, [*columns[:at], "before", *columns[at:]], [*ratios, BEFORE])
+        section.notes.append(
+            f"before: lbsim from the --baseline checkout ({self.baseline.root}), run as lbsim is;"
+            " lbsim/before is within noise at 0.95-1.05 for throughputs, 0.90-1.10 for"
+            " latencies, times and memory (in bold when outside)."
+        )
+        return section
+
     @contextlib.contextmanager
     def tcp_points(self, *, lbsim: bool = True) -> Iterator[list[Endpoint]]:
-        """direct, HAProxy (when installed) and lbsim, started fresh for one workload."""
+        """direct, HAProxy (when installed), lbsim and the baseline's (with --baseline),
+        started fresh for one workload."""
         assert self.direct is not None
         points = [self.direct]
         with contextlib.ExitStack() as stack:
             if targets.have_haproxy():
                 points.append(stack.enter_context(targets.haproxy(self.ports, self.tmp))[0])
             if lbsim:
-                layout = targets.bench_layout(self.ports)
-                points.append(stack.enter_context(targets.lbsim(layout, self.tmp)).endpoint)
+                points += self.lbsim_points(stack)
             yield points
+
+    def lbsim_points(self, stack: contextlib.ExitStack) -> list[Endpoint]:
+        """lbsim on the first port layout and, with a baseline, ``before`` on the second
+        (both serve at once), stopped when ``stack`` closes."""
+        layout = targets.bench_layout(self.ports)
+        points = [stack.enter_context(targets.lbsim(layout, self.tmp)).endpoint]
+        if self.baseline is not None:
+            second = targets.bench_layout(self.ports, second=True)
+            run = targets.lbsim(second, self.tmp, name="before", code=self.baseline)
+            points.append(stack.enter_context(run).endpoint)
+        return points
 
 
 def log(message: str) -> None:

@@ -25,7 +25,7 @@ from benchkit.tcp import HOST, measure_rate
 def scale(b: Bench) -> Section:
     n = b.sizes.scale_instances
     title = f"scale: {n} instances x 3 NAT pools = {3 * n:,} listeners"
-    section = Section("scale", title, ["haproxy", "lbsim"], [("lbsim", "haproxy")])
+    section = b.section("scale", title, ["haproxy", "lbsim"], [("lbsim", "haproxy")])
     ready = section.row("time to ready", "s", below(3, "s"))
     rss = section.row("RSS when ready", "MB", below(200, "MB"))
     count = section.row("listeners", "count")
@@ -39,11 +39,13 @@ def scale(b: Bench) -> Section:
             pool_size=n,
             backend=f"127.0.0.1:{b.ports.backend}",
         )
-        with targets.lbsim(layout, b.tmp, name="lbsim-scale") as run_:
-            _check_relays(listens[-1][0], "lbsim")
-            ready.add("lbsim", run_.ready_s)
-            rss.add("lbsim", rss_kib(run_.proc.pid) / 1024)
-            count.add("lbsim", run_.listeners)
+        codes = [("lbsim", targets.THIS)] + ([("before", b.baseline)] if b.baseline else [])
+        for name, code in b.rotate(codes, run):  # one at a time: they share the layout
+            with targets.lbsim(layout, b.tmp, name=f"{name}-scale", code=code) as run_:
+                _check_relays(listens[-1][0], name)
+                ready.add(name, run_.ready_s)
+                rss.add(name, rss_kib(run_.proc.pid) / 1024)
+                count.add(name, run_.listeners)
         if targets.have_haproxy():
             with targets.haproxy(b.ports, b.tmp, listens) as (_, proc, ready_s):
                 ready.add("haproxy", ready_s)
@@ -68,9 +70,8 @@ def _check_relays(port: int, name: str) -> None:
 
 def udp(b: Bench) -> Section:
     title = "UDP: 64 B datagrams to an echo through a NAT port"
-    section = Section(
-        "udp", title, ["direct", "nginx", "lbsim"], [("lbsim", "direct"), ("lbsim", "nginx")]
-    )
+    columns, ratios = ["direct", "nginx", "lbsim"], [("lbsim", "direct"), ("lbsim", "nginx")]
+    section = b.section("udp", title, columns, ratios)
     rate = section.row("datagrams, 32 in flight", "dgram/s")
     lost = section.row("datagrams lost, 32 in flight", "count")
     p50 = section.row("round trip p50, 1 in flight", "us")
@@ -99,8 +100,7 @@ def _udp_points(b: Bench) -> Iterator[list[Endpoint]]:
     with contextlib.ExitStack() as stack:
         if targets.have_nginx_udp():
             points.append(stack.enter_context(targets.nginx_udp(b.ports, b.tmp)))
-        layout = targets.bench_layout(b.ports)
-        points.append(stack.enter_context(targets.lbsim(layout, b.tmp)).endpoint)
+        points += b.lbsim_points(stack)
         yield points
 
 
@@ -145,14 +145,21 @@ def _plan_rows(b: Bench, section: Section, what: str, args: list[str]) -> None:
 
 
 def _control(b: Bench, what: str, amount: float, args: list[str]) -> dict[str, Any]:
+    return in_fresh_interpreter("benchkit.control", [what, str(amount), "--", *args])
+
+
+def in_fresh_interpreter(module: str, args: list[str]) -> dict[str, Any]:
+    """Run ``python -m module args`` (a benchkit module) and return the JSON object it
+    printed last."""
     env = os.environ.copy()
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCH), env.get("PYTHONPATH")]))
-    argv = [sys.executable, "-m", "benchkit.control", what, str(amount), "--", *args]
-    text = output(argv, timeout_s=300.0, env=env)
+    text = output([sys.executable, "-m", module, *args], timeout_s=300.0, env=env)
     try:
         result: dict[str, Any] = json.loads(text.splitlines()[-1])
     except (ValueError, IndexError):
-        raise BenchError(f"benchkit.control {what}: {text[-400:]}") from None
+        raise BenchError(f"{module} {' '.join(args[:1])}: {text[-400:]}") from None
+    if "error" in result:
+        raise BenchError(f"{module} {' '.join(args)}: {result['error']}")
     return result
 
 
@@ -231,7 +238,7 @@ def metrics(b: Bench) -> Section:
     )
     section.notes.append(
         "On: --metrics-port set and scraped once a second, --log-flows true (text lines to a"
-        " file). Off: --metrics-port 0 --log-flows false. Both run the same template;"
+        " file). Off: --metrics-port off --log-flows false. Both run the same template;"
         " off and on alternate, twice --runs each (medians). A bulk run lasts under half a"
         f" second, so each round runs {_BULK_PAIRS} off/on pairs of it back to back: the"
         " machine's other load drifts less within a pair."

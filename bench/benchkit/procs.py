@@ -29,7 +29,14 @@ class Proc:
     ``pipe``, its stdout is kept for :meth:`read_line` (for a process that prints little)."""
 
     def __init__(
-        self, name: str, argv: Sequence[str], *, log: Path | None = None, pipe: bool = False
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        log: Path | None = None,
+        pipe: bool = False,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> None:
         self.name = name
         self.argv = list(argv)
@@ -41,6 +48,8 @@ class Proc:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE if pipe else out,
                 stderr=out,
+                env=env,
+                cwd=cwd,
             )
         finally:
             if not isinstance(out, int):
@@ -82,10 +91,16 @@ class Proc:
 
 @contextlib.contextmanager
 def running(
-    name: str, argv: Sequence[str], *, log: Path | None = None, pipe: bool = False
+    name: str,
+    argv: Sequence[str],
+    *,
+    log: Path | None = None,
+    pipe: bool = False,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> Iterator[Proc]:
     """A process that is stopped when the block ends, however it ends."""
-    proc = Proc(name, argv, log=log, pipe=pipe)
+    proc = Proc(name, argv, log=log, pipe=pipe, env=env, cwd=cwd)
     try:
         yield proc
     finally:
@@ -154,11 +169,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def output(argv: Sequence[str], timeout_s: float = 120.0, env: dict[str, str] | None = None) -> str:
+def output(
+    argv: Sequence[str],
+    timeout_s: float = 120.0,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> str:
     """The stdout of a short command (its stderr if stdout is empty); fails on a time-out."""
     try:
         done = subprocess.run(  # noqa: S603  (argv built by the bench itself)
-            list(argv), capture_output=True, timeout=timeout_s, check=False, env=env
+            list(argv), capture_output=True, timeout=timeout_s, check=False, env=env, cwd=cwd
         )
     except subprocess.TimeoutExpired:
         raise BenchError(f"{argv[0]} took more than {timeout_s:.0f} s") from None

@@ -24,6 +24,32 @@ _FORMATS = {
 }
 
 
+BEFORE = ("lbsim", "before")  # this checkout's lbsim over the --baseline checkout's
+
+
+def noise_band(unit: str) -> tuple[float, float] | None:
+    """How far ``lbsim/before`` may stray and still be within noise on a shared machine: 5%
+    for throughputs, 10% for latencies, times and memory (noisier); none for counts."""
+    if unit in ("GB/s", "conn/s", "dgram/s", "/s"):
+        return (0.95, 1.05)
+    if unit in ("us", "KiB", "MB", "s", "ms"):
+        return (0.90, 1.10)
+    return None
+
+
+def within_noise(row: Row) -> bool | None:
+    """Whether this row's lbsim/before ratio is within its noise band (None: no ratio)."""
+    m, band = row.medians(), noise_band(row.unit)
+    ratio = _ratio(m, *BEFORE)
+    if band is None or ratio is None:
+        return None
+    return band[0] <= ratio <= band[1]
+
+
+def _ratio(m: dict[str, float], a: str, b: str) -> float | None:
+    return m[a] / m[b] if a in m and b in m and m[b] != 0 else None
+
+
 @dataclass(frozen=True)
 class Target:
     """A target of issue 4, checked against the medians of one row."""
@@ -105,6 +131,7 @@ class Section:
                     "medians": r.medians(),
                     "target": r.target.text if r.target else None,
                     "met": _verdict(r),
+                    "within_noise_of_before": within_noise(r),
                 }
                 for r in self.rows
             ],
@@ -130,8 +157,9 @@ def _cells(section: Section, row: Row) -> list[str]:
     cells = [f"{row.metric} ({row.unit})"]
     cells += [_fmt(m.get(c), row.unit) for c in section.columns]
     for a, b in section.ratios:
-        ok = a in m and b in m and m[b] != 0
-        cells.append(f"{m[a] / m[b]:.2f}" if ok else "-")
+        ratio = _ratio(m, a, b)
+        text = "-" if ratio is None else f"{ratio:.2f}"
+        cells.append(f"**{text}**" if (a, b) == BEFORE and within_noise(row) is False else text)
     verdict = _verdict(row)
     cells.append(row.target.text if row.target else "-")
     cells.append({True: "yes", False: "**no**", None: "-"}[verdict])
@@ -151,4 +179,24 @@ def summary(sections: Sequence[Section]) -> list[str]:
             word = "met" if verdict else "MISSED"
             target = row.target.text if row.target else ""
             out.append(f"{word}: {section.name}: {row.metric} {target} ({figures} {row.unit})")
-    return out
+    return out + _before_lines(sections)
+
+
+def _before_lines(sections: Sequence[Section]) -> list[str]:
+    """With a baseline: how many rows are within noise of it, and each row that is not."""
+    within, outside = 0, []
+    for section in sections:
+        for row in section.rows:
+            ratio, band = _ratio(row.medians(), *BEFORE), noise_band(row.unit)
+            if ratio is None or band is None:
+                continue
+            if band[0] <= ratio <= band[1]:
+                within += 1
+                continue
+            noise = f"within noise: {band[0]:.2f}-{band[1]:.2f}"
+            outside.append(
+                f"outside noise: {section.name}: {row.metric}: lbsim/before {ratio:.2f} ({noise})"
+            )
+    if not within and not outside:
+        return []
+    return [f"lbsim/before: {within} rows within noise, {len(outside)} outside", *outside]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import re
 import shutil
 import sys
 from collections.abc import Iterator, Sequence
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchkit.procs import BenchError, Proc, accepts, running, udp_echoes, wait_until
+from benchkit.procs import BenchError, Proc, accepts, output, running, udp_echoes, wait_until
 
 BENCH = Path(__file__).resolve().parents[1]
 TEMPLATE = BENCH / "templates" / "bench.json"
@@ -168,10 +170,13 @@ class LbsimLayout:
     instances: int = 3
     pool_size: int = 100
     backend: str = "127.0.0.1:{31000+instance}"
-    metrics_port: int = 0
+    metrics_port: int | str = "off"  # no control API, no metrics: nothing but the relay
     log_flows: bool = False
 
-    def argv(self, ready_file: Path) -> list[str]:
+    def argv(self, ready_file: Path, off: str = "off") -> list[str]:
+        """``lbsim up``'s command line; ``off`` is what this lbsim's ``--metrics-port`` takes
+        to serve nothing (see :class:`LbsimCode`)."""
+        metrics = off if self.metrics_port == "off" else str(self.metrics_port)
         pools = [
             {"name": n, "protocol": p, "start": s, "backendPort": bp} for n, p, s, bp in self.pools
         ]
@@ -181,7 +186,7 @@ class LbsimLayout:
             *("--param", f"poolSize={self.pool_size}"),
             *("--param", "pools=" + json.dumps(pools)),
             *("--backend", "bench=" + self.backend),
-            *("--metrics-port", str(self.metrics_port)),
+            *("--metrics-port", metrics),
             *("--log-flows", "true" if self.log_flows else "false"),
             *("--ready-file", str(ready_file), "--drain-seconds", "1"),
         ]
@@ -196,6 +201,60 @@ def bench_layout(ports: Ports, *, second: bool = False, **extra: Any) -> LbsimLa
 
 
 @dataclass(frozen=True)
+class LbsimCode:
+    """Whose code ``lbsim up`` runs: this checkout's (``root`` None), or another commit's
+    checkout (``run.py --baseline DIR``), run by the same interpreter with DIR first on its
+    path and as its working directory (``python -m`` puts that before PYTHONPATH). ``off`` is
+    what its ``--metrics-port`` takes to serve nothing: ``off`` since 0 means a free port,
+    ``0`` in a checkout from before that."""
+
+    root: Path | None = None
+    off: str = "off"
+
+    def env(self) -> dict[str, str] | None:
+        if self.root is None:
+            return None
+        env = os.environ.copy()
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.root), env.get("PYTHONPATH")]))
+        return env
+
+
+def baseline(root: Path) -> LbsimCode:
+    """The lbsim checkout at ``root`` as the ``before`` point; fails clearly if it is none.
+    Asks its ``lbsim up --help`` once whether ``--metrics-port`` takes ``off``."""
+    root = root.resolve()
+    if not (root / "lbsim" / "__init__.py").is_file():
+        raise BenchError(
+            f"--baseline {root}: no lbsim package there; make a checkout of the commit to"
+            " compare with: git worktree add DIR REV"
+        )
+    code = LbsimCode(root)
+    argv = [sys.executable, "-m", "lbsim", "up", "--help"]
+    text = output(argv, timeout_s=60.0, env=code.env(), cwd=root)
+    if "--ready-file" not in text:
+        raise BenchError(f"--baseline {root}: its lbsim up has no --ready-file:\n{text[-400:]}")
+    return LbsimCode(root, "off" if _takes_off(text) else "0")
+
+
+def _takes_off(help_text: str) -> bool:
+    """Whether ``--metrics-port`` takes ``off``: its help then describes that value ("off:
+    none"), where an older help says "0: off"."""
+    lines = help_text.splitlines()
+    for i, line in enumerate(lines):
+        if re.match(r"\s+--(api|metrics)-port\b", line):  # the option, not the usage
+            block = [line]
+            for more in lines[i + 1 :]:
+                if re.match(r"\s+-", more):
+                    break
+                block.append(more)
+            return re.search(r"\boff\s*:", " ".join(block)) is not None
+    return False
+
+
+THIS = LbsimCode()
+
+
+@dataclass(frozen=True)
 class LbsimRun:
     endpoint: Endpoint
     proc: Proc
@@ -205,11 +264,14 @@ class LbsimRun:
 
 
 @contextlib.contextmanager
-def lbsim(layout: LbsimLayout, tmp: Path, name: str = "lbsim") -> Iterator[LbsimRun]:
+def lbsim(
+    layout: LbsimLayout, tmp: Path, name: str = "lbsim", code: LbsimCode = THIS
+) -> Iterator[LbsimRun]:
     """``lbsim up`` on the bench template, ready once its ready file is written."""
     ready_file = tmp / f"{name}.ready.json"
     ready_file.unlink(missing_ok=True)
-    with running(name, layout.argv(ready_file), log=tmp / f"{name}.log") as proc:
+    argv, log = layout.argv(ready_file, code.off), tmp / f"{name}.log"
+    with running(name, argv, log=log, env=code.env(), cwd=code.root) as proc:
         ready_s = wait_until(ready_file.exists, proc, "ready file", timeout_s=120.0)
         data = json.loads(ready_file.read_text())
         yield LbsimRun(

@@ -19,7 +19,7 @@ def bulk(b: Bench) -> Section:
     """One stream of bulk_bytes each way, then four streams of bulk_bytes each at once."""
     size = b.sizes.bulk_bytes
     amount = f"{size >> 30} GiB" if size >= 1 << 30 else f"{size >> 20} MiB"
-    section = Section("bulk", f"bulk: {amount} per stream", COLUMNS, VS_DIRECT_HAPROXY)
+    section = b.section("bulk", f"bulk: {amount} per stream", COLUMNS, VS_DIRECT_HAPROXY)
     cases = [
         ("1 stream, client to backend", "up", 1),
         ("1 stream, backend to client", "down", 1),
@@ -46,7 +46,7 @@ def bulk(b: Bench) -> Section:
 def request_response(b: Bench) -> Section:
     n = b.sizes.rr_count
     title = f"request/response: one connection, {n:,} round trips of 64 B"
-    section = Section("rr", title, COLUMNS, VS_DIRECT_HAPROXY)
+    section = b.section("rr", title, COLUMNS, VS_DIRECT_HAPROXY)
     rows = {
         "p50_us": section.row("round trip p50", "us", at_most("haproxy")),
         "p99_us": section.row("round trip p99", "us", at_most("haproxy")),
@@ -66,7 +66,7 @@ def request_response(b: Bench) -> Section:
 def connection_rate(b: Bench) -> Section:
     seconds = b.sizes.conn_seconds
     title = f"connection rate: connect, 64 B echoed, close; {seconds:g} s per run"
-    section = Section("connrate", title, COLUMNS, VS_DIRECT_HAPROXY)
+    section = b.section("connrate", title, COLUMNS, VS_DIRECT_HAPROXY)
     with b.tcp_points() as points:
         for concurrency in (1, 64):
             _rate_rows(b, section, points, concurrency)
@@ -110,7 +110,7 @@ def measure_rate(b: Bench, point: Endpoint, concurrency: int) -> tuple[dict[str,
 def idle(b: Bench) -> Section:
     n = b.sizes.idle_conns
     title = f"idle connections: {n:,} held open through the relay"
-    section = Section("idle", title, ["haproxy", "lbsim"], [("lbsim", "haproxy")])
+    section = b.section("idle", title, ["haproxy", "lbsim"], [("lbsim", "haproxy")])
     per_conn = section.row("RSS per connection", "KiB", below(8, "KiB"))
     rest = section.row("RSS at rest, before", "MB")
     held = section.row("RSS while holding them", "MB")
