@@ -1,5 +1,5 @@
 """``lbsim up --watch true`` as a user runs it: a subprocess on a copy of a small template
-(tests/e2e/data/watch.json: a scale set of two behind a NAT pool, its subnet's NSG allowing
+(tests/data/vmss-nat.json: a scale set of two behind a NAT pool, its subnet's NSG allowing
 SSH from 203.0.113.0/24). Editing the NSG rule in the file denies the next connection;
 writing invalid JSON is refused with the error, and the plan before it runs on."""
 
@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE = Path(__file__).parent / "data" / "watch.json"
+TEMPLATE = Path(__file__).parents[1] / "data" / "vmss-nat.json"
 FRONTEND = "127.0.98.1"
 CLIENT = "127.98.0.7"  # presented as 203.0.113.7
 CONFIG = f"""
