@@ -25,7 +25,6 @@ api_port = "off"
 log_flows = false
 drain_seconds = 1
 watch = true
-tcp_engine = "streams"
 [frontends]
 "lb/fe" = "{FRONTEND}"
 [sources]
