@@ -95,9 +95,10 @@ class Overprovision:
     """Azure's overprovisioning of a scale set whose ``overprovision`` is true (its default):
     when it creates instances it makes extra ones and deletes them once the requested ones
     succeed (learn.microsoft.com/azure/virtual-machine-scale-sets/
-    virtual-machine-scale-sets-design-overview). Azure does not document how many or which; lbsim makes 20% more, rounded up, at
-    least one, and deletes a random choice of that many of the new instances, drawn from
-    ``seed``, the scale set and the first new id (so one seed always gives the same ids)."""
+    virtual-machine-scale-sets-design-overview). Azure does not document how many or which;
+    lbsim makes 20% more, rounded up, at least one, and deletes a random choice of that many
+    of the new instances, drawn from ``seed``, the scale set and the first new id (so one
+    seed always gives the same ids)."""
 
     seed: int = 0
 
