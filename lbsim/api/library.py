@@ -14,7 +14,9 @@ with lbsim.run_in_thread("azuredeploy.json", params={"instanceCount": 2}) as lb:
 Settings (``config``) are a TOML file's path or a mapping of the same keys as ``lbsim.toml``
 (``{"idle_timeout_scale": 0.01, "backends": {"web": "127.0.0.1:{2200+instance}"}}``). Unlike
 ``lbsim up``, the library serves no control API and logs no flows unless ``config`` asks
-(``api_port``, ``log_flows``), and reads no ``LBSIM_*`` variables.
+(``api_port``, ``log_flows``), and reads no ``LBSIM_*`` variables. ``ready_file`` and ``watch``
+are ``lbsim up``'s: to reload on a file change here, run
+:func:`lbsim.api.watch.watch_files` in a nursery of your own.
 """
 
 from __future__ import annotations
