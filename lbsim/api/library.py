@@ -32,7 +32,8 @@ import trio
 
 from lbsim.api.config import SETTINGS, resolve
 from lbsim.api.handle import ChangeReport
-from lbsim.api.session import Session, Source
+from lbsim.api.session import Session
+from lbsim.api.source import Source
 from lbsim.errors import ConfigError, LbsimError
 
 __all__ = ["ThreadedLoadBalancer", "run_in_thread", "serve"]

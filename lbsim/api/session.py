@@ -13,13 +13,11 @@ the plan, the fleet and the runtime as they were. Changes are serialized.
 from __future__ import annotations
 
 import argparse
-import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import attrs
 import trio
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -28,6 +26,7 @@ from lbsim.api.config import UpConfig, resolve
 from lbsim.api.files import Loaded, load
 from lbsim.api.handle import ChangeReport
 from lbsim.api.http import serve_api
+from lbsim.api.source import Source
 from lbsim.control import fleet as fleets
 from lbsim.control.diff import PlanChange, diff, listen_table
 from lbsim.control.fleet import Fleet, Overprovision, PowerState
@@ -41,78 +40,6 @@ from lbsim.model import Deployment, SecurityRuleDirection, VirtualMachineScaleSe
 from lbsim.observe.flowlogs import FlowLogWriter
 from lbsim.observe.logs import LogWriter
 from lbsim.observe.metrics import RuntimeCollector
-
-_CONTEXT_DEFAULTS = {
-    "subscription_id": "00000000-0000-0000-0000-000000000000",
-    "tenant_id": "00000000-0000-0000-0000-000000000000",
-    "resource_group": "lbsim-rg",
-    "location": "westeurope",
-    "deployment_name": None,
-}
-
-
-@attrs.frozen
-class Source:
-    """Where a deployment comes from: the files and values that a reload reads again."""
-
-    template: str
-    parameters: str | None = None
-    params: tuple[tuple[str, str], ...] = ()  # NAME=VALUE as --param gives them
-    fill_missing: bool = False
-    context: tuple[tuple[str, Any], ...] = ()
-    links: tuple[str, ...] = ()  # URL=FILE
-
-    @classmethod
-    def of(
-        cls,
-        template: str | Path,
-        *,
-        parameters: str | Path | None = None,
-        params: Mapping[str, Any] | None = None,
-        fill_missing: bool = False,
-        context: Mapping[str, Any] | None = None,
-        links: Mapping[str, str] | None = None,
-    ) -> Source:
-        """A source from Python values: ``params`` as values of their own type (JSON for
-        objects and arrays, as ``--param`` takes them)."""
-        unknown = set(context or {}) - set(_CONTEXT_DEFAULTS)
-        if unknown:
-            raise LbsimError("InvalidArgument", f"unknown context keys: {sorted(unknown)}")
-        return cls(
-            template=str(template),
-            parameters=None if parameters is None else str(parameters),
-            params=tuple((k, _param_text(v)) for k, v in (params or {}).items()),
-            fill_missing=fill_missing,
-            context=tuple((context or {}).items()),
-            links=tuple(f"{url}={path}" for url, path in (links or {}).items()),
-        )
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> Source:
-        """The source that the CLI's template options name."""
-        return cls(
-            template=args.template,
-            parameters=args.parameters,
-            params=tuple(tuple(p.split("=", 1)) for p in args.param if "=" in p),
-            fill_missing=args.fill_missing,
-            context=tuple((k, getattr(args, k)) for k in _CONTEXT_DEFAULTS),
-            links=tuple(getattr(args, "links", None) or ()),
-        )
-
-    def namespace(self) -> argparse.Namespace:
-        context = {**_CONTEXT_DEFAULTS, **dict(self.context)}
-        return argparse.Namespace(
-            template=self.template,
-            parameters=self.parameters,
-            param=[f"{k}={v}" for k, v in self.params],
-            fill_missing=self.fill_missing,
-            links=list(self.links),
-            **context,
-        )
-
-
-def _param_text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
 
 
 class Session:

@@ -18,7 +18,8 @@ import trio
 
 from lbsim.api.config import resolve
 from lbsim.api.handle import ChangeReport
-from lbsim.api.session import Session, Source
+from lbsim.api.session import Session
+from lbsim.api.source import Source
 from lbsim.api.watch import watch_files
 from lbsim.cli import render
 from lbsim.dataplane import host

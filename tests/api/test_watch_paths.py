@@ -8,7 +8,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import cast
 
-from lbsim.api.session import Session, Source
+from lbsim.api.session import Session
+from lbsim.api.source import Source
 from lbsim.api.watch import watched
 
 
