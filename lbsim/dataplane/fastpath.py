@@ -18,11 +18,9 @@ import os
 import sys
 import weakref
 
-import trio
-
 from lbsim.errors import LbsimError
 
-__all__ = ["HAVE_SPLICE", "SPLICE_FLAGS", "FastPath", "default"]
+__all__ = ["HAVE_SPLICE", "SPLICE_FLAGS", "FastPath"]
 
 HAVE_SPLICE = sys.platform == "linux" and hasattr(os, "splice")
 SPLICE_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK if HAVE_SPLICE else 0
@@ -91,16 +89,3 @@ class FastPath:
     def close(self) -> None:
         """Close the pooled pipes (pipes in use are closed when their flows give them back)."""
         self._finalizer()
-
-
-_DEFAULT: trio.lowlevel.RunVar[FastPath] = trio.lowlevel.RunVar("lbsim_fast_path")
-
-
-def default() -> FastPath:
-    """The fast path of the current trio run, made on first use; its pipes close with it."""
-    try:
-        return _DEFAULT.get()
-    except LookupError:
-        path = FastPath()
-        _DEFAULT.set(path)
-        return path

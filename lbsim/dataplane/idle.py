@@ -1,9 +1,10 @@
 """One idle-timeout watcher per trio run, for every relayed TCP flow.
 
 A task or a timer per flow would cost each idle connection a few KiB; instead each watched
-flow has one entry in a heap ordered by the time it would expire. The watcher (a trio system
-task started on first use) wakes at the earliest such time, expires the flows that have not
-moved a byte since, and files the others again under their new time. Copy loops only store
+flow has one entry in a heap ordered by the time it would expire. The watcher's task
+(:meth:`IdleReaper.run`, started by its owner in a nursery: the reactor, or the streams
+engine) wakes at the earliest such time, expires the flows that have not moved a byte since,
+and files the others again under their new time. Copy loops only store
 the time of their last byte: ``flow.last = trio.current_time()``.
 """
 
@@ -15,7 +16,7 @@ from typing import Protocol
 
 import trio
 
-__all__ = ["Expirable", "IdleReaper", "reaper"]
+__all__ = ["Expirable", "IdleReaper"]
 
 
 class Expirable(Protocol):
@@ -33,11 +34,10 @@ class IdleReaper:
     """Expires each watched flow once ``idle_timeout_s`` has passed without activity."""
 
     def __init__(self) -> None:
-        """An empty watcher; its task starts with the first :meth:`watch`."""
+        """An empty watcher; :meth:`run` expires its flows."""
         self._heap: list[tuple[float, int, Expirable]] = []
         self._live = 0
         self._wake: trio.CancelScope | None = None
-        self._started = False
 
     @property
     def watched(self) -> int:
@@ -54,9 +54,6 @@ class IdleReaper:
         """Watch ``flow`` until :meth:`forget`; it expires ``idle_timeout_s`` after ``last``."""
         self._live += 1
         self._push(flow, flow.last + flow.idle_timeout_s)
-        if not self._started:
-            self._started = True
-            trio.lowlevel.spawn_system_task(self._run, name="lbsim idle reaper")
 
     def forget(self, flow: Expirable) -> None:
         """Stop watching ``flow``; memory of forgotten flows is reclaimed in bulk."""
@@ -72,8 +69,8 @@ class IdleReaper:
         if self._wake is not None and deadline < self._wake.deadline:
             self._wake.deadline = deadline
 
-    async def _run(self) -> None:
-        """Expire due flows, then sleep until the next one is due; runs for the whole run."""
+    async def run(self) -> None:
+        """Expire due flows, then sleep until the next one is due; until cancelled."""
         while True:
             now = trio.current_time()
             while self._heap and self._heap[0][0] <= now:
@@ -89,16 +86,3 @@ class IdleReaper:
             with trio.CancelScope(deadline=next_due) as self._wake:
                 await trio.sleep_forever()
             self._wake = None
-
-
-_REAPER: trio.lowlevel.RunVar[IdleReaper] = trio.lowlevel.RunVar("lbsim_idle_reaper")
-
-
-def reaper() -> IdleReaper:
-    """The idle watcher of the current trio run, made on first use."""
-    try:
-        return _REAPER.get()
-    except LookupError:
-        watcher = IdleReaper()
-        _REAPER.set(watcher)
-        return watcher

@@ -46,7 +46,6 @@ __all__ = [
     "Acceptor",
     "Pump",
     "Reactor",
-    "default",
     "hosted",
 ]
 
@@ -105,16 +104,9 @@ class Reactor:
         self.handlers: dict[int, Handler] = {}  # by descriptor
         self._again: list[Handler] = []
         self._nursery: trio.Nursery | None = None
-        self._reaper: idle.IdleReaper | None = None
+        self.reaper = idle.IdleReaper()  # its task runs beside the reactor's (attach)
         # Hosted (lbsim up): ended flows are closed by a thread of their own.
         self.closer: Closer | None = Closer() if hosted else None
-
-    @property
-    def reaper(self) -> idle.IdleReaper:
-        """The run's idle watcher (looked up once)."""
-        if self._reaper is None:
-            self._reaper = idle.reaper()
-        return self._reaper
 
     # --- registration ---------------------------------------------------------------------
     def watch(self, fd: int, handler: Handler, events: int = _REGISTER) -> None:
@@ -130,9 +122,11 @@ class Reactor:
                 self._epoll.unregister(fd)
 
     def attach(self, nursery: trio.Nursery) -> None:
-        """Where the reactor's timers run (its own task does this itself)."""
+        """Where the reactor's timers and its idle reaper run (its own task does this
+        itself; :mod:`lbsim.dataplane.host` gives the hosted reactor its nursery)."""
         self._nursery = nursery
         self.now = trio.lowlevel.current_clock().current_time
+        nursery.start_soon(self.reaper.run, name="lbsim idle reaper")
 
     def again(self, handler: Handler) -> None:
         """Give ``handler`` another turn (``resume``) once other tasks had theirs."""
@@ -334,7 +328,6 @@ class Acceptor:
         return True
 
 
-_DEFAULT: trio.lowlevel.RunVar[Reactor] = trio.lowlevel.RunVar("lbsim_reactor")
 # The reactor whose rounds lbsim.dataplane.host runs, in a run it hosts.
 HOSTED: trio.lowlevel.RunVar[Reactor | None] = trio.lowlevel.RunVar("lbsim_hosted", None)
 
@@ -342,17 +335,3 @@ HOSTED: trio.lowlevel.RunVar[Reactor | None] = trio.lowlevel.RunVar("lbsim_hoste
 def hosted() -> Reactor | None:
     """The reactor that owns the thread of this trio run (``lbsim up``), if any."""
     return HOSTED.get()
-
-
-def default() -> Reactor:
-    """The reactor of the current trio run: the hosted one, else one started as a system
-    task on first use; its open flows are aborted when the run ends."""
-    try:
-        return _DEFAULT.get()
-    except LookupError:
-        reactor = hosted()
-        if reactor is None:
-            reactor = Reactor(fastpath.default())
-            trio.lowlevel.spawn_system_task(reactor.run, name="lbsim reactor")
-        _DEFAULT.set(reactor)
-        return reactor

@@ -18,19 +18,20 @@ exception.
 
 from __future__ import annotations
 
-import enum
 import errno
 import math
 import os
 import socket
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import attrs
 import trio
 
-from lbsim.dataplane import fastpath, idle, reactor
+from lbsim.dataplane import fastpath, idle
+from lbsim.dataplane.connection import HOLD, QUIET, CloseReason, Connection
+from lbsim.dataplane.reactor import Reactor
 from lbsim.dataplane.socketflow import AnySocket, SocketFlow, nodelay, reset_socket
 from lbsim.dataplane.stats import FlowStats, RuleStats, Traffic
 from lbsim.errors import LbsimError
@@ -51,22 +52,6 @@ __all__ = [
     "reset_soon",
     "reset_stream",
 ]
-
-
-class CloseReason(enum.StrEnum):
-    """Why a relayed flow ended (stable strings, used in logs and metric labels)."""
-
-    CLIENT_CLOSED = "client-closed"
-    BACKEND_CLOSED = "backend-closed"
-    CLIENT_ERROR = "client-error"
-    BACKEND_ERROR = "backend-error"
-    IDLE_TIMEOUT = "idle-timeout"
-    EVICTED = "evicted"  # a UDP flow pushed out of a full flow table
-    BACKEND_UNREACHABLE = "backend-unreachable"  # for the caller of connect_or_reset
-    CANCELLED = "cancelled"
-
-
-_ABORTS = frozenset({CloseReason.CLIENT_ERROR, CloseReason.BACKEND_ERROR, CloseReason.CANCELLED})
 
 
 @attrs.frozen
@@ -120,32 +105,29 @@ _OUT = Way(
 )
 
 
-class Flow(Generic[S]):
-    """State shared by the two copying tasks of one stream flow and the idle watcher; the
-    flow is stopped by cancelling its nursery's scope."""
+class Flow(Connection, Generic[S]):
+    """State shared by the two copying tasks of one stream flow and its idle watcher; how it
+    ends is the :class:`~lbsim.dataplane.connection.Connection`'s to say. The flow is stopped
+    by cancelling its nursery's scope."""
 
-    __slots__ = (
-        "done",
-        "ended",
-        "eofs",
-        "first_eof",
-        "idle_timeout_s",
-        "last",
-        "scope",
-        "sides",
-        "stats",
-    )
+    __slots__ = ("done", "idle_timeout_s", "last", "scope", "sides", "stats")
 
-    def __init__(self, sides: tuple[S, S], stats: FlowStats, idle_timeout_s: float | None) -> None:
+    def __init__(
+        self,
+        sides: tuple[S, S],
+        stats: FlowStats,
+        idle_timeout_s: float | None,
+        *,
+        tcp_reset: bool = False,
+        idle_hold_s: float = 0.0,
+    ) -> None:
         """A flow between ``sides`` (client, backend) that has just moved."""
+        Connection.__init__(self, tcp_reset, idle_hold_s)
         self.sides = sides
         self.stats = stats
         self.last = trio.current_time()
         self.idle_timeout_s = math.inf if idle_timeout_s is None else idle_timeout_s
-        self.eofs = 0
-        self.first_eof: CloseReason | None = None
-        self.ended: CloseReason | None = None
-        self.done = False
+        self.done = False  # (the idle reaper's mark of a flow it forgot)
         self.scope: trio.CancelScope | None = None
 
     def traffic(self, way: Way) -> tuple[Traffic, Traffic]:
@@ -164,26 +146,17 @@ class Flow(Generic[S]):
 
     def eof(self, reason: CloseReason) -> None:
         """Note one direction done; the flow ends once both are."""
-        self.eofs += 1
-        self.first_eof = self.first_eof or reason
-        if self.eofs == 2 and self.scope is not None:
-            self.scope.cancel()
+        self.end(reason)
 
     def end(self, reason: CloseReason) -> None:
-        """End the flow now for ``reason``; the first reason given wins."""
-        self.ended = self.ended or reason
-        if self.scope is not None:
+        """Take ``reason`` (an end of stream, a failure, an abort); stop the copying once the
+        connection is closed (the first closing reason wins)."""
+        if self.event(reason) and self.scope is not None:
             self.scope.cancel()
 
     def expire(self) -> None:
         """End the flow because no byte moved for ``idle_timeout_s``."""
         self.end(CloseReason.IDLE_TIMEOUT)
-
-    def outcome(self) -> CloseReason:
-        """Why the flow ended: an abort, else the side that closed first, else cancelled."""
-        if self.ended is not None:
-            return self.ended
-        return self.first_eof if self.eofs == 2 and self.first_eof else CloseReason.CANCELLED
 
 
 @attrs.frozen
@@ -208,41 +181,54 @@ async def _relay(
     flow: Flow[S],
     pump: Callable[[Flow[S], Way], Awaitable[None]],
     close: Callable[[S, bool], Awaitable[None]],
-    tcp_reset: bool,
     *,
     idle_drop: IdleDrop,
     on_close: Callable[[RelayResult], None] | None,
+    reaper: idle.IdleReaper | None,
 ) -> RelayResult:
     """Copy both ways until the flow ends, then record the close exactly once (and tell
     ``on_close``), then close (or reset) both sides, after a silent hold for an idle drop.
     Backend to client runs in a task of its own, client to backend in the calling task."""
-    watcher = idle.reaper() if flow.idle_timeout_s < math.inf else None
+    watcher = reaper if flow.idle_timeout_s < math.inf else None
     if watcher is not None:
         watcher.watch(flow)
     try:
         async with trio.open_nursery() as nursery:
             flow.scope = nursery.cancel_scope
+            if flow.idle_timeout_s < math.inf and watcher is None:
+                nursery.start_soon(_watch_idle, flow, name="lbsim relay idle")
             nursery.start_soon(pump, flow, _OUT, name="lbsim relay out")
             await pump(flow, _IN)
     finally:
         if watcher is not None:
             watcher.forget(flow)
-        reason = flow.outcome()
-        idled = reason is CloseReason.IDLE_TIMEOUT
-        held = idled and not tcp_reset and idle_drop.hold_s > 0
-        abort = reason in _ABORTS or (tcp_reset and idled) or held
+        if not flow.closed:  # cancelled from outside
+            flow.event(CloseReason.CANCELLED)
+        reason = flow.outcome
+        how = flow.sockets()
         flow.stats.close(reason)
         result = RelayResult(reason, flow.stats.inbound.bytes, flow.stats.outbound.bytes)
         if on_close is not None:
             on_close(result)
         try:
-            if held:
+            if how is HOLD:
                 await idle_drop.hold()
         finally:
             with trio.CancelScope(shield=True):  # closing never blocks; it must not be skipped
                 for side in flow.sides:
-                    await close(side, abort)
+                    await close(side, how is not QUIET)  # a hold ends in a reset
     return result
+
+
+async def _watch_idle(flow: Flow[Any]) -> None:
+    """A flow's own idle watcher, when no run-wide reaper is given: expire it once
+    ``idle_timeout_s`` passed without a byte."""
+    while True:
+        due = flow.last + flow.idle_timeout_s
+        await trio.sleep_until(due)
+        if flow.last + flow.idle_timeout_s <= trio.current_time():
+            flow.expire()
+            return
 
 
 def _stats(stats: FlowStats | None) -> FlowStats:
@@ -260,6 +246,7 @@ async def relay_streams(
     chunk_size: int = 65536,
     idle_drop: IdleDrop = IdleDrop(),
     on_close: Callable[[RelayResult], None] | None = None,
+    reaper: idle.IdleReaper | None = None,
 ) -> RelayResult:
     """Relay until both sides closed, one failed or the flow idled; both streams end closed.
 
@@ -269,10 +256,16 @@ async def relay_streams(
     as soon as the flow ends, before any hold. If cancelled from outside, both streams are
     reset and ``Cancelled`` propagates.
     """
-    flow = Flow((client, backend), _stats(stats), idle_timeout_s)
+    flow = Flow(
+        (client, backend),
+        _stats(stats),
+        idle_timeout_s,
+        tcp_reset=tcp_reset,
+        idle_hold_s=idle_drop.hold_s,
+    )
     copy = partial(_copy_stream, chunk_size=chunk_size)
     return await _relay(
-        flow, copy, _close_stream, tcp_reset, idle_drop=idle_drop, on_close=on_close
+        flow, copy, _close_stream, idle_drop=idle_drop, on_close=on_close, reaper=reaper
     )
 
 
@@ -316,6 +309,7 @@ async def relay_sockets(
     client: AnySocket,
     backend: AnySocket,
     *,
+    reactor: Reactor,
     idle_timeout_s: float | None = None,
     tcp_reset: bool = False,
     stats: FlowStats | None = None,
@@ -323,9 +317,10 @@ async def relay_sockets(
     idle_hold_s: float = 0.0,
 ) -> RelayResult:
     """Relay two connected non-blocking TCP sockets (trio's or the standard library's) as
-    :func:`relay_streams` does, through the run's reactor; both end closed.
+    :func:`relay_streams` does, through ``reactor`` (running in the caller's run); both end
+    closed.
 
-    Bytes go through ``fast`` (default: the run's :class:`~lbsim.dataplane.fastpath.FastPath`).
+    Bytes go through ``fast`` (default: the reactor's :class:`~lbsim.dataplane.fastpath.FastPath`).
     TCP_NODELAY is set on both sockets so that lbsim adds no Nagle delay of its own. A reset
     is a real RST (SO_LINGER 0). After an idle timeout without ``tcp_reset``, both sockets are
     held silently for ``idle_hold_s`` seconds, then reset (0: closed at once); this call
@@ -349,7 +344,7 @@ async def relay_sockets(
         if isinstance(side, socket.socket):  # trio's are non-blocking already
             side.setblocking(False)  # a blocking read would stall every flow of the run
         nodelay(side)
-    flow = reactor.default().relay(
+    flow = reactor.relay(
         client,
         backend,
         _stats(stats),
@@ -365,7 +360,7 @@ async def relay_sockets(
         waiting = True
         await trio.lowlevel.wait_task_rescheduled(cancelled)
     result = flow.stats
-    return RelayResult(CloseReason(flow.reason), result.inbound.bytes, result.outbound.bytes)
+    return RelayResult(flow.outcome, result.inbound.bytes, result.outbound.bytes)
 
 
 async def reset_stream(stream: trio.abc.AsyncResource) -> None:

@@ -1,10 +1,11 @@
 """The Runtime: executes a Plan. Built-in instance servers, a listener per NAT entry and
 load-balancing rule, the NSG verdict on every new flow, relays, counters, flow events.
 
-TCP listeners and relayed connections live in one :class:`~lbsim.dataplane.reactor.Reactor`:
-a new connection is judged, routed and connected inside the accept handler, with no task of
-its own, unless something has to wait (a connect still in progress, a denial held or reset
-after a moment, an unreachable backend): those few run as tasks.
+TCP listeners and relayed connections live in an :class:`~lbsim.dataplane.engines.Engine`
+(lbsim's reactor, or trio streams), which the runtime never asks about: a new connection is
+judged, routed and connected inside the accept handler, with no task of its own, unless
+something has to wait (a connect still in progress, a denial held or reset after a moment, an
+unreachable backend): those few run as tasks.
 
 It is the only mutable root of the data plane. ``run`` starts everything and reports itself
 ready through ``task_status``; ``stop`` stops accepting, lets open flows drain for a bounded
@@ -16,7 +17,7 @@ from __future__ import annotations
 import errno
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -26,30 +27,20 @@ import trio
 from lbsim.control.check import Guard
 from lbsim.control.diff import ListenKey, PlanChange, diff, listen_table
 from lbsim.control.types import BalancingEntry, NatEntry, Plan
-from lbsim.dataplane import fastpath
 from lbsim.dataplane.backends import Backends
+from lbsim.dataplane.engines import Engine, engine_for
 from lbsim.dataplane.events import FlowNames, NsgHit, RecordSink, discard
 from lbsim.dataplane.instances import InstanceServer
 from lbsim.dataplane.listeners import Listener, Route, address_in_use_hint, same_family
 from lbsim.dataplane.probes import ProbeState
-from lbsim.dataplane.reactor import (
-    ACCEPT_EXHAUSTED,
-    ACCEPT_GONE,
-    EXHAUSTED_RETRY_S,
-    Reactor,
-    hosted,
-)
 from lbsim.dataplane.relay import (
     BackendUnreachableError,
-    IdleDrop,
     begin_connect,
     finish_connect,
-    relay_streams,
     reset_socket,
     reset_soon,
 )
-from lbsim.dataplane.settings import DenyMode, RuntimeSettings, TcpEngine
-from lbsim.dataplane.socketflow import CANCELLED, SocketFlow
+from lbsim.dataplane.settings import DenyMode, RuntimeSettings
 from lbsim.dataplane.stats import FlowStats
 from lbsim.dataplane.udp import UdpRelay
 from lbsim.dataplane.verdicts import UNJUDGED, Verdicts
@@ -59,10 +50,15 @@ from lbsim.model import TransportProtocol
 
 class Runtime:
     def __init__(
-        self, plan: Plan, settings: RuntimeSettings | None = None, sink: RecordSink = discard
+        self,
+        plan: Plan,
+        settings: RuntimeSettings | None = None,
+        sink: RecordSink = discard,
+        engine: Engine | None = None,
     ) -> None:
         self.plan = plan
         self.settings = settings or RuntimeSettings()
+        self._engine = engine  # (made by run() if not given: the hosted reactor is the run's)
         self.sink = sink
         self.guard = Guard(plan)
         self.backends = Backends(plan, self.settings)
@@ -73,16 +69,18 @@ class Runtime:
         self._flow_names: dict[int, FlowNames] = {}
         self.started_at = time.time()
         self._stop = trio.Event()
-        self._fast = fastpath.FastPath()
-        self._streams = self.settings.tcp_engine is TcpEngine.STREAMS
-        self._reactor: Reactor | None = None  # made (or found) by run()
         self._all_closed = trio.Event()
         self._draining = False
         self._waiting: trio.Nursery | None = None  # flows that wait for something
-        self._accepting: trio.Nursery | None = None  # listeners served by tasks
-        self._stream_flows: dict[trio.CancelScope, tuple[Listener, Route]] = {}
+        self._accepting: trio.Nursery | None = None  # UDP listeners' tasks
         self._applying = trio.Lock()
         self._now: Callable[[], float] = trio.current_time  # the run's clock, once it runs
+
+    @property
+    def engine(self) -> Engine:
+        """What accepts and relays TCP and reads UDP (see :mod:`lbsim.dataplane.engines`)."""
+        assert self._engine is not None, "the runtime is not running"
+        return self._engine
 
     @property
     def listeners(self) -> list[Listener]:
@@ -113,24 +111,19 @@ class Runtime:
         self, *, task_status: trio.TaskStatus[Runtime] = trio.TASK_STATUS_IGNORED
     ) -> None:
         self._now = trio.lowlevel.current_clock().current_time
-        try:
-            async with trio.open_nursery() as servers:
-                if not self._streams:  # lbsim up's reactor owns the thread; else a task's
-                    self._reactor = hosted() or Reactor(self._fast)
-                    if not self._reactor.hosted:
-                        servers.start_soon(self._reactor.run, name="lbsim reactor")
-                try:
-                    await self._serve(servers, task_status)
-                finally:  # also when cancelled: no listening socket outlives the runtime
-                    self._close_listeners(s.sock for s in self._serving.values())
-                servers.cancel_scope.cancel()
-        finally:
-            if self._reactor is not None and not self._reactor.hosted:
-                self._reactor.close()
-            self._fast.close()
+        if self._engine is None:
+            self._engine = engine_for(self.settings.tcp_engine)
+        self._engine.on_end = self._flow_ended
+        async with trio.open_nursery() as servers:
+            await servers.start(self._engine.run)
+            try:
+                await self._serve(servers, task_status)
+            finally:  # also when cancelled: no listening socket outlives the runtime
+                for serving in self._serving.values():
+                    self._close(serving)
+            servers.cancel_scope.cancel()
 
     async def _serve(self, servers: trio.Nursery, task_status: trio.TaskStatus[Runtime]) -> None:
-        reactor = self._reactor
         async with trio.open_nursery() as waiting:
             self._waiting = waiting
             async with trio.open_nursery() as accepting:
@@ -142,20 +135,15 @@ class Runtime:
                 await self.apply(diff(self.plan, first))
                 task_status.started(self)
                 await self._stop.wait()
-                if reactor is not None:  # (the streams engine's accept tasks close theirs)
-                    self._close_listeners(
-                        s.sock
-                        for s in self._serving.values()
-                        if s.listener.protocol is TransportProtocol.TCP
-                    )
+                for serving in self._serving.values():
+                    self._close(serving)
                 accepting.cancel_scope.cancel()
             deadline = trio.current_time() + self.settings.drain_timeout_s
             waiting.cancel_scope.deadline = deadline
             self._draining = True
             await self._drain(deadline)
-        if reactor is not None:
-            await self._drain(deadline)  # flows that a waiting connection opened meanwhile
-            reactor.abort_all()  # what the drain left open ends as cancelled
+        await self._drain(deadline)  # flows that a waiting connection opened meanwhile
+        self.engine.abort_all()  # what the drain left open ends as cancelled
 
     # --- changes ------------------------------------------------------------------------------
     async def apply(self, change: PlanChange) -> None:
@@ -174,7 +162,8 @@ class Runtime:
             try:
                 await self.backends.apply(change.new)
             except BaseException:
-                self._close_listeners(sock for _, sock in bound)
+                for _, sock in bound:  # (not yet the engine's)
+                    sock.close()
                 raise
             self.plan = change.new
             self.guard = Guard(change.new)
@@ -212,18 +201,21 @@ class Runtime:
         name = f"lbsim listener {listener.protocol.value} {listener.label}"
         if listener.protocol is TransportProtocol.UDP:
             self._accepting.start_soon(self._serve_udp, serving, name=name)
-        elif self._reactor is None:
-            self._accepting.start_soon(self._accept_streams, serving, name=name)
         else:
-            self._reactor.listen(sock, partial(self._accepted, listener))
+            self.engine.listen(sock, partial(self._accepted, listener))
 
     def _unlisten(self, key: ListenKey) -> Listener:
         """Stop serving a listener: its socket closes (its flows are reset by the caller)."""
         serving = self._serving.pop(key)
+        self._close(serving)
+        return serving.listener
+
+    def _close(self, serving: _Serving) -> None:
+        """Stop a listener accepting: its UDP task ends, or the engine closes its socket
+        (closing twice is harmless)."""
         serving.scope.cancel()
         if serving.listener.protocol is TransportProtocol.TCP:
-            self._close_listeners([serving.sock])
-        return serving.listener
+            self.engine.close_listener(serving.sock)
 
     def _reset_flows(self, stale: dict[Listener, set[_RouteKey] | None]) -> None:
         """Reset the TCP flows on stale routes (None: every route of the listener) and
@@ -231,36 +223,20 @@ class Runtime:
         if not stale:
             return
 
-        def doomed(listener: Listener, route: Route) -> bool:
-            keys = stale.get(listener, set())
-            return keys is None or route.key in keys
+        def doomed(tag: tuple[Listener, _About]) -> bool:
+            keys = stale.get(tag[0], set())
+            return keys is None or tag[1][0].key in keys
 
-        if self._reactor is not None:
-            for flow in list(self._reactor.flows):
-                listener, about = flow.tag
-                if doomed(listener, about[0]):
-                    flow.end(CANCELLED)
-        for scope, (listener, route) in list(self._stream_flows.items()):
-            if doomed(listener, route):
-                scope.cancel()
+        self.engine.reset(doomed)
         for listener, keys in stale.items():
             serving = self._serving.get(listener.key)
             if keys is not None and serving is not None and serving.udp is not None:
                 serving.udp.drop({k[2] for k in keys}.__contains__)
 
-    def _close_listeners(self, sockets: Iterable[socket.socket]) -> None:
-        """Stop listening: out of the reactor's set first, then closed (closing twice is
-        harmless)."""
-        for sock in sockets:
-            if self._reactor is not None and sock.fileno() >= 0:
-                self._reactor.unwatch(sock.fileno())
-            sock.close()
-
     async def _drain(self, deadline: float) -> None:
-        """Return once no flow of the reactor is open, or at ``deadline`` (flows of the
-        streams engine are tasks: their nursery waits for them)."""
+        """Return once no relayed flow is open, or at ``deadline``."""
         with trio.move_on_at(deadline):
-            while self._reactor is not None and self._reactor.flows:
+            while self.engine.open_flows:
                 self._all_closed = trio.Event()
                 await self._all_closed.wait()
 
@@ -372,30 +348,21 @@ class Runtime:
     def _relay(
         self, listener: Listener, conn: socket.socket, backend: socket.socket, about: _About
     ) -> None:
-        reactor = self._reactor
-        stats = listener.stats.open_flow(trio.current_time() if reactor is None else reactor.now())
-        if reactor is None:
-            self._later(self._relay_streams, conn, backend, listener, about, stats)
-            return
-        reactor.relay(
+        engine = self.engine
+        engine.relay(
             conn,
             backend,
-            stats,
+            listener.stats.open_flow(engine.now()),
             idle_timeout_s=listener.idle_timeout_s,
             tcp_reset=listener.entry.enable_tcp_reset,
-            on_end=self._flow_ended,
-            tag=(listener, about),
             idle_hold_s=self.settings.idle_hold_s,
+            tag=(listener, about),
         )
 
-    def _flow_ended(self, flow: SocketFlow) -> None:
-        listener, about = flow.tag
-        self._closed(listener, about, flow.stats)
-
-    def _closed(self, listener: Listener, about: _About, stats: FlowStats) -> None:
+    def _flow_ended(self, tag: tuple[Listener, _About], stats: FlowStats) -> None:
         """A relayed TCP flow ended (a flow cut at the end of the drain is logged too)."""
-        self._emit_close(listener, about, stats)
-        if self._draining and self._reactor is not None and not self._reactor.flows:
+        self._emit_close(tag[0], tag[1], stats)
+        if self._draining and not self.engine.open_flows:
             self._all_closed.set()
 
     def _emit_close(self, listener: Listener, about: _About, stats: FlowStats) -> None:
@@ -410,62 +377,6 @@ class Runtime:
             inbound.bytes, outbound.bytes, inbound.packets, outbound.packets,
             self._now() - stats.started_at, stats.close_reason or "cancelled",
         ))  # fmt: skip
-
-    # --- the streams engine: a task per direction, portable ----------------------------------
-    async def _accept_streams(self, serving: _Serving) -> None:
-        """Accept until the listener is cancelled; each connection as ``_accepted`` says."""
-        listener, sock = serving.listener, serving.sock
-        with serving.scope, sock:
-            while True:
-                try:
-                    conn, peer = sock.accept()
-                except BlockingIOError:
-                    await trio.lowlevel.wait_readable(sock)
-                    continue
-                except OSError as error:
-                    if error.errno in ACCEPT_EXHAUSTED:
-                        await trio.sleep(EXHAUSTED_RETRY_S)
-                    elif error.errno not in ACCEPT_GONE:
-                        raise
-                    continue
-                conn.setblocking(False)
-                self._accepted(listener, conn, peer)
-                await trio.lowlevel.checkpoint()
-
-    async def _relay_streams(
-        self,
-        conn: socket.socket,
-        backend: socket.socket,
-        listener: Listener,
-        about: _About,
-        stats: FlowStats,
-    ) -> None:
-        client = trio.SocketStream(trio.socket.from_stdlib_socket(conn))
-        server = trio.SocketStream(trio.socket.from_stdlib_socket(backend))
-        with trio.CancelScope() as scope:  # cancelled when its route goes (see apply)
-            self._stream_flows[scope] = (listener, about[0])
-            try:
-                await self._relay_stream_flow(client, server, listener, about, stats)
-            finally:
-                del self._stream_flows[scope]
-
-    async def _relay_stream_flow(
-        self,
-        client: trio.SocketStream,
-        server: trio.SocketStream,
-        listener: Listener,
-        about: _About,
-        stats: FlowStats,
-    ) -> None:
-        await relay_streams(
-            client,
-            server,
-            idle_timeout_s=listener.idle_timeout_s,
-            tcp_reset=listener.entry.enable_tcp_reset,
-            stats=stats,
-            idle_drop=IdleDrop(self.settings.idle_hold_s, self._stop),
-            on_close=lambda _: self._closed(listener, about, stats),
-        )
 
     async def _deny(self, conn: socket.socket) -> None:
         if self.settings.deny_mode is DenyMode.RESET:
@@ -500,15 +411,14 @@ class Runtime:
             route, source, hits = found
             self._emit_close(listener, (route, source, client, hits), stats)
 
-        serving.udp = relay = UdpRelay(
+        serving.udp = relay = self.engine.udp(
             sock,
-            ("127.0.0.1", 9),  # never used: ``choose`` picks each flow's backend
+            backend=("127.0.0.1", 9),  # never used: ``choose`` picks each flow's backend
             idle_timeout_s=listener.idle_timeout_s,
             max_flows=self.settings.max_udp_flows,
             choose=choose,
             rule=listener.stats,
             on_close=closed,
-            reactor=self._reactor,
         )
         with serving.scope:
             await relay.serve()

@@ -25,12 +25,25 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from lbsim.dataplane import fastpath
+from lbsim.dataplane.connection import (
+    BACKEND_CLOSED,
+    BACKEND_ERROR,
+    CANCELLED,
+    CLIENT_CLOSED,
+    CLIENT_ERROR,
+    HOLD,
+    IDLE_TIMEOUT,
+    QUIET,
+    RESET,
+    CloseReason,
+    Connection,
+)
 from lbsim.dataplane.stats import FlowStats, Traffic
 
 if TYPE_CHECKING:
     from lbsim.dataplane.reactor import Reactor
 
-__all__ = ["AnySocket", "SocketFlow", "Way", "nodelay", "reset_socket"]
+__all__ = ["CANCELLED", "AnySocket", "SocketFlow", "Way", "nodelay", "reset_socket"]
 
 AnySocket = trio.socket.SocketType | socket.socket
 
@@ -52,15 +65,6 @@ _SPLICE_FLAGS = fastpath.SPLICE_FLAGS
 _FULL_READS = 1
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
-# Why a flow ended (the values of relay.CloseReason, kept as plain strings here).
-CLIENT_CLOSED = "client-closed"
-BACKEND_CLOSED = "backend-closed"
-CLIENT_ERROR = "client-error"
-BACKEND_ERROR = "backend-error"
-IDLE_TIMEOUT = "idle-timeout"
-CANCELLED = "cancelled"
-_ABORTS = frozenset({CLIENT_ERROR, BACKEND_ERROR, CANCELLED})
-
 
 class _Gone:
     """What the ways of an ended flow point to instead of their flow and of each other: an
@@ -73,20 +77,17 @@ class _Gone:
 _GONE: Any = _Gone()
 
 
-class SocketFlow:
+class SocketFlow(Connection):
     """One relayed connection: a client socket, a backend socket, a :class:`Way` each
-    direction. Watched by the run's idle reaper when it has an idle timeout."""
+    direction. How it ends is the :class:`~lbsim.dataplane.connection.Connection`'s to say;
+    this class does it. Watched by the run's idle reaper when it has an idle timeout."""
 
     __slots__ = (
         "__weakref__",
         "backend",
         "client",
         "done",
-        "ended",
-        "eofs",
         "fast",
-        "first_eof",
-        "idle_hold_s",
         "idle_timeout_s",
         "inbound",
         "last",
@@ -95,7 +96,6 @@ class SocketFlow:
         "reactor",
         "stats",
         "tag",
-        "tcp_reset",
     )
 
     def __init__(
@@ -106,6 +106,7 @@ class SocketFlow:
         stats: FlowStats,
         fast: fastpath.FastPath,
     ) -> None:
+        Connection.__init__(self)
         self.reactor = reactor
         self.client = client
         self.backend = backend
@@ -113,12 +114,7 @@ class SocketFlow:
         self.fast = fast
         self.last = reactor.now()
         self.idle_timeout_s = math.inf
-        self.idle_hold_s = 0.0
-        self.tcp_reset = False
         self.done = False
-        self.eofs = 0
-        self.first_eof: str | None = None
-        self.ended: str | None = None
         self.on_end: Callable[[SocketFlow], None] | None = None
         self.tag: Any = None
         cfd, bfd = client.fileno(), backend.fileno()
@@ -129,36 +125,30 @@ class SocketFlow:
         self.inbound.other = self.outbound
         self.outbound.other = self.inbound
 
-    @property
-    def reason(self) -> str:
-        """Why the flow ended (or would, now): an abort, else the side that closed first."""
-        if self.ended is not None:
-            return self.ended
-        return self.first_eof if self.eofs == 2 and self.first_eof else CANCELLED
-
     def expire(self) -> None:
         """End the flow because no byte moved for ``idle_timeout_s``."""
         self.end(IDLE_TIMEOUT)
 
-    def half_done(self, reason: str) -> None:
+    def half_done(self, reason: CloseReason) -> None:
         """One direction forwarded its end of stream; the second one ends the flow."""
-        self.eofs += 1
-        self.first_eof = self.first_eof or reason
-        if self.eofs == 2:
-            self.end(self.first_eof)
+        if self.event(reason):
+            self._close()
 
-    def end(self, reason: str) -> None:
-        """End the flow now (the first reason wins): both sides closed, reset for an abort
-        or an idle timeout with TCP reset; counters closed; ``on_end`` called. Idempotent."""
-        if self.done:
+    def end(self, reason: CloseReason) -> None:
+        """End the flow now for ``reason`` (unless it has ended already: the first reason
+        wins): both sides closed as the connection's rules say, counters closed, ``on_end``
+        called. Idempotent."""
+        if self.event(reason):
+            self._close()
+
+    def _close(self) -> None:
+        if self.done:  # forgotten by the idle reaper before it closed (never in practice)
             return
         self.done = True
-        self.ended = reason
         reactor = self.reactor
         reactor.flows.pop(self, None)
-        idled = reason == IDLE_TIMEOUT
-        held = idled and not self.tcp_reset and self.idle_hold_s > 0
-        abort = reason in _ABORTS or (self.tcp_reset and idled)
+        how = self.sockets()
+        held = how is HOLD
         handlers = reactor.handlers
         for way in (self.inbound, self.outbound):
             if held:  # the sockets stay open: out of the epoll set now
@@ -177,14 +167,15 @@ class SocketFlow:
             reactor.hold((client, backend), self.idle_hold_s)
         elif (
             reactor.closer is not None
-            and not abort
+            and how is QUIET
             and isinstance(client, socket.socket)
             and isinstance(backend, socket.socket)
         ):  # a quiet close: the reactor's closing thread sends the FINs
             reactor.closer.defer(client)
             reactor.closer.defer(backend)
         else:
-            _close_both(client, backend, abort=abort)
+            _close_both(client, backend, abort=how is RESET)
+        reason = self.outcome
         self.stats.close(reason)
         if self.on_end is not None:
             self.on_end(self)
@@ -245,7 +236,7 @@ class Way:
         mine: Traffic,
         agg: Traffic,
         *,
-        names: tuple[str, str, str],
+        names: tuple[CloseReason, CloseReason, CloseReason],
     ) -> None:
         self.flow = flow
         self.sfd = sfd

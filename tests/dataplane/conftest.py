@@ -10,12 +10,15 @@ from typing import Any
 
 import pytest
 import runtime_harness
+import trio
 
 from lbsim.dataplane import host
+from lbsim.dataplane.fastpath import FastPath
+from lbsim.dataplane.reactor import Reactor
 from lbsim.dataplane.settings import DEFAULT_TCP_ENGINE, TcpEngine
 
 # The modules whose every test runs once per engine (the others test one engine only).
-_EVERY_ENGINE = {"test_runtime", "test_runtime_lifecycle", "test_runtime_families"}
+_EVERY_ENGINE = {"test_runtime", "test_runtime_lifecycle", "test_runtime_families", "test_engines"}
 # How the tests name the ways: the reactor hosted is the reactor engine, run by host.run.
 _HOSTED = "hosted"
 _ENGINES = [TcpEngine.REACTOR.value, _HOSTED, TcpEngine.STREAMS.value]
@@ -48,3 +51,11 @@ def tcp_engine(request: pytest.FixtureRequest) -> Iterator[TcpEngine]:
     runtime_harness.TCP_ENGINE = engine
     yield engine
     runtime_harness.TCP_ENGINE = DEFAULT_TCP_ENGINE
+
+
+@pytest.fixture
+async def a_reactor(nursery: trio.Nursery) -> Reactor:
+    """A reactor of the test's own, running in the test's nursery (stopped with the test)."""
+    made = Reactor(FastPath())
+    await nursery.start(made.run)
+    return made

@@ -13,8 +13,9 @@ import pytest
 import trio
 from runtime_harness import free_ports, nat_pool, place, plan_of, running, scale_set, settings
 
-from lbsim.dataplane import closer, host, idle, reactor
-from lbsim.dataplane.settings import BackendPattern
+from lbsim.dataplane import closer, host, reactor
+from lbsim.dataplane.engines import engine_for
+from lbsim.dataplane.settings import BackendPattern, TcpEngine
 from lbsim.errors import LbsimError
 
 
@@ -38,7 +39,8 @@ def test_run_raises_what_the_main_task_raises() -> None:
 def test_the_hosted_reactor_is_the_runs_reactor() -> None:
     async def main() -> tuple[bool, bool]:
         mine = reactor.hosted()
-        return mine is not None and mine.hosted, reactor.default() is mine
+        engine = engine_for(TcpEngine.REACTOR)
+        return mine is not None and mine.hosted, getattr(engine, "reactor", None) is mine
 
     assert host.run(main) == (True, True)
     assert trio.run(_hosted_outside) is None
@@ -229,7 +231,9 @@ class _WatchOnRead:
         self.flow = flow
 
     def ready(self, events: int) -> None:
-        idle.reaper().watch(self.flow)
+        hosted = reactor.hosted()
+        assert hosted is not None
+        hosted.reaper.watch(self.flow)
 
     def resume(self) -> None:
         pass
@@ -240,18 +244,20 @@ def test_a_flow_watched_from_a_handler_expires_on_time() -> None:
     watches a flow due sooner: trio must wake for it, not at the far deadline."""
 
     async def main() -> bool:
+        hosted = reactor.hosted()
+        assert hosted is not None
         far = _Flow(idle_timeout_s=3600)
-        idle.reaper().watch(far)
+        hosted.reaper.watch(far)
         await trio.sleep(0.05)  # the watcher is asleep until the far deadline
         soon = _Flow(idle_timeout_s=0.2)
         a, b = socket.socketpair()
         with a, b:
-            reactor.default().watch(a.fileno(), _WatchOnRead(soon))
+            hosted.watch(a.fileno(), _WatchOnRead(soon))
             b.send(b"x")
             with trio.move_on_after(3):
                 await soon.expired.wait()
-            reactor.default().unwatch(a.fileno())
-        idle.reaper().forget(far)
+            hosted.unwatch(a.fileno())
+        hosted.reaper.forget(far)
         return soon.expired.is_set() and not far.expired.is_set()
 
     assert host.run(main)

@@ -44,6 +44,15 @@ from lbsim.dataplane.stats import FlowStats, RuleStats
 
 MiB = 1 << 20
 POOL = os.urandom(8 * MiB)
+
+
+async def _reactor(nursery: trio.Nursery, fast: FastPath | None = None) -> Reactor:
+    """A reactor for relay_sockets, run in ``nursery`` (cancel the nursery to stop it)."""
+    made = Reactor(fast or FastPath())
+    await nursery.start(made.run)
+    return made
+
+
 LOOPBACK = "127.0.0.1"
 
 
@@ -237,6 +246,7 @@ async def _relay(
     fast: FastPath,
     stats: FlowStats,
     options: Options,
+    reactor: Reactor,
 ) -> RelayResult:
     idle, reset = options.idle_timeout_s, options.tcp_reset
     if mode == "stream":
@@ -245,7 +255,13 @@ async def _relay(
             client_stream, backend_stream, idle_timeout_s=idle, tcp_reset=reset, stats=stats
         )
     return await relay_sockets(
-        client, backend, idle_timeout_s=idle, tcp_reset=reset, stats=stats, fast=fast
+        client,
+        backend,
+        reactor=reactor,
+        idle_timeout_s=idle,
+        tcp_reset=reset,
+        stats=stats,
+        fast=fast,
     )
 
 
@@ -276,6 +292,7 @@ async def relayed(
     )
     try:
         async with trio.open_nursery() as nursery:
+            reactor = await _reactor(nursery, fast)
 
             async def run() -> None:
                 with pair.scope:
@@ -287,6 +304,7 @@ async def relayed(
                             fast=fast,
                             stats=stats,
                             options=Options(idle_timeout_s, tcp_reset),
+                            reactor=reactor,
                         )
                     )
                 pair.finished.set()
@@ -295,6 +313,7 @@ async def relayed(
             yield pair
             with trio.fail_after(5):
                 await pair.finished.wait()
+            nursery.cancel_scope.cancel()
     finally:
         for sock in (front, back, client_sock, backend_sock):
             sock.close()
@@ -577,15 +596,26 @@ async def _proxy(
     count: int,
 ) -> None:
     async with trio.open_nursery() as nursery:
+        reactor = await _reactor(nursery, fast)
+        flows: list[trio.Event] = []
         for _ in range(count):
             client, _ = await listener.accept()
 
-            async def one(client: trio.socket.SocketType = client) -> None:
+            done = trio.Event()
+            flows.append(done)
+
+            async def one(client: trio.socket.SocketType = client, done: trio.Event = done) -> None:
                 sock = await connect_or_reset(client, backend, timeout_s=5)
                 assert sock is not None
-                out.append(await relay_sockets(client, sock, fast=fast, idle_timeout_s=60))
+                out.append(
+                    await relay_sockets(client, sock, reactor=reactor, fast=fast, idle_timeout_s=60)
+                )
+                done.set()
 
             nursery.start_soon(one)
+        for done in flows:
+            await done.wait()
+        nursery.cancel_scope.cancel()
 
 
 async def _echo_backend(stream: trio.SocketStream, got: dict[int, tuple[str, int]]) -> None:
@@ -648,9 +678,10 @@ class FakeFlow:
 
 
 async def test_idle_reaper_expires_on_time_and_forgets(
-    autojump_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
 ) -> None:
     watcher = IdleReaper()
+    nursery.start_soon(watcher.run)  # its owner runs it (the test's nursery stops it)
     t0 = trio.current_time()
     quiet, busy, gone = (FakeFlow(t0, 10), FakeFlow(t0, 10), FakeFlow(t0, 5))
     for flow in (quiet, busy, gone):
@@ -735,11 +766,14 @@ async def test_cancelling_the_caller_of_relay_sockets_resets_the_flow(
     backend, _ = await back.accept()
     rule, fast = RuleStats(), FastPath(use_splice=use_splice)
     results: list[RelayResult] = []
-    async with trio.open_nursery() as flows:
+    async with trio.open_nursery() as reactors, trio.open_nursery() as flows:
+        reactor = await _reactor(reactors, fast)
 
         async def one() -> None:
             results.append(
-                await relay_sockets(relay_client, relay_backend, stats=_flow(rule), fast=fast)
+                await relay_sockets(
+                    relay_client, relay_backend, reactor=reactor, stats=_flow(rule), fast=fast
+                )
             )
 
         flows.start_soon(one)
@@ -748,6 +782,7 @@ async def test_cancelling_the_caller_of_relay_sockets_resets_the_flow(
         await backend.send(b"down")
         assert await client.recv(10) == b"down"
         flows.cancel_scope.cancel()
+        reactors.cancel_scope.cancel()
     assert [r.reason for r in results] == []  # cancelled: relay_sockets returned nothing
     assert (rule.inbound.bytes, rule.outbound.bytes) == (2, 4)
     assert rule.closes == {"cancelled": 1}
@@ -771,18 +806,21 @@ async def test_relay_sockets_makes_blocking_stdlib_sockets_non_blocking() -> Non
     assert relay_client.getblocking()
     assert relay_backend.getblocking()
     results: list[RelayResult] = []
-    async with trio.open_nursery() as nursery:
+    async with trio.open_nursery() as reactors:
+        reactor = await _reactor(reactors)
+        async with trio.open_nursery() as nursery:
 
-        async def one() -> None:
-            results.append(await relay_sockets(relay_client, relay_backend))
+            async def one() -> None:
+                results.append(await relay_sockets(relay_client, relay_backend, reactor=reactor))
 
-        nursery.start_soon(one)
-        await trio.testing.wait_all_tasks_blocked()
-        assert not relay_client.getblocking()
-        assert not relay_backend.getblocking()
-        client.sendall(b"x" * 20000)  # more than one first read
-        client.shutdown(socket.SHUT_WR)
-        backend.shutdown(socket.SHUT_WR)
+            nursery.start_soon(one)
+            await trio.testing.wait_all_tasks_blocked()
+            assert not relay_client.getblocking()
+            assert not relay_backend.getblocking()
+            client.sendall(b"x" * 20000)  # more than one first read
+            client.shutdown(socket.SHUT_WR)
+            backend.shutdown(socket.SHUT_WR)
+        reactors.cancel_scope.cancel()
     assert [r.bytes_in for r in results] == [20000]
     for sock in (front, back, client, backend):
         sock.close()

@@ -11,6 +11,7 @@ import trio
 import trio.testing
 
 from lbsim.dataplane import reactor
+from lbsim.dataplane.fastpath import FastPath
 from lbsim.dataplane.stats import RuleStats
 from lbsim.dataplane.udp import Address, Admit, UdpRelay, open_udp_socket
 
@@ -26,9 +27,14 @@ def driven_by(request: pytest.FixtureRequest) -> Iterator[str]:
     _DRIVEN_BY["this test"] = "reactor"
 
 
-def _reactor() -> reactor.Reactor | None:
-    """What reads the relay's sockets in this test: the run's reactor, or None (tasks)."""
-    return reactor.default() if _DRIVEN_BY["this test"] == "reactor" else None
+async def _reactor(nursery: trio.Nursery) -> reactor.Reactor | None:
+    """What reads the relay's sockets in this test: a reactor run in ``nursery``, or None
+    (tasks)."""
+    if _DRIVEN_BY["this test"] != "reactor":
+        return None
+    made = reactor.Reactor(FastPath())
+    await nursery.start(made.run)
+    return made
 
 
 class Backend:
@@ -61,17 +67,17 @@ async def udp_nat(
 ) -> AsyncIterator[tuple[UdpRelay, Backend]]:
     """A backend and a relay in front of it; both stopped on exit."""
     backend = Backend()
-    relay = UdpRelay(
-        open_udp_socket(LOOPBACK, 0),
-        backend.address,
-        idle_timeout_s=idle_timeout_s,
-        rule=rule,
-        max_flows=max_flows,
-        admit=admit,
-        reactor=_reactor(),
-    )
     try:
         async with trio.open_nursery() as nursery:
+            relay = UdpRelay(
+                open_udp_socket(LOOPBACK, 0),
+                backend.address,
+                idle_timeout_s=idle_timeout_s,
+                rule=rule,
+                max_flows=max_flows,
+                admit=admit,
+                reactor=await _reactor(nursery),
+            )
             nursery.start_soon(backend.serve)
             await nursery.start(relay.serve)
             yield relay, backend
@@ -209,14 +215,14 @@ async def test_unreachable_backend_port_is_counted_not_fatal() -> None:
     closed_port = open_udp_socket(LOOPBACK, 0)
     backend = closed_port.getsockname()
     closed_port.close()
-    relay = UdpRelay(
-        open_udp_socket(LOOPBACK, 0),
-        backend,
-        idle_timeout_s=60,
-        rule=rule,
-        reactor=_reactor(),
-    )
     async with trio.open_nursery() as nursery:
+        relay = UdpRelay(
+            open_udp_socket(LOOPBACK, 0),
+            backend,
+            idle_timeout_s=60,
+            rule=rule,
+            reactor=await _reactor(nursery),
+        )
         await nursery.start(relay.serve)
         sock = _client()
         await sock.bind((LOOPBACK, 0))
