@@ -25,7 +25,6 @@ from lbsim.api import queries, views
 from lbsim.api.config import UpConfig, resolve
 from lbsim.api.files import Loaded, load
 from lbsim.api.handle import ChangeReport
-from lbsim.api.http import serve_api
 from lbsim.api.source import Source
 from lbsim.control import fleet as fleets
 from lbsim.control.diff import PlanChange, diff, listen_table
@@ -96,6 +95,9 @@ class Session:
             for write in self._writers:
                 nursery.start_soon(write)
             if values["api_port"] is not None:  # first: /readyz answers while starting
+                # (imported here: the HTTP server costs lbsim up ~50 ms at start when off)
+                from lbsim.api.http import serve_api  # noqa: PLC0415
+
                 serving = partial(
                     serve_api,
                     self,

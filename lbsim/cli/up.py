@@ -20,7 +20,6 @@ from lbsim.api.config import resolve
 from lbsim.api.handle import ChangeReport
 from lbsim.api.session import Session
 from lbsim.api.source import Source
-from lbsim.api.watch import watch_files
 from lbsim.cli import render
 from lbsim.dataplane import host
 from lbsim.dataplane.listeners import Listener
@@ -70,6 +69,8 @@ async def _up(session: Session) -> None:
             _announce(session)
             nursery.start_soon(_on_signals, signals, session, nursery.cancel_scope)
             if session.config.values["watch"]:  # reload on a file change as on SIGHUP
+                from lbsim.api.watch import watch_files  # noqa: PLC0415  (only with --watch)
+
                 nursery.start_soon(watch_files, session, partial(reload_and_report, session))
 
 
