@@ -17,7 +17,6 @@ from __future__ import annotations
 import errno
 import socket
 import time
-from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -29,7 +28,7 @@ from lbsim.control.diff import ListenKey, PlanChange, diff, listen_table
 from lbsim.control.types import BalancingEntry, NatEntry, Plan
 from lbsim.dataplane.backends import Backends
 from lbsim.dataplane.engines import Engine, engine_for
-from lbsim.dataplane.events import FlowNames, NsgHit, RecordSink, discard
+from lbsim.dataplane.events import NsgHit, RecordSink, discard
 from lbsim.dataplane.instances import InstanceServer
 from lbsim.dataplane.listeners import Listener, Route, address_in_use_hint, same_family
 from lbsim.dataplane.probes import ProbeState
@@ -40,6 +39,7 @@ from lbsim.dataplane.relay import (
     reset_socket,
     reset_soon,
 )
+from lbsim.dataplane.reports import About, FlowReporter
 from lbsim.dataplane.settings import DenyMode, RuntimeSettings
 from lbsim.dataplane.stats import FlowStats
 from lbsim.dataplane.udp import UdpRelay
@@ -59,14 +59,12 @@ class Runtime:
         self.plan = plan
         self.settings = settings or RuntimeSettings()
         self._engine = engine  # (made by run() if not given: the hosted reactor is the run's)
-        self.sink = sink
+        self.reports = FlowReporter(sink)
         self.guard = Guard(plan)
         self.backends = Backends(plan, self.settings)
         self._serving: dict[ListenKey, _Serving] = {}  # by identity, in the order opened
         self.nsg_decisions: dict[tuple[str, str, str, str], int] = {}
         self.verdicts = Verdicts(self.guard, explain=self.settings.explain_nsg)
-        # What events say of a listener and route: formatted once, by the route's id
-        self._flow_names: dict[int, FlowNames] = {}
         self.started_at = time.time()
         self._stop = trio.Event()
         self._all_closed = trio.Event()
@@ -74,7 +72,6 @@ class Runtime:
         self._waiting: trio.Nursery | None = None  # flows that wait for something
         self._accepting: trio.Nursery | None = None  # UDP listeners' tasks
         self._applying = trio.Lock()
-        self._now: Callable[[], float] = trio.current_time  # the run's clock, once it runs
 
     @property
     def engine(self) -> Engine:
@@ -110,7 +107,7 @@ class Runtime:
     async def run(
         self, *, task_status: trio.TaskStatus[Runtime] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        self._now = trio.lowlevel.current_clock().current_time
+        self.reports.now = trio.lowlevel.current_clock().current_time
         if self._engine is None:
             self._engine = engine_for(self.settings.tcp_engine)
         self._engine.on_end = self._flow_ended
@@ -168,7 +165,7 @@ class Runtime:
             self.plan = change.new
             self.guard = Guard(change.new)
             self.verdicts = Verdicts(self.guard, explain=self.settings.explain_nsg)
-            self._flow_names.clear()
+            self.reports.forget()
             stale: dict[Listener, set[_RouteKey] | None] = {}
             for key in change.listeners_removed:
                 stale[self._unlisten(key)] = None
@@ -223,7 +220,7 @@ class Runtime:
         if not stale:
             return
 
-        def doomed(tag: tuple[Listener, _About]) -> bool:
+        def doomed(tag: tuple[Listener, About]) -> bool:
             keys = stale.get(tag[0], set())
             return keys is None or tag[1][0].key in keys
 
@@ -312,7 +309,7 @@ class Runtime:
         self._waiting.start_soon(task, conn, *args)
 
     async def _connect(
-        self, conn: socket.socket, listener: Listener, backend: socket.socket, about: _About
+        self, conn: socket.socket, listener: Listener, backend: socket.socket, about: About
     ) -> None:
         """Wait for a backend connect in progress, then relay; or reset the client."""
         route, source, peer, _ = about
@@ -324,7 +321,7 @@ class Runtime:
         except BackendUnreachableError:
             listener.stats.backend_failures += 1
             await reset_soon(conn)
-            self._emit_unreachable(listener, route, source, peer, "backend-unreachable")
+            self.reports.unreachable(listener, route, source, peer, "backend-unreachable")
             return
         except BaseException:
             reset_socket(conn)
@@ -343,10 +340,10 @@ class Runtime:
     ) -> None:
         listener.stats.backend_failures += 1
         self._later(reset_soon, conn)
-        self._emit_unreachable(listener, route, source, peer, reason)
+        self.reports.unreachable(listener, route, source, peer, reason)
 
     def _relay(
-        self, listener: Listener, conn: socket.socket, backend: socket.socket, about: _About
+        self, listener: Listener, conn: socket.socket, backend: socket.socket, about: About
     ) -> None:
         engine = self.engine
         engine.relay(
@@ -359,24 +356,11 @@ class Runtime:
             tag=(listener, about),
         )
 
-    def _flow_ended(self, tag: tuple[Listener, _About], stats: FlowStats) -> None:
+    def _flow_ended(self, tag: tuple[Listener, About], stats: FlowStats) -> None:
         """A relayed TCP flow ended (a flow cut at the end of the drain is logged too)."""
-        self._emit_close(tag[0], tag[1], stats)
+        self.reports.close(tag[0], tag[1], stats)
         if self._draining and not self.engine.open_flows:
             self._all_closed.set()
-
-    def _emit_close(self, listener: Listener, about: _About, stats: FlowStats) -> None:
-        """The close event of a flow (TCP or UDP), with its counters."""
-        if self.sink is discard:
-            return
-        route, source, peer, hits = about
-        names = self._flow_names.get(id(route)) or self._names(listener, route)
-        inbound, outbound = stats.inbound, stats.outbound
-        self.sink((  # a FlowRecord: FlowEvent's fields in order
-            "close", time.time(), names, peer, source, "", "", hits,
-            inbound.bytes, outbound.bytes, inbound.packets, outbound.packets,
-            self._now() - stats.started_at, stats.close_reason or "cancelled",
-        ))  # fmt: skip
 
     async def _deny(self, conn: socket.socket) -> None:
         if self.settings.deny_mode is DenyMode.RESET:
@@ -409,7 +393,7 @@ class Runtime:
             if found is None:
                 return
             route, source, hits = found
-            self._emit_close(listener, (route, source, client, hits), stats)
+            self.reports.close(listener, (route, source, client, hits), stats)
 
         serving.udp = relay = self.engine.udp(
             sock,
@@ -441,54 +425,9 @@ class Runtime:
                 listener.stats.allowed += 1
             else:
                 listener.stats.denied += 1
-        if self.sink is not discard:
-            names = self._flow_names.get(id(route)) or self._names(listener, route)
-            self.sink((  # a FlowRecord: FlowEvent's fields in order
-                "decision", time.time(), names, peer, source,
-                verdict.access, verdict.rule, verdict.hits, 0, 0, 0, 0, 0.0, "",
-            ))  # fmt: skip
+        if self.reports.on:
+            self.reports.decision(listener, route, peer, source, verdict)
         return verdict.allowed, verdict.hits
-
-    def _emit_unreachable(
-        self,
-        listener: Listener,
-        route: Route | None,
-        source: str,
-        peer: tuple[str, int],
-        reason: str,
-    ) -> None:
-        if self.sink is not discard:
-            names = self._names(listener, route)
-            self.sink((  # a FlowRecord: FlowEvent's fields in order
-                "unreachable", time.time(), names, peer, source, "", "", (),
-                0, 0, 0, 0, 0.0, reason,
-            ))  # fmt: skip
-
-    def _names(self, listener: Listener, route: Route | None) -> FlowNames:
-        """What the events of ``listener`` and ``route`` say of them, made on first use (the
-        hot paths look in ``_flow_names`` first: a call less)."""
-        key = id(listener if route is None else route)  # a route serves one listener
-        names = self._flow_names.get(key)
-        if names is None:
-            names = self._flow_names[key] = _flow_names(listener, route)
-        return names
-
-
-def _flow_names(listener: Listener, route: Route | None) -> FlowNames:
-    entry = listener.entry
-    frontend = f"{entry.frontend.address}:{entry.frontend_port}"
-    if route is None:  # no backend was chosen
-        return FlowNames(listener.protocol.value, frontend, entry.rule_name)
-    backend = route.backend
-    return FlowNames(
-        listener.protocol.value,
-        frontend,
-        entry.rule_name,
-        backend.label,
-        f"{route.target[0]}:{route.target[1]}" if route.target else "-",
-        backend.ip_configuration_id,
-        _endpoint(backend.private_ip_address, route.backend_port),
-    )
 
 
 @attrs.define(eq=False)
@@ -502,11 +441,3 @@ class _Serving:
 
 
 _RouteKey = tuple[str, int, tuple[str, int] | None]
-
-
-# What a relayed flow carries for its close event: route, source as judged, client, NSG hits.
-_About = tuple[Route, str, tuple[str, int], tuple[NsgHit, ...]]
-
-
-def _endpoint(address: str, port: int) -> str:
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
