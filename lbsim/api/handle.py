@@ -2,10 +2,13 @@
 
 The HTTP control API and the CLI's verbs are thin layers over this interface; the one
 implementation is :class:`lbsim.api.session.Session`. Every change answers with a
-:class:`ChangeReport`; every refusal is an :class:`~lbsim.errors.LbsimError` whose ``code``
-is Azure's where Azure has one (``ResourceNotFound``, ``OperationNotAllowed``,
-``InboundNatPoolFrontendPortRangeSmallerThanRequestedPorts``, ``InvalidTemplate`` with every
-problem of a reload in ``TemplateInvalid.problems``) and whose state is then unchanged.
+:class:`ChangeReport` (an empty one when nothing changed: starting a running instance or
+stopping a stopped one succeeds, as in Azure); every refusal is an
+:class:`~lbsim.errors.LbsimError` whose ``code`` is Azure's where Azure has one
+(``ResourceNotFound``, ``InboundNatPoolFrontendPortRangeSmallerThanRequestedPorts``,
+``InvalidTemplate`` with every problem of a reload in ``TemplateInvalid.problems``; and
+``OperationNotAllowed`` only when lbsim is not serving: it is stopping or has stopped) and
+whose state is then unchanged.
 """
 
 from __future__ import annotations
