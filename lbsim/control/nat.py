@@ -3,7 +3,9 @@ range over a backend pool), expanded into one ``NatEntry`` per backend and trans
 
 Ports (lbsim.control.ports): each backend takes the lowest free port of the range, in backend
 order, and keeps it, so a fresh scale set maps instance i to ``start + i`` unless a
-load-balancing rule or V1 NAT rule holds a port of the range. Azure's pages: NAT pools,
+load-balancing rule or V1 NAT rule holds a port of the range. On a load balancer every range
+re-takes its backends' held ports before any new backend takes one, so a scale-out behind one
+range never moves a backend of another range that overlaps it. Azure's pages: NAT pools,
 https://learn.microsoft.com/en-us/azure/load-balancer/load-balancer-nat-pool-migration, and port
 mappings that persist while a backend pool scales,
 https://learn.microsoft.com/en-us/azure/load-balancer/inbound-nat-rules.
@@ -12,6 +14,8 @@ https://learn.microsoft.com/en-us/azure/load-balancer/inbound-nat-rules.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+
+import attrs
 
 from lbsim.control.backends import Member
 from lbsim.control.index import Index
@@ -57,6 +61,39 @@ def entries_for(
         )
 
 
+@attrs.frozen
+class _Range:
+    """A pool or V2 rule on its frontend, its backends, and the ports they get."""
+
+    source: InboundNatPool | InboundNatRule
+    kind: NatKind
+    frontend: Frontend
+    backends: tuple[Backend, ...]
+    allocator: RangeAllocator
+
+    def entries(self, lb: LoadBalancer) -> list[NatEntry]:
+        """One entry per backend that got a port, and transport, in backend order."""
+        entries: list[NatEntry] = []
+        ports = self.allocator.ports
+        for backend in self.backends:
+            if backend.key not in ports:
+                continue
+            name = self.source.name
+            if self.kind is NatKind.POOL:
+                instance = backend.instance_id
+                name = f"{name}.{backend.name if instance is None else instance}"
+            entries += entries_for(
+                lb,
+                self.source,
+                self.kind,
+                self.frontend,
+                port=ports[backend.key],
+                backend=backend,
+                name=name,
+            )
+        return entries
+
+
 class NatExpander:
     """Expands every NAT pool and rule of the deployment's load balancers.
 
@@ -78,16 +115,23 @@ class NatExpander:
         self.problems: list[Problem] = []
 
     def expand(self, balancers: Iterable[LoadBalancer]) -> list[NatEntry]:
-        """Pools' entries, then rules', per load balancer. Single ports are held first, then
-        V2 rules allocate, then pools, which skip the ports V2 rules took."""
+        """Pools' entries, then rules', per load balancer. Single ports are held first; then
+        every V2 rule and pool re-takes the ports its backends hold; then their new backends
+        take the lowest free ports, V2 rules' first, then pools' (which skip the V2 rules')."""
         entries: list[NatEntry] = []
         for lb in balancers:
             taken = Taken.single_ports(lb)
             rules = [self._rule(lb, rule, taken) for rule in lb.inbound_nat_rules]
-            for pool in lb.inbound_nat_pools:
-                entries += self._pool(lb, pool, taken)
-            for found in rules:
-                entries += found
+            pools = [self._pool(lb, pool, taken) for pool in lb.inbound_nat_pools]
+            ranges = [r for r in (*rules, *pools) if isinstance(r, _Range)]
+            for ranged in ranges:
+                ranged.allocator.keep(ranged.source.id.lower(), ranged.backends, self.held)
+            for ranged in ranges:
+                ranged.allocator.fill(ranged.backends)
+                if len(ranged.allocator.ports) < len(ranged.backends):
+                    self._too_small(ranged.source, ranged.allocator, len(ranged.backends))
+            for found in (*pools, *rules):
+                entries += found.entries(lb) if isinstance(found, _Range) else found
         return entries
 
     def _frontend(
@@ -105,28 +149,14 @@ class NatExpander:
         kind: NatKind,
         backends: Sequence[Backend],
         taken: Taken,
-    ) -> list[NatEntry]:
-        """The entries of a pool or V2 rule: one port of its range per backend."""
+    ) -> _Range | None:
+        """A pool or V2 rule whose backends each get one port of its range."""
         frontend = self._frontend(lb, source)
         start, end = source.frontend_port_range_start or 0, source.frontend_port_range_end or 0
         if frontend is None or not backends or start > end:  # start > end: InvalidFrontendPortRange
-            return []
-        ranged = RangeAllocator(taken, frontend.key, source.protocol.transports(), start, end)
-        ports = ranged.allocate(source.id.lower(), backends, self.held)
-        if len(ports) < len(backends):
-            self._too_small(source, ranged, len(backends))
-        entries: list[NatEntry] = []
-        for backend in backends:
-            if backend.key not in ports:
-                continue
-            name = source.name
-            if kind is NatKind.POOL:
-                instance = backend.instance_id
-                name = f"{source.name}.{backend.name if instance is None else instance}"
-            entries += entries_for(
-                lb, source, kind, frontend, port=ports[backend.key], backend=backend, name=name
-            )
-        return entries
+            return None
+        allocator = RangeAllocator(taken, frontend.key, source.protocol.transports(), start, end)
+        return _Range(source, kind, frontend, tuple(backends), allocator)
 
     def _too_small(
         self, source: InboundNatPool | InboundNatRule, ranged: RangeAllocator, wanted: int
@@ -149,17 +179,21 @@ class NatExpander:
         )
 
     # --- pools --------------------------------------------------------------------------------
-    def _pool(self, lb: LoadBalancer, pool: InboundNatPool, taken: Taken) -> list[NatEntry]:
+    def _pool(
+        self, lb: LoadBalancer, pool: InboundNatPool, taken: Taken
+    ) -> list[NatEntry] | _Range:
         key = pool.id.lower()
         users = [
             m.backend
             for m in self.members
             if any(r.key == key for r in m.ip_configuration.load_balancer_inbound_nat_pools)
         ]
-        return self._ranged(lb, pool, NatKind.POOL, users, taken)
+        return self._ranged(lb, pool, NatKind.POOL, users, taken) or []
 
     # --- rules ------------------------------------------------------------------------------
-    def _rule(self, lb: LoadBalancer, rule: InboundNatRule, taken: Taken) -> list[NatEntry]:
+    def _rule(
+        self, lb: LoadBalancer, rule: InboundNatRule, taken: Taken
+    ) -> list[NatEntry] | _Range:
         if not self._rule_shape_ok(rule):
             return []
         if rule.is_v2:
@@ -168,7 +202,7 @@ class NatExpander:
                 self._frontend(lb, rule)
                 return []
             members = pool_members(pool, self.members)
-            return self._ranged(lb, rule, NatKind.RULE_V2, members, taken)
+            return self._ranged(lb, rule, NatKind.RULE_V2, members, taken) or []
         frontend = self._frontend(lb, rule)
         if frontend is None:
             return []

@@ -9,9 +9,13 @@ rule may sit on a port inside a NAT pool's range (Microsoft's own Service Fabric
 templates do so), and the pool's backends simply take the other ports. A range runs out only
 when no port of it is left.
 
-The order here: ports that single-port rules hold come first; then, in each range, the
-backends that already hold a free port keep it; the others take the lowest free port, in
-member order.
+The order here, per load balancer: ports that single-port rules hold come first; then every
+range (each NAT pool and V2 NAT rule) lets the backends that already hold a free port of it
+keep it (``RangeAllocator.keep``); only then do the other backends take the lowest free port,
+in member order, range by range (``RangeAllocator.fill``). So a new backend in one range
+never takes a port that a backend of an overlapping range holds (a V2 rule's range may
+overlap a pool's on one frontend): nobody's port moves when another range scales. A held
+port that is outside the range now, or that a single-port rule holds, is given up.
 """
 
 from __future__ import annotations
@@ -59,7 +63,9 @@ class Taken:
 
 
 class RangeAllocator:
-    """Hands out the ports of one range (one pool or V2 rule on one frontend) to backends."""
+    """Hands out the ports of one range (one pool or V2 rule on one frontend) to backends, in
+    two passes that ``NatExpander`` runs over every range of a load balancer: ``keep`` (the
+    ports backends hold already), then ``fill`` (new backends)."""
 
     def __init__(
         self,
@@ -71,11 +77,18 @@ class RangeAllocator:
     ) -> None:
         self.taken, self.frontend, self.transports = taken, frontend, tuple(transports)
         self.start, self.end = start, end
-        self.others = sum(1 for p in range(start, end + 1) if not self._free(p))
+        self.ports: dict[str, int] = {}  # Backend.key -> port
 
     @property
     def size(self) -> int:
         return self.end - self.start + 1
+
+    @property
+    def others(self) -> int:
+        """The ports of the range that something else holds (single-port rules, other
+        ranges' backends)."""
+        busy = sum(1 for p in range(self.start, self.end + 1) if not self._free(p))
+        return busy - len(self.ports)
 
     def _free(self, port: int) -> bool:
         return self.taken.free(self.frontend, self.transports, port)
@@ -84,24 +97,26 @@ class RangeAllocator:
         self.taken.hold(self.frontend, self.transports, port)
         return port
 
-    def allocate(
-        self, source_key: str, backends: Sequence[Backend], held: HeldPorts
-    ) -> dict[str, int]:
-        """Backend key -> port, for as many backends as the range has free ports."""
-        ports: dict[str, int] = {}
+    def keep(self, source_key: str, backends: Sequence[Backend], held: HeldPorts) -> None:
+        """First pass: each backend that holds a port of this range that is still free keeps
+        it (the first in member order, should two claim one port)."""
         for backend in backends:
             port = held.get((source_key, backend.key))
             if port is not None and self.start <= port <= self.end and self._free(port):
-                ports[backend.key] = self._take(port)
+                self.ports[backend.key] = self._take(port)
+
+    def fill(self, backends: Sequence[Backend]) -> dict[str, int]:
+        """Second pass: the backends without a port take the lowest free ones, in member
+        order, while the range has any. Backend key -> port, for every backend served."""
         free = self._lowest_free()
         for backend in backends:
-            if backend.key in ports:
+            if backend.key in self.ports:
                 continue
             port = next(free, None)
             if port is None:
                 break
-            ports[backend.key] = self._take(port)
-        return ports
+            self.ports[backend.key] = self._take(port)
+        return self.ports
 
     def _lowest_free(self) -> Iterator[int]:
         """The free ports, lowest first; a port is checked again when it is reached, so ports
