@@ -19,7 +19,7 @@ PROTECTION = "/v1/scale-sets/web/instances/1/protection"
 async def test_protect_and_unprotect_answer_what_changed(api: Served) -> None:
     got = await api.request("PUT", PROTECTION, {"protectFromScaleIn": True})
     assert (got.status, got.json()["instances"]["changed"]) == (200, ["web/1"])
-    assert api.fake.scale_sets["web"][1].protected
+    assert api.fake.instance("web", 1).protected
     listed = (await api.request("GET", "/v1/instances")).json()["value"]
     assert [i["protectFromScaleIn"] for i in listed if i["scaleSet"] == "web"] == [False, True]
     again = await api.request("PUT", PROTECTION, {"protectFromScaleIn": True})
@@ -78,4 +78,6 @@ async def test_instance_protect_and_unprotect_verbs(
     assert api.fake.calls == [("protect", "web", 1, True), ("protect", "db", 0, False)]
     code, _, err = await _lbsim(capsys, "instance", "protect", "web", "7", "--api", api.url)
     assert code == 2
-    assert err.startswith("lbsim: ResourceNotFound: scale set 'web' has no instance 7")
+    assert err == (
+        "lbsim: ResourceNotFound: The scale set 'web' has no instance 7 (instances: 0, 1).\n"
+    )

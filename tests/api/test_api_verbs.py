@@ -12,6 +12,7 @@ from api_client import TOKEN, Served
 from api_fake import template_problems
 
 from lbsim.cli import main
+from lbsim.control.fleet import PowerState
 
 
 async def lbsim(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -25,8 +26,7 @@ async def lbsim(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, st
 async def test_list_has_a_row_per_instance_and_a_column_per_rule(
     api: Served, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    api.fake.scale_sets["web"][1].state = "stopped"
-    api.fake.scale_sets["web"][1].protected = True
+    api.fake.given("web", 1, state=PowerState.STOPPED, protected=True)
     code, out, err = await lbsim(capsys, "list", "--api", api.url)
     assert (code, err) == (0, "")
     lines = out.splitlines()
@@ -144,10 +144,17 @@ async def test_instance_verbs(api: Served, capsys: pytest.CaptureFixture[str]) -
 async def test_refusals_exit_2_with_the_apis_message(
     api: Served, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = await lbsim(capsys, "instance", "start", "web", "0", "--api", api.url)
-    assert (code, out, err) == (2, "", "lbsim: OperationNotAllowed: web/0 is already running\n")
+    code, out, err = await lbsim(capsys, "instance", "start", "web", "7", "--api", api.url)
+    assert (code, out) == (2, "")
+    assert err == (
+        "lbsim: ResourceNotFound: The scale set 'web' has no instance 7 (instances: 0, 1).\n"
+    )
     code, _, err = await lbsim(capsys, "scale", "nope", "1", "--api", api.url)
-    assert (code, err) == (2, "lbsim: ResourceNotFound: no scale set 'nope'\n")
+    assert (code, err) == (
+        2,
+        "lbsim: ResourceNotFound: The scale set 'nope' is not in the deployment "
+        "(scale sets: web, db).\n",
+    )
     code, _, err = await lbsim(capsys, "scale", "web", "-1", "--api", api.url)
     assert code == 2
     assert err == "lbsim: InvalidRequestContent: $.capacity: -1 is less than the minimum of 0\n"
@@ -171,6 +178,8 @@ async def test_reload(api: Served, capsys: pytest.CaptureFixture[str]) -> None:
 async def test_no_change_says_so(api: Served, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = await lbsim(capsys, "scale", "web", "2", "--api", api.url)
     assert (code, out) == (0, "lbsim: scale web 2: no change\n")
+    code, out, err = await lbsim(capsys, "instance", "start", "web", "0", "--api", api.url)
+    assert (code, out, err) == (0, "lbsim: start web/0: no change\n", "")  # already running
 
 
 async def test_the_token_comes_from_the_flag_or_the_environment(
