@@ -1,18 +1,21 @@
 """The CLI's side of the control API: requests to a running lbsim, with the standard library.
 
 A refusal comes back as :class:`ApiError` with the envelope's code, message and details; a
-lbsim that does not answer as ``ApiUnreachable``. The verbs (``verbs.py``) print them.
+lbsim that does not answer as ``ApiUnreachable``; something else that answers (not HTTP, not
+JSON, or JSON of another shape than the shapes below) as ``NotLbsim``. The verbs
+(``verbs.py``) print them.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Union
 from urllib.parse import quote, urlencode, urlsplit
 
 import attrs
@@ -47,10 +50,29 @@ class ApiError(LbsimError):
         return out
 
 
+# The shape of an answer the verbs read: a type (``dict`` any object), an object's required
+# keys and their shapes, or a list whose every item has one shape.
+Shape = Union[type, dict[str, "Shape"], list["Shape"]]  # noqa: UP007 (a recursive alias)
+
+READY: Shape = {"status": str}
+NOT_READY: Shape = {"status": str, "reason": str}
+INSTANCES: Shape = {
+    "value": [{"scaleSet": object, "instanceId": object, "state": str, "ports": [dict]}]
+}
+PORTS: Shape = {"value": [dict]}
+REPORT: Shape = {
+    "added": [dict],
+    "removed": [dict],
+    "instances": {"added": [str], "removed": [str], "changed": [str]},
+    "networkSecurityGroups": {"changed": [str]},
+}
+
+
 @attrs.frozen
 class Answer:
     status: int
     body: Any  # parsed JSON, or the text when it is not JSON
+    is_json: bool = True
 
 
 def base_url(given: str | None, environ: Mapping[str, str] | None = None) -> str:
@@ -73,11 +95,29 @@ class Client:
     url: str
     token: str | None = None
 
-    def get(self, path: str, query: Mapping[str, str] | None = None) -> Any:
-        return self.call("GET", path, query=query).body
+    def get(self, path: str, shape: Shape, query: Mapping[str, str] | None = None) -> Any:
+        """The JSON of ``GET path``, which must have ``shape`` (else ``NotLbsim``)."""
+        return self.expect(self.call("GET", path, query=query), f"GET {path}", shape)
 
-    def change(self, method: str, path: str, body: Any = None) -> Any:
-        return self.call(method, path, body).body
+    def change(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        """A change's report (``REPORT``'s shape, else ``NotLbsim``)."""
+        report: dict[str, Any] = self.expect(
+            self.call(method, path, body), f"{method} {path}", REPORT
+        )
+        return report
+
+    def expect(self, answer: Answer, asked: str, shape: Shape) -> Any:
+        """The answer's JSON, if it has ``shape``; else lbsim did not answer: ``NotLbsim``."""
+        if not answer.is_json:
+            text = str(answer.body).strip()[:60]
+            raise self.not_lbsim(f"{asked}: HTTP {answer.status}, not JSON: {text!r}")
+        wrong = mismatch(answer.body, shape)
+        if wrong is not None:
+            raise self.not_lbsim(f"{asked}: HTTP {answer.status}, {wrong}")
+        return answer.body
+
+    def not_lbsim(self, why: str) -> ApiError:
+        return ApiError("NotLbsim", f"{self.url} does not answer as lbsim's control API ({why})")
 
     def call(
         self,
@@ -119,6 +159,9 @@ class Client:
                 return _answer(error.code, error.read())
         except urllib.error.URLError as error:
             raise self._unreachable(error.reason) from None
+        except http.client.HTTPException as error:  # an answer that is not HTTP
+            text = str(error).strip()[:60] or type(error).__name__
+            raise self.not_lbsim(f"{method} {path}: not HTTP: {text}") from None
         except (TimeoutError, OSError) as error:
             raise self._unreachable(error) from None
 
@@ -137,11 +180,47 @@ def segment(text: str) -> str:
     return quote(text, safe="")
 
 
+def mismatch(value: Any, shape: Shape, where: str = "$") -> str | None:
+    """How ``value`` differs from ``shape`` (``$.value[0] has no 'state'``), None if it
+    does not."""
+    if isinstance(shape, dict):
+        if not isinstance(value, dict):
+            return f"{where} is {_kind(value)}, not an object"
+        for key, inner in shape.items():
+            if key not in value:
+                return f"{where} has no {key!r}"
+            wrong = mismatch(value[key], inner, f"{where}.{key}")
+            if wrong is not None:
+                return wrong
+        return None
+    if isinstance(shape, list):
+        if not isinstance(value, list):
+            return f"{where} is {_kind(value)}, not a list"
+        for index, item in enumerate(value):
+            wrong = mismatch(item, shape[0], f"{where}[{index}]")
+            if wrong is not None:
+                return wrong
+        return None
+    if shape is object or isinstance(value, shape):
+        return None
+    return f"{where} is {_kind(value)}, not {_kind(shape())}"
+
+
+def _kind(value: Any) -> str:
+    """A JSON value's kind, as a message names it."""
+    kinds = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return "a number"
+    return kinds.get(type(value), type(value).__name__)
+
+
 def _answer(status: int, raw: bytes) -> Answer:
     try:
         return Answer(status, json.loads(raw))
     except ValueError:
-        return Answer(status, raw.decode("utf-8", "replace"))
+        return Answer(status, raw.decode("utf-8", "replace"), is_json=False)
 
 
 def _refusal(answer: Answer) -> ApiError:

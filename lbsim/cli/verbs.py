@@ -2,7 +2,8 @@
 ``wait``, ``list``, ``scale``, ``instance`` and ``reload``.
 
 Exit codes: 0 done (ready, for ``status`` and ``wait``), 1 not ready (``status``; ``wait``
-timed out), 2 refused or nobody answered (``lbsim: Code: message`` and each detail below).
+timed out), 2 refused, nobody answered, or what answered is not lbsim (``lbsim: Code:
+message`` and each detail below).
 """
 
 from __future__ import annotations
@@ -15,7 +16,19 @@ from typing import TYPE_CHECKING, Any
 
 from lbsim.cli import render
 from lbsim.cli.changes import change_lines, list_rows
-from lbsim.cli.client import DEFAULT_API, ApiError, Client, base_url, segment, token_of
+from lbsim.cli.client import (
+    DEFAULT_API,
+    INSTANCES,
+    NOT_READY,
+    PORTS,
+    READY,
+    Answer,
+    ApiError,
+    Client,
+    base_url,
+    segment,
+    token_of,
+)
 
 EXIT_OK, EXIT_NOT_READY, EXIT_ERROR = 0, 1, 2
 POLL_S = 0.2
@@ -94,12 +107,19 @@ def _guarded(run: Callable[[argparse.Namespace, Client], int]) -> Callable[..., 
     return verb
 
 
+def _readiness(client: Client, ready: Answer) -> str | None:
+    """None when ``GET /readyz`` answered ready, else the reason it gave."""
+    if ready.status == 200:
+        client.expect(ready, "GET /readyz", READY)
+        return None
+    return str(client.expect(ready, "GET /readyz", NOT_READY)["reason"])
+
+
 @_guarded
 def cmd_status(args: argparse.Namespace, client: Client) -> int:
-    ready = client.call("GET", "/readyz", accept=(503,))
-    instances = client.get("/v1/instances")["value"]
-    ports = client.get("/v1/ports")["value"]
-    reason = None if ready.status == 200 else ready.body.get("reason")
+    reason = _readiness(client, client.call("GET", "/readyz", accept=(503,)))
+    instances = client.get("/v1/instances", INSTANCES)["value"]
+    ports = client.get("/v1/ports", PORTS)["value"]
     states: dict[str, int] = {}
     for item in instances:
         states[item["state"]] = states.get(item["state"], 0) + 1
@@ -136,10 +156,11 @@ def cmd_wait(args: argparse.Namespace, client: Client) -> int:
                 raise  # a wrong token will not get better by waiting
             reason = error.message
         else:
-            if ready.status == 200:
+            why = _readiness(client, ready)  # not lbsim: waiting will not help (raises)
+            if why is None:
                 print(f"lbsim at {client.url}: ready")
                 return EXIT_OK
-            reason = str(ready.body.get("reason"))
+            reason = why
         if time.monotonic() + POLL_S > deadline:
             print(f"lbsim: not ready after {args.timeout:g} s: {reason}", file=sys.stderr)
             return EXIT_NOT_READY
@@ -148,7 +169,7 @@ def cmd_wait(args: argparse.Namespace, client: Client) -> int:
 
 @_guarded
 def cmd_list(args: argparse.Namespace, client: Client) -> int:
-    instances = client.get("/v1/instances")["value"]
+    instances = client.get("/v1/instances", INSTANCES)["value"]
     if args.output == "json":
         render.dump(instances)
         return EXIT_OK
