@@ -36,14 +36,18 @@ def _serve(template: Path = EXAMPLE / "azuredeploy.json", **more: Any) -> Any:
     )
 
 
+RESET = b"<reset>"  # what _banner gives for a connection that is reset (b"" for a FIN)
+
+
 async def _banner(host: str, port: int) -> bytes:
+    """The first bytes the server sends; b"" if it closes quietly, RESET if it resets."""
     with trio.fail_after(5):
         stream = await trio.open_tcp_stream(host, port)
         async with stream:
             try:
                 return bytes(await stream.receive_some(200))
-            except trio.BrokenResourceError:  # reset
-                return b""
+            except trio.BrokenResourceError:
+                return RESET
 
 
 def _nat_ports(lb: Session) -> dict[str, int]:
@@ -92,7 +96,7 @@ async def test_stop_resets_new_connections_and_start_brings_the_instance_back() 
         await lb.stop("web", 2)
         assert [i["state"] for i in lb.instances() if i["name"] == "web/2"] == ["stopped"]
         assert _nat_ports(lb)["web/2"] == 50002  # it keeps its port
-        assert await _banner(FRONTEND, 50002) == b""
+        assert await _banner(FRONTEND, 50002) == RESET  # it listens, and resets (live.md)
         await lb.start("web", 2)
         assert (await _banner(FRONTEND, 50002)).startswith(b"SSH-2.0-lbsim_web_2")
         await lb.restart("web", 2)
@@ -113,6 +117,11 @@ async def test_refused_changes_change_nothing() -> None:
         assert full.value.code == "InboundNatPoolFrontendPortRangeSmallerThanRequestedPorts"
         assert lb.ports() == before
         _agree(lb)
+        report = await lb.scale("web", 4)  # the refusals used no id and no port
+        assert report.instances_added == ("web/3",)
+        assert [(e["backend"], e["frontendPort"]) for e in report.added] == [("web/3", 50003)]
+        assert _nat_ports(lb)["web/3"] == 50003
+        _agree(lb)
 
 
 async def test_reload_applies_a_changed_nsg_to_new_flows_and_refuses_an_invalid_template(
@@ -130,14 +139,16 @@ async def test_reload_applies_a_changed_nsg_to_new_flows_and_refuses_an_invalid_
             report = await lb.reload()
             assert report.nsgs_changed
             assert lb.check(source="203.0.113.7", frontend_port=50000)["access"] == "Deny"
-            assert await _banner(FRONTEND, 50001) == b""  # new flows: denied
+            assert await _banner(FRONTEND, 50001) == RESET  # new flows: denied (deny_mode reset)
             await kept.send_all(b"x")  # the open flow stays open
             with trio.move_on_after(0.3) as waited:
                 await kept.receive_some(10)
             assert waited.cancelled_caught
             template.write_text("{ not json")
-            with pytest.raises(TemplateInvalid):
+            with pytest.raises(TemplateInvalid) as invalid:
                 await lb.reload()
+            assert [p.code for p in invalid.value.problems] == ["InvalidTemplate"]
+            assert [p.document for p in invalid.value.problems] == [str(template)]
             assert lb.check(source="203.0.113.7", frontend_port=50000)["access"] == "Deny"
             _agree(lb)
 

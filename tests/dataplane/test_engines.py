@@ -2,8 +2,8 @@
 each test runs on the reactor as a task, the reactor hosting trio (``lbsim up``), and the
 streams engine (the ``tcp_engine`` fixture of conftest.py), through the one Engine interface
 the runtime uses: byte-exact both ways, half-close, backpressure, idle timeouts with and
-without TCP reset, a peer's reset, counts, resets asked for by tag, aborting everything, and
-listeners that stop accepting."""
+without TCP reset and with a silent hold, either peer's reset, counts, resets asked for by
+tag, aborting everything, and listeners that stop accepting."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ from lbsim.dataplane.stats import FlowStats, RuleStats
 
 LOOPBACK = "127.0.0.1"
 MiB = 1 << 20
+
+pytestmark = pytest.mark.every_engine  # once per engine (conftest.py)
 
 
 @pytest.fixture
@@ -67,6 +69,7 @@ async def relayed(
     *,
     idle_timeout_s: float = float("inf"),
     tcp_reset: bool = False,
+    idle_hold_s: float = 0.0,
     tag: Any = "flow",
     bufsize: int | None = None,
 ) -> AsyncIterator[Pair]:
@@ -88,7 +91,7 @@ async def relayed(
         stats,
         idle_timeout_s=idle_timeout_s,
         tcp_reset=tcp_reset,
-        idle_hold_s=0.0,
+        idle_hold_s=idle_hold_s,
         tag=tag,
     )
     pair = Pair(
@@ -199,6 +202,55 @@ async def test_an_idle_flow_ends_quietly_or_with_resets(engine: Engine, tcp_rese
         expected = "reset" if tcp_reset else "eof"
         assert await _ends_with(pair.client) == expected
         assert await _ends_with(pair.backend) == expected
+
+
+async def _hears_nothing(stream: trio.SocketStream, seconds: float) -> bool:
+    """True if no byte, no end of stream and no reset arrives for ``seconds``."""
+    with trio.move_on_after(seconds) as waited:
+        try:
+            await stream.receive_some(MiB)
+        except trio.BrokenResourceError:
+            return False
+    return waited.cancelled_caught
+
+
+async def test_an_idle_flow_without_reset_is_held_silent_then_reset(engine: Engine) -> None:
+    """Azure drops an idle flow without a word: the flow ends (once) at the idle timeout,
+    then both peers hear nothing for the hold, then both are reset."""
+    async with relayed(engine, idle_timeout_s=0.3, tcp_reset=False, idle_hold_s=0.3) as pair:
+        await pair.client.send_all(b"hello")
+        with trio.fail_after(5):
+            assert await pair.backend.receive_some(10) == b"hello"
+            await pair.done.wait()
+        assert pair.ended == [("flow", pair.stats)]
+        assert pair.stats.close_reason == "idle-timeout"
+        assert engine.open_flows == 0  # a held flow is no open flow
+        silent: dict[str, bool] = {}
+
+        async def listen(name: str, stream: trio.SocketStream) -> None:
+            silent[name] = await _hears_nothing(stream, 0.2)
+
+        async with trio.open_nursery() as nursery:  # both at once: within the hold
+            nursery.start_soon(listen, "client", pair.client)
+            nursery.start_soon(listen, "backend", pair.backend)
+        assert silent == {"client": True, "backend": True}
+        assert await _ends_with(pair.client) == "reset"
+        assert await _ends_with(pair.backend) == "reset"
+        assert len(pair.ended) == 1  # the end of the hold is no second end
+
+
+async def test_a_client_that_resets_gets_the_backend_reset(engine: Engine) -> None:
+    async with relayed(engine) as pair:
+        await pair.backend.send_all(b"y")
+        with trio.fail_after(5):
+            assert await pair.client.receive_some(10) == b"y"
+        reset_socket(pair.client.socket)
+        assert await _ends_with(pair.backend) == "reset"
+        with trio.fail_after(5):
+            await pair.done.wait()
+        assert pair.stats.close_reason == "client-error"
+        assert pair.ended == [("flow", pair.stats)]
+        assert engine.open_flows == 0
 
 
 async def test_a_peer_that_resets_gets_the_other_side_reset(engine: Engine) -> None:
