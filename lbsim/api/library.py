@@ -65,7 +65,7 @@ async def serve(
         links=links,
     )
     args = _config_args(config)
-    session = Session(source, resolve(args, {}), config_args=args)
+    session = Session(source, resolve(args, {}), config_args=args, environ={})
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(session.run)
@@ -73,16 +73,24 @@ async def serve(
                 yield session
             finally:
                 session.shutdown()
-    except BaseExceptionGroup as group:  # a bind failure, say: the error itself
-        raise _lbsim_error(group) from None
+    except BaseExceptionGroup as group:  # a bind failure, the caller's own assertion: itself
+        raise unwrapped(group) from None
 
 
-def _lbsim_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The lbsim error inside trio's exception groups, else the group."""
-    error: BaseException | None = group.split(LbsimError)[0]
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error if error is not None else group
+def unwrapped(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one error inside trio's exception groups (cancellations aside), else the first
+    lbsim error, else the group itself."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        error = pending.pop(0)
+        if isinstance(error, BaseExceptionGroup):
+            pending = list(error.exceptions) + pending
+        elif not isinstance(error, trio.Cancelled):
+            leaves.append(error)
+    if len(leaves) == 1:
+        return leaves[0]
+    return next((e for e in leaves if isinstance(e, LbsimError)), group)
 
 
 def _config_args(config: str | Path | Mapping[str, Any] | None) -> argparse.Namespace:
@@ -195,7 +203,11 @@ def run_in_thread(template: str | Path, **options: Any) -> Iterator[ThreadedLoad
 
     thread = threading.Thread(target=thread_main, name="lbsim", daemon=True)
     thread.start()
-    started.wait(_START_TIMEOUT_S)
+    if not started.wait(_START_TIMEOUT_S):
+        raise LbsimError(
+            "StartTimeout",
+            f"lbsim did not start within {_START_TIMEOUT_S:g} s (its thread goes on)",
+        )
     if "error" in found:
         thread.join()
         raise found["error"]

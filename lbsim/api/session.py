@@ -13,7 +13,7 @@ the plan, the fleet and the runtime as they were. Changes are serialized.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from lbsim.control.plan import plan as make_plan
 from lbsim.control.types import Backend, BalancingEntry, NatEntry, Plan
 from lbsim.dataplane.events import RecordSink, as_events, discard, fanout
 from lbsim.dataplane.runtime import Runtime
+from lbsim.dataplane.settings import RuntimeSettings
 from lbsim.errors import LbsimError, Problem, TemplateInvalid
 from lbsim.model import Deployment, SecurityRuleDirection, VirtualMachineScaleSet
 from lbsim.observe.flowlogs import FlowLogWriter
@@ -51,12 +52,16 @@ class Session:
         sink: RecordSink | None = None,
         *,
         config_args: argparse.Namespace | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         """Load ``source`` (raises ``TemplateInvalid`` with every problem). Flow events go to
-        ``sink``, else where ``config`` says (log lines, NSG flow logs)."""
+        ``sink``, else where ``config`` says (log lines, NSG flow logs). A reload resolves
+        the settings again from ``config_args`` and ``environ`` (the ``LBSIM_*`` variables
+        lbsim started with; none for the library)."""
         self.source = source
         self.config = config
         self._config_args = config_args  # what resolve() reads again on reload
+        self._environ = dict(environ or {})
         self._writers: list[Callable[[], Awaitable[None]]] = []
         if sink is None:
             sink, self._writers = flow_sinks(config)
@@ -194,10 +199,13 @@ class Session:
         return generate_latest(self.registry)
 
     # --- changes ----------------------------------------------------------------------------
+    # Each change is a function of the live state, called with the lock held: two changes
+    # at once (two API calls, a reload on SIGHUP) never work from the same stale state.
     async def scale(self, scale_set: str, capacity: int) -> ChangeReport:
-        vmss = self._scale_set(scale_set)
         over = overprovision(self.config)
-        return await self._change(fleets.scale(self.fleet, vmss, capacity, over))
+        return await self._change(
+            lambda fleet: fleets.scale(fleet, self._scale_set(scale_set), capacity, over)
+        )
 
     async def start(self, scale_set: str, instance_id: int) -> ChangeReport:
         return await self._power(scale_set, instance_id, PowerState.RUNNING)
@@ -208,16 +216,23 @@ class Session:
         return await self._power(scale_set, instance_id, PowerState.STOPPED)
 
     async def restart(self, scale_set: str, instance_id: int) -> ChangeReport:
-        """Stop then start: the instance's open flows are reset, its ports stay."""
-        stopped = await self.stop(scale_set, instance_id)
-        started = await self.start(scale_set, instance_id)
-        return _merged(stopped, started)
+        """Stop then start, with nothing else in between: the instance's open flows are
+        reset, its ports stay."""
+        steps = [
+            self._powered(scale_set, instance_id, PowerState.STOPPED),
+            self._powered(scale_set, instance_id, PowerState.RUNNING),
+        ]
+        return await self._change(*steps)
 
     async def delete(self, scale_set: str, instance_id: int) -> ChangeReport:
         """Delete one instance, protected from scale-in or not (Azure's protection does not
         block a delete the user asks for)."""
-        self._scale_set(scale_set)
-        return await self._change(fleets.delete(self.fleet, scale_set, [instance_id]))
+
+        def step(fleet: Fleet) -> Fleet:
+            self._scale_set(scale_set)
+            return fleets.delete(fleet, scale_set, [instance_id])
+
+        return await self._change(step)
 
     async def protect(self, scale_set: str, instance_id: int, on: bool = True) -> ChangeReport:
         """Protect an instance from scale-in (``on``) or lift the protection: scale-in then
@@ -235,29 +250,49 @@ class Session:
 
     async def reload(self) -> ChangeReport:
         """Load the template, parameters and config again; apply the difference, or raise
-        ``TemplateInvalid`` with every problem and keep running the old plan. Runtime settings
-        take effect for new flows only where the runtime reads them per flow; frontends
-        follow the new config."""
+        ``TemplateInvalid`` with every problem and keep running the old plan. The runtime's
+        settings follow for new flows (deny mode, sources, timeouts, backends); the TCP
+        engine, the control API's address and the log settings stay as lbsim started."""
         async with self._changing:
-            config = resolve(self._config_args, {}) if self._config_args else self.config
+            config = self.config
+            if self._config_args is not None:
+                config = resolve(self._config_args, self._environ)
             loaded = await trio.to_thread.run_sync(_load, self.source, config)
             fleet = fleets.reconcile(self.fleet, loaded.deployment, overprovision(config))
-            planned, fleet = self._plan(loaded.deployment, fleet, config, self.plan)
-            report = await self._apply(planned)
-            self.deployment, self.fleet, self.config = loaded.deployment, fleet, config
-            self.warnings = loaded.warnings
-            return report
+            planned, fleet = self._plan(loaded.deployment, fleet, config, self.plan, live=False)
+
+            def made() -> None:
+                self.deployment, self.fleet, self.config = loaded.deployment, fleet, config
+                self.warnings = loaded.warnings
+
+            return await self._apply(planned, config.runtime, made)
 
     async def _power(self, scale_set: str, instance_id: int, power: PowerState) -> ChangeReport:
-        self._scale_set(scale_set)
-        return await self._change(fleets.set_state(self.fleet, scale_set, instance_id, power))
+        return await self._change(self._powered(scale_set, instance_id, power))
 
-    async def _change(self, fleet: Fleet) -> ChangeReport:
+    def _powered(
+        self, scale_set: str, instance_id: int, power: PowerState
+    ) -> Callable[[Fleet], Fleet]:
+        def step(fleet: Fleet) -> Fleet:
+            self._scale_set(scale_set)
+            return fleets.set_state(fleet, scale_set, instance_id, power)
+
+        return step
+
+    async def _change(self, *steps: Callable[[Fleet], Fleet]) -> ChangeReport:
+        """Apply each step to the live fleet in turn, with the lock held throughout; each
+        step's plan is applied, and the fleet changes with the runtime or not at all."""
         async with self._changing:
-            planned, fleet = self._plan(self.deployment, fleet, self.config, self.plan)
-            report = await self._apply(planned)
-            self.fleet = fleet
-            return report
+            reports = []
+            for step in steps:
+                wanted = step(self.fleet)
+                planned, fleet = self._plan(self.deployment, wanted, self.config, self.plan)
+
+                def made(fleet: Fleet = fleet) -> None:
+                    self.fleet = fleet
+
+                reports.append(await self._apply(planned, None, made))
+            return reports[0] if len(reports) == 1 else _merged(*reports)
 
     def _plan(
         self,
@@ -298,9 +333,13 @@ class Session:
             ) from None
         return planned
 
-    async def _apply(self, planned: Plan) -> ChangeReport:
+    async def _apply(
+        self, planned: Plan, settings: RuntimeSettings | None, made: Callable[[], None]
+    ) -> ChangeReport:
+        """Run ``planned``; ``made`` updates the session's own state inside the runtime's
+        commit, so that a change cancelled or refused half way leaves both as they were."""
         change = diff(self.plan, planned)
-        await self.runtime.apply(change)
+        await self.runtime.apply(change, settings, made)
         return report_of(change)
 
     def _scale_set(self, name: str) -> VirtualMachineScaleSet:
@@ -397,12 +436,20 @@ def _entry_json(entry: NatEntry | BalancingEntry) -> dict[str, Any]:
     return views.balancing_json(entry)
 
 
-def _merged(first: ChangeReport, second: ChangeReport) -> ChangeReport:
+def _merged(*reports: ChangeReport) -> ChangeReport:
+    """What several changes in a row did, as one report."""
+
+    def joined(field: str) -> tuple[Any, ...]:
+        items = [item for report in reports for item in getattr(report, field)]
+        if field in ("added", "removed"):
+            return tuple(items)
+        return tuple(dict.fromkeys(items))
+
     return ChangeReport(
-        added=first.added + second.added,
-        removed=first.removed + second.removed,
-        instances_added=first.instances_added + second.instances_added,
-        instances_removed=first.instances_removed + second.instances_removed,
-        instances_changed=tuple(dict.fromkeys(first.instances_changed + second.instances_changed)),
-        nsgs_changed=tuple(dict.fromkeys(first.nsgs_changed + second.nsgs_changed)),
+        added=joined("added"),
+        removed=joined("removed"),
+        instances_added=joined("instances_added"),
+        instances_removed=joined("instances_removed"),
+        instances_changed=joined("instances_changed"),
+        nsgs_changed=joined("nsgs_changed"),
     )

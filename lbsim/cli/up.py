@@ -18,6 +18,7 @@ import trio
 
 from lbsim.api.config import resolve
 from lbsim.api.handle import ChangeReport
+from lbsim.api.library import unwrapped
 from lbsim.api.session import Session
 from lbsim.api.source import Source
 from lbsim.cli import render
@@ -34,7 +35,7 @@ UP_HEADERS = ("FRONTEND", "PROTOCOL", "RULE", "INSTANCE", "BACKEND PORT", "BACKE
 
 def cmd_up(args: argparse.Namespace) -> int:
     config = resolve(args)
-    session = Session(Source.from_args(args), config, config_args=args)
+    session = Session(Source.from_args(args), config, config_args=args, environ=os.environ)
     render.problems(session.warnings, prefix="warning: ")
     try:
         if config.runtime.tcp_engine is TcpEngine.REACTOR:
@@ -42,16 +43,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         else:
             trio.run(_up, session)
     except BaseExceptionGroup as group:
-        raise _lbsim_error(group) from None
+        raise unwrapped(group) from None
     return 0
-
-
-def _lbsim_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The lbsim error inside trio's exception groups (a bind failure, say), else the group."""
-    error: BaseException | None = group.split(LbsimError)[0]
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error if error is not None else group
 
 
 async def _up(session: Session) -> None:

@@ -32,6 +32,10 @@ import attrs
 from lbsim.errors import LbsimError
 from lbsim.model import Deployment, VirtualMachineScaleSet
 
+# A scale set's largest capacity (Azure: 1,000 instances for platform images;
+# learn.microsoft.com/azure/virtual-machine-scale-sets/virtual-machine-scale-sets-placement-groups).
+MAX_CAPACITY = 1000
+
 
 class PowerState(Enum):
     """An instance's power state, as Azure's instance view names it (``PowerState/...``)."""
@@ -153,8 +157,12 @@ def scale(
 ) -> Fleet:
     """The fleet with ``vmss`` at ``capacity`` instances, or as close as scale-in can come
     without removing instances protected from it (Azure skips them, and documents no error)."""
-    if capacity < 0:
-        raise LbsimError("InvalidParameter", f"capacity {capacity} is negative.")
+    if not 0 <= capacity <= MAX_CAPACITY:
+        raise LbsimError(
+            "InvalidParameter",
+            f"The capacity {capacity} of scale set '{vmss.name}' is out of range: a scale set "
+            f"holds 0 to {MAX_CAPACITY} instances.",
+        )
     state = _known(fleet, vmss.name)
     state, made = _resize(state, vmss, capacity, fleet.made, over)
     return _with(fleet, vmss.name, state, made)

@@ -26,18 +26,20 @@ TargetKey = tuple[str, str, int]  # (backend key, transport, backend port)
 
 class Backends:
     """Starts what stands behind each backend port, knows where it listens, and keeps that
-    in step with the plan: :meth:`apply` starts the built-in servers and probes a new plan
-    needs and stops those it no longer needs, each in a cancel scope of its own, and leaves
-    the rest running. A built-in instance keeps its loopback address for as long as it is in
-    the plan (the lowest free one of ``instance_network`` when it first appears), so a change
-    to one scale set never renumbers another's instances."""
+    in step with the plan, in two steps: :meth:`prepare` starts the built-in servers and
+    probes a new plan needs and changes nothing that runs (so a failure or a cancellation
+    leaves everything as it was: :meth:`abandon` stops what it started); :meth:`commit`, with
+    no checkpoint, makes the new plan current and stops what it no longer needs. Each server
+    and prober runs in a cancel scope of its own. A built-in instance keeps its loopback
+    address for as long as it is in the plan (the lowest free one of ``instance_network``
+    when it first appears), so a change to one scale set never renumbers another's."""
 
     def __init__(self, plan: Plan, settings: RuntimeSettings) -> None:
         self.plan = plan
         self.settings = settings
         self.targets: dict[TargetKey, Target] = {}
         self._servers: dict[TargetKey, _Running[list[InstanceServer]]] = {}
-        self._probes: dict[tuple[str, str, str], _Running[ProbeState]] = {}
+        self._probes: dict[ProbeKey, _Running[ProbeState]] = {}
         self._hosts: dict[str, str] = {}  # backend key -> its loopback address
         self._nursery: trio.Nursery | None = None
 
@@ -55,18 +57,49 @@ class Backends:
         """Start the built-in servers and probes of the plan in ``nursery``; returns once
         every probe has a first result."""
         self._nursery = nursery
-        await self.apply(self.plan)
+        self.commit(await self.prepare(self.plan))
 
-    async def apply(self, plan: Plan) -> None:
-        """Run what ``plan`` needs: servers and probes it no longer needs stop, new ones start
-        (returns once each new probe has a first result), the rest keep running."""
+    async def prepare(self, plan: Plan, settings: RuntimeSettings | None = None) -> Pending:
+        """Start what ``plan`` needs and does not run yet (returns once each new probe has a
+        first result). Nothing running is changed, except a server that must start again on
+        the same address (its instance's identity or probe protocol changed)."""
         assert self._nursery is not None, "start() comes first"
-        self.plan = plan
-        present = {b.key for b in plan.backends}
-        for key in [k for k in self._hosts if k not in present]:
-            del self._hosts[key]
-        await self._apply_servers(self._nursery)
-        await self._apply_probes(self._nursery)
+        pending = Pending(plan, settings or self.settings, dict(self._hosts))
+        try:
+            await self._prepare_servers(pending)
+            await self._prepare_probes(pending)
+        except BaseException:
+            self.abandon(pending)
+            raise
+        return pending
+
+    def abandon(self, pending: Pending) -> None:
+        """Stop what ``prepare`` started for a change that is not made."""
+        for server in pending.servers.values():
+            server.scope.cancel()
+        for prober in pending.probes.values():
+            prober.scope.cancel()
+
+    def commit(self, pending: Pending) -> None:
+        """Make ``pending``'s plan the current one (no checkpoint): stop the servers and
+        probes it does not need, keep the rest, and forget removed instances' addresses."""
+        for key, running in list(self._servers.items()):
+            if key not in pending.wanted or key in pending.servers:
+                running.scope.cancel()
+                del self._servers[key]
+        self._servers.update(pending.servers)
+        for name, prober in list(self._probes.items()):
+            kept = pending.kept_probes.get(name)
+            if kept is None:
+                prober.scope.cancel()
+                del self._probes[name]
+            else:  # its power state and address, for the next check: a stopped instance
+                prober.value.backend, prober.value.target = kept  # fails threshold times
+        self._probes.update(pending.probes)
+        present = {b.key for b in pending.plan.backends}
+        self._hosts = {k: v for k, v in pending.hosts.items() if k in present}
+        self.targets = pending.targets
+        self.plan, self.settings = pending.plan, pending.settings
 
     def target(self, backend: Backend, protocol: TransportProtocol, port: int) -> Target | None:
         """Where flows to ``port`` of ``backend`` go; None while the instance is stopped."""
@@ -74,32 +107,35 @@ class Backends:
             return None
         return self.targets.get((backend.key, protocol.value, port))
 
-    async def _apply_servers(self, nursery: trio.Nursery) -> None:
-        probed = self._probe_protocols()
-        wanted: dict[TargetKey, tuple[Backend, TransportProtocol, int, _Shape]] = {}
-        for backend, protocol, port in self._needs():
+    async def _prepare_servers(self, pending: Pending) -> None:
+        """The targets of ``pending``'s plan: users' services, the built-in servers running
+        that stay, and new built-in servers for the rest."""
+        probed = _probe_protocols(pending.plan)
+        for backend, protocol, port in _needs(pending.plan):
             key = (backend.key, protocol.value, port)
-            made = (_identity(backend), probed.get((backend.key, port)), backend.running)
-            wanted[key] = (backend, protocol, port, made)
-        for key, running in list(self._servers.items()):
-            if key not in wanted or wanted[key][3] != running.shape:
+            user = self._user_target(pending.settings, backend, port)
+            if user is not None:
+                pending.targets[key] = user
+                continue
+            if not backend.running:  # a stopped instance has no server
+                continue
+            shape = (_identity(backend), probed.get((backend.key, port)), backend.running)
+            pending.wanted.add(key)
+            running = self._servers.get(key)
+            if running is not None and running.shape == shape:
+                pending.targets[key] = running.value[0].address
+                continue
+            if running is not None:  # the same address, another server: this one goes now
                 running.scope.cancel()
                 del self._servers[key]
-                self.targets.pop(key, None)
-        for key in [k for k in self.targets if k not in wanted]:
-            del self.targets[key]  # a user's service no longer reached
-        for key, (backend, protocol, port, shape) in wanted.items():
-            if key in self._servers or key in self.targets:
-                continue
-            user = self._user_target(backend, port)
-            if user is not None:
-                self.targets[key] = user
-            elif backend.running and shape is not None:
-                host = self._host(backend)
-                start = partial(self._start_one, shape[0], protocol, port, host, probed=shape[1])
-                started: _Running[list[InstanceServer]] = await nursery.start(_scoped, start, shape)
-                self._servers[key] = started
-                self.targets[key] = started.value[0].address
+            host = _host(pending.hosts, backend, pending.settings, self._hosts)
+            start = partial(self._start_one, shape[0], protocol, port, host, probed=shape[1])
+            assert self._nursery is not None
+            started: _Running[list[InstanceServer]] = await self._nursery.start(
+                _scoped, start, shape
+            )
+            pending.servers[key] = started
+            pending.targets[key] = started.value[0].address
 
     async def _start_one(
         self,
@@ -118,81 +154,34 @@ class Backends:
                 nursery, identity, protocol, port, host=host, port=0, probed=probed
             )
 
-    def _host(self, backend: Backend) -> str:
-        """The backend's loopback address: kept while it is in the plan, else the lowest free
-        address of the instance network."""
-        host = self._hosts.get(backend.key)
-        if host is None:
-            network = ipaddress.ip_network(self.settings.instance_network)
-            taken = set(self._hosts.values())
-            host = next(str(a) for a in network.hosts() if str(a) not in taken)
-            self._hosts[backend.key] = host
-        return host
-
-    def _probe_protocols(self) -> dict[tuple[str, int], ProbeProtocol]:
-        """What the health probes speak to each (backend, port): a built-in server there
-        answers in kind (HTTPS before HTTP before TCP where probes differ)."""
-        rank = {ProbeProtocol.TCP: 0, ProbeProtocol.HTTP: 1, ProbeProtocol.HTTPS: 2}
-        found: dict[tuple[str, int], ProbeProtocol] = {}
-        for probe, backend in self._probed():
-            key = (backend.key, probe.port)
-            if key not in found or rank[probe.protocol] > rank[found[key]]:
-                found[key] = probe.protocol
-        return found
-
-    def _needs(self) -> list[tuple[Backend, TransportProtocol, int]]:
-        """Every (backend, transport, port) that flows or probes reach."""
-        tcp = TransportProtocol.TCP
-        seen: dict[tuple[str, str, int], tuple[Backend, TransportProtocol, int]] = {}
-        for entry in self._entries():
-            for backend in _backends_of(entry):
-                key = (backend.key, entry.protocol.value, entry.backend_port)
-                seen.setdefault(key, (backend, entry.protocol, entry.backend_port))
-        for probe, backend in self._probed():
-            seen.setdefault((backend.key, tcp.value, probe.port), (backend, tcp, probe.port))
-        return list(seen.values())
-
-    def _probed(self) -> Iterator[tuple[PlannedProbe, Backend]]:
-        for entry in self.plan.balancing:
-            if entry.probe is not None:
-                for backend in entry.backends:
-                    yield entry.probe, backend
-
-    async def _apply_probes(self, nursery: trio.Nursery) -> None:
-        """One prober per (probe, backend); a prober whose probe or target changed starts
-        again. New ones start at once; returns after each new one's first result, so a
-        rule's backends are known up or down before their listener serves."""
-        wanted: dict[tuple[str, str, str], tuple[PlannedProbe, Backend, Target]] = {}
-        for probe, backend in self._probed():
+    async def _prepare_probes(self, pending: Pending) -> None:
+        """One prober per (probe, backend): those whose probe is unchanged are kept (their
+        backend and target take effect at commit); new ones start at once, and this returns
+        after each one's first result, so a rule's backends are known up or down before
+        their listener serves."""
+        wanted: dict[ProbeKey, tuple[PlannedProbe, Backend, Target]] = {}
+        for probe, backend in _probed(pending.plan):
             key = (probe.load_balancer, probe.name, backend.key)
-            target = self.targets.get((backend.key, TransportProtocol.TCP.value, probe.port))
-            if target is None and not backend.running:  # a stopped instance: its address
-                target = (self._host(backend), probe.port)
-            if target is not None:
-                wanted.setdefault(key, (probe, backend, target))
-        for key, running in list(self._probes.items()):
-            found = wanted.get(key)
-            state = running.value
-            if found is None or found[0] != state.probe:
-                running.scope.cancel()
-                del self._probes[key]
-            else:  # its power state and address, for the next check: a stopped instance
-                state.backend, state.target = found[1], found[2]  # fails threshold times
-        async with trio.open_nursery() as starting:
-            for key, (probe, backend, target) in wanted.items():
-                if key not in self._probes:
-                    starting.start_soon(self._start_probe, nursery, key, probe, backend, target)
+            target = pending.targets.get((backend.key, TransportProtocol.TCP.value, probe.port))
+            if target is None or not backend.running:  # a stopped instance: its own address
+                target = (_host(pending.hosts, backend, pending.settings, self._hosts), probe.port)
+            wanted.setdefault(key, (probe, backend, target))
+        starting: list[tuple[ProbeKey, ProbeState]] = []
+        for key, (probe, backend, target) in wanted.items():
+            running = self._probes.get(key)
+            if running is not None and running.value.probe == probe:
+                pending.kept_probes[key] = (backend, target)
+            else:
+                starting.append((key, ProbeState(probe, backend, target)))
+        assert self._nursery is not None
+        nursery = self._nursery
 
-    async def _start_probe(
-        self,
-        nursery: trio.Nursery,
-        key: tuple[str, str, str],
-        probe: PlannedProbe,
-        backend: Backend,
-        target: Target,
-    ) -> None:
-        state = ProbeState(probe, backend, target)
-        self._probes[key] = await nursery.start(_scoped, partial(_run_probe, state), None)
+        async def start(key: ProbeKey, state: ProbeState) -> None:
+            pending.probes[key] = await nursery.start(_scoped, partial(_run_probe, state), None)
+
+        async with trio.open_nursery() as all_at_once:
+            for key, state in starting:
+                all_at_once.start_soon(start, key, state)
 
     def _probe_of(self, entry: NatEntry | BalancingEntry, backend: Backend) -> ProbeState | None:
         probe = getattr(entry, "probe", None)
@@ -201,22 +190,21 @@ class Backends:
         running = self._probes.get((probe.load_balancer, probe.name, backend.key))
         return running.value if running is not None else None
 
-    def _user_target(self, backend: Backend, port: int) -> tuple[str, int] | None:
+    @staticmethod
+    def _user_target(
+        settings: RuntimeSettings, backend: Backend, port: int
+    ) -> tuple[str, int] | None:
         names = [backend.scale_set, backend.name] if backend.scale_set else [backend.name]
         for name in names:
-            pattern = self.settings.backends.get((name or "").lower())
+            pattern = settings.backends.get((name or "").lower())
             if pattern is not None:
                 return pattern.address(backend.instance_id or 0, port)
         return None
 
     # --- listeners ------------------------------------------------------------------------
-    def _entries(self) -> Iterator[NatEntry | BalancingEntry]:
-        yield from (e for e in self.plan.nat if e.backend is not None)
-        yield from (e for e in self.plan.balancing if e.backends)
-
     def listeners(self) -> Iterator[Listener]:
         """A listener for every NAT entry with a backend and every rule with backends."""
-        for entry in self._entries():
+        for entry in _entries(self.plan):
             yield self.listener(entry)
 
     def listener(self, entry: NatEntry | BalancingEntry) -> Listener:
@@ -234,6 +222,76 @@ class Backends:
             for b in _backends_of(entry)
         )
         return routes, tuple(self._probe_of(entry, r.backend) for r in routes)
+
+
+ProbeKey = tuple[str, str, str]  # (load balancer, probe, backend key)
+
+
+@attrs.define
+class Pending:
+    """A change :meth:`Backends.prepare` made ready: what it started, what the new plan's
+    flows reach, and which running probers stay (with their new backend and target)."""
+
+    plan: Plan
+    settings: RuntimeSettings
+    hosts: dict[str, str]
+    targets: dict[TargetKey, Target] = attrs.Factory(dict)
+    wanted: set[TargetKey] = attrs.Factory(set)  # built-in servers the plan needs
+    servers: dict[TargetKey, _Running[list[InstanceServer]]] = attrs.Factory(dict)
+    probes: dict[ProbeKey, _Running[ProbeState]] = attrs.Factory(dict)
+    kept_probes: dict[ProbeKey, tuple[Backend, Target]] = attrs.Factory(dict)
+
+
+def _host(
+    hosts: dict[str, str], backend: Backend, settings: RuntimeSettings, current: dict[str, str]
+) -> str:
+    """The backend's loopback address: the one it has, else the lowest free address of the
+    instance network (not one of the addresses in use now, even if its instance goes in
+    this change: its server still runs until the change is committed)."""
+    host = hosts.get(backend.key)
+    if host is None:
+        network = ipaddress.ip_network(settings.instance_network)
+        taken = {*hosts.values(), *current.values()}
+        host = next(str(a) for a in network.hosts() if str(a) not in taken)
+        hosts[backend.key] = host
+    return host
+
+
+def _entries(plan: Plan) -> Iterator[NatEntry | BalancingEntry]:
+    yield from (e for e in plan.nat if e.backend is not None)
+    yield from (e for e in plan.balancing if e.backends)
+
+
+def _probed(plan: Plan) -> Iterator[tuple[PlannedProbe, Backend]]:
+    for entry in plan.balancing:
+        if entry.probe is not None:
+            for backend in entry.backends:
+                yield entry.probe, backend
+
+
+def _probe_protocols(plan: Plan) -> dict[tuple[str, int], ProbeProtocol]:
+    """What the health probes speak to each (backend, port): a built-in server there
+    answers in kind (HTTPS before HTTP before TCP where probes differ)."""
+    rank = {ProbeProtocol.TCP: 0, ProbeProtocol.HTTP: 1, ProbeProtocol.HTTPS: 2}
+    found: dict[tuple[str, int], ProbeProtocol] = {}
+    for probe, backend in _probed(plan):
+        key = (backend.key, probe.port)
+        if key not in found or rank[probe.protocol] > rank[found[key]]:
+            found[key] = probe.protocol
+    return found
+
+
+def _needs(plan: Plan) -> list[tuple[Backend, TransportProtocol, int]]:
+    """Every (backend, transport, port) that flows or probes reach."""
+    tcp = TransportProtocol.TCP
+    seen: dict[tuple[str, str, int], tuple[Backend, TransportProtocol, int]] = {}
+    for entry in _entries(plan):
+        for backend in _backends_of(entry):
+            key = (backend.key, entry.protocol.value, entry.backend_port)
+            seen.setdefault(key, (backend, entry.protocol, entry.backend_port))
+    for probe, backend in _probed(plan):
+        seen.setdefault((backend.key, tcp.value, probe.port), (backend, tcp, probe.port))
+    return list(seen.values())
 
 
 def _backends_of(entry: NatEntry | BalancingEntry) -> tuple[Backend, ...]:

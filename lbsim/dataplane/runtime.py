@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import socket
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -26,7 +27,7 @@ import trio
 from lbsim.control.check import Guard
 from lbsim.control.diff import ListenKey, PlanChange, diff, listen_table
 from lbsim.control.types import BalancingEntry, NatEntry, Plan
-from lbsim.dataplane.backends import Backends
+from lbsim.dataplane.backends import Backends, Pending
 from lbsim.dataplane.engines import Engine, engine_for
 from lbsim.dataplane.events import NsgHit, RecordSink, discard
 from lbsim.dataplane.instances import InstanceServer
@@ -135,6 +136,7 @@ class Runtime:
                 for serving in self._serving.values():
                     self._close(serving)
                 accepting.cancel_scope.cancel()
+            self._accepting = None  # no change is applied any more
             deadline = trio.current_time() + self.settings.drain_timeout_s
             waiting.cancel_scope.deadline = deadline
             self._draining = True
@@ -143,41 +145,62 @@ class Runtime:
         self.engine.abort_all()  # what the drain left open ends as cancelled
 
     # --- changes ------------------------------------------------------------------------------
-    async def apply(self, change: PlanChange) -> None:
-        """Run ``change.new`` instead of the plan running now: the one place where listeners
-        open and close, built-in servers and probes start and stop, and routes and cached NSG
-        verdicts are replaced. New listeners are bound first: if one cannot be, nothing
-        changes (``FrontendBindFailed``). A listener that stays keeps its socket, counters
-        and the flows on routes that stay; flows on a route that is gone (a removed or
-        stopped instance) and flows of a removed listener are reset. NSG changes apply to new
-        flows only."""
+    async def apply(
+        self,
+        change: PlanChange,
+        settings: RuntimeSettings | None = None,
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
+        """Run ``change.new`` instead of the plan running now (with ``settings``, if given,
+        for new flows): the one place where listeners open and close, built-in servers and
+        probes start and stop, and routes and cached NSG verdicts are replaced.
+
+        In two steps. First what is new is made ready: new listeners bound, new servers and
+        probes started; a failure (``FrontendBindFailed``, say) or a cancellation there
+        undoes it and changes nothing. Then, with no checkpoint, the change is made whole:
+        listeners that stay keep their sockets, counters and the flows on routes that stay;
+        flows on a route that went (a removed or stopped instance) and flows of a removed
+        listener are reset before their servers stop; ``on_commit`` runs last, inside the
+        same step (the caller's own state changes with the runtime's or not at all). NSG
+        changes apply to new flows only."""
         async with self._applying:
             if self._accepting is None or self.stopping:
                 raise LbsimError("OperationNotAllowed", "lbsim is not serving")
             table = listen_table(change.new)
             bound = self._bind([table[key] for key in change.listeners_added])
             try:
-                await self.backends.apply(change.new)
+                pending = await self.backends.prepare(change.new, settings)
             except BaseException:
                 for _, sock in bound:  # (not yet the engine's)
                     sock.close()
                 raise
-            self.plan = change.new
-            self.guard = Guard(change.new)
-            self.verdicts = Verdicts(self.guard, explain=self.settings.explain_nsg)
-            self.reports.forget()
-            stale: dict[Listener, set[_RouteKey] | None] = {}
-            for key in change.listeners_removed:
-                stale[self._unlisten(key)] = None
-            for key, serving in self._serving.items():
-                gone = self._reroute(serving.listener, table[key])
-                if gone:
-                    stale[serving.listener] = gone
-            self._reset_flows(stale)
-            for listener, sock in bound:
-                listener.routes, listener.health = self.backends.routes(listener.entry)
-                listener.idle_timeout_s *= self.settings.idle_timeout_scale
-                self._listen(listener, sock)
+            self._commit(change, pending, bound)
+            if on_commit is not None:
+                on_commit()
+
+    def _commit(
+        self, change: PlanChange, pending: Pending, bound: list[tuple[Listener, socket.socket]]
+    ) -> None:
+        """The change, whole (no checkpoint)."""
+        self.settings = pending.settings
+        table = listen_table(change.new)
+        stale: dict[Listener, set[_RouteKey] | None] = {}
+        for key in change.listeners_removed:
+            stale[self._unlisten(key)] = None
+        self.backends.commit(pending)  # (servers stop at the next checkpoint: after this)
+        self.plan = change.new
+        self.guard = Guard(change.new)
+        self.verdicts = Verdicts(self.guard, explain=self.settings.explain_nsg)
+        self.reports.forget()
+        for key, serving in self._serving.items():
+            gone = self._reroute(serving.listener, table[key])
+            if gone:
+                stale[serving.listener] = gone
+        self._reset_flows(stale)
+        for listener, sock in bound:
+            listener.routes, listener.health = self.backends.routes(listener.entry)
+            listener.idle_timeout_s *= self.settings.idle_timeout_scale
+            self._listen(listener, sock)
 
     def _reroute(self, listener: Listener, entry: NatEntry | BalancingEntry) -> set[_RouteKey]:
         """Give ``listener`` the entry's current routes; the keys of routes it lost."""
@@ -326,7 +349,22 @@ class Runtime:
         except BaseException:
             reset_socket(conn)
             raise
+        if not self._current(listener, route):  # a change took its route while it waited
+            reset_socket(conn)
+            reset_socket(connected)
+            self.reports.unreachable(listener, route, source, peer, "route-removed")
+            return
         self._relay(listener, conn, connected, about)
+
+    def _current(self, listener: Listener, route: Route) -> bool:
+        """Whether ``listener`` still serves and ``route`` is still one of its routes."""
+        serving = self._serving.get(listener.key)
+        key = route.key
+        return (
+            serving is not None
+            and serving.listener is listener
+            and any(r.key == key for r in listener.routes)
+        )
 
     def _unreachable(
         self,

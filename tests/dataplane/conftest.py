@@ -17,15 +17,15 @@ from lbsim.dataplane.fastpath import FastPath
 from lbsim.dataplane.reactor import Reactor
 from lbsim.dataplane.settings import DEFAULT_TCP_ENGINE, TcpEngine
 
-# The modules whose every test runs once per engine (the others test one engine only).
-_EVERY_ENGINE = {"test_runtime", "test_runtime_lifecycle", "test_runtime_families", "test_engines"}
 # How the tests name the ways: the reactor hosted is the reactor engine, run by host.run.
 _HOSTED = "hosted"
 _ENGINES = [TcpEngine.REACTOR.value, _HOSTED, TcpEngine.STREAMS.value]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if metafunc.module.__name__ in _EVERY_ENGINE and "tcp_engine" in metafunc.fixturenames:
+    """A test marked ``every_engine`` runs once per engine (the ``tcp_engine`` fixture)."""
+    every = metafunc.definition.get_closest_marker("every_engine") is not None
+    if every and "tcp_engine" in metafunc.fixturenames:
         metafunc.parametrize("tcp_engine", _ENGINES, indirect=True)
 
 

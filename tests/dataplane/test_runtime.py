@@ -32,6 +32,8 @@ from waiting import eventually
 from lbsim.dataplane.events import FlowEvent
 from lbsim.dataplane.settings import BackendPattern, DenyMode, SourceMap
 
+pytestmark = pytest.mark.every_engine  # once per engine (conftest.py)
+
 
 # --- NAT ports to instances ------------------------------------------------------------------
 async def test_each_instance_answers_on_its_own_nat_port_only() -> None:

@@ -42,7 +42,7 @@ from lbsim.errors import LbsimError
 from lbsim.model import Deployment
 
 # Every test runs on each way lbsim relays TCP (tests/dataplane/conftest.py names them).
-pytestmark = pytest.mark.parametrize("tcp_engine", ["reactor", "hosted", "streams"], indirect=True)
+pytestmark = pytest.mark.every_engine  # once per engine (conftest.py)
 
 ECHO = 7000  # a backend port where a built-in instance names itself, then echoes
 _LB = "resourceId('Microsoft.Network/loadBalancers', 'lb')"

@@ -13,6 +13,8 @@ from lbsim.control.types import Backend
 from lbsim.dataplane.listeners import Route, same_family
 from lbsim.dataplane.settings import RuntimeSettings, SourceMap
 
+pytestmark = pytest.mark.every_engine  # once per engine (conftest.py)
+
 
 def _route(private_ip: str) -> Route:
     return Route(Backend("id", "web_0", private_ip, "web", 0), 22, ("127.0.0.1", 22))

@@ -38,6 +38,8 @@ from lbsim.dataplane.runtime import Runtime
 from lbsim.dataplane.settings import DenyMode
 from lbsim.errors import LbsimError
 
+pytestmark = pytest.mark.every_engine  # once per engine (conftest.py)
+
 
 # --- stop and drain ------------------------------------------------------------------------
 async def test_stop_refuses_new_flows_and_drains_open_ones(nursery: trio.Nursery) -> None:
