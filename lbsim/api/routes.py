@@ -59,11 +59,11 @@ async def _readyz(call: Call) -> Reply:
 
 
 async def _ports(call: Call) -> Reply:
-    return json_reply({"value": call.handle.ports()})
+    return json_reply(call.handle.ports())
 
 
 async def _instances(call: Call) -> Reply:
-    return json_reply({"value": call.handle.instances()})
+    return json_reply(call.handle.instances())
 
 
 async def _rules(call: Call) -> Reply:

@@ -56,10 +56,8 @@ Shape = Union[type, dict[str, "Shape"], list["Shape"]]  # noqa: UP007 (a recursi
 
 READY: Shape = {"status": str}
 NOT_READY: Shape = {"status": str, "reason": str}
-INSTANCES: Shape = {
-    "value": [{"scaleSet": object, "instanceId": object, "state": str, "ports": [dict]}]
-}
-PORTS: Shape = {"value": [dict]}
+INSTANCES: Shape = [{"scaleSet": object, "instanceId": object, "state": str, "ports": [dict]}]
+PORTS: Shape = [dict]
 REPORT: Shape = {
     "added": [dict],
     "removed": [dict],

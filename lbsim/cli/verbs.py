@@ -118,8 +118,8 @@ def _readiness(client: Client, ready: Answer) -> str | None:
 @_guarded
 def cmd_status(args: argparse.Namespace, client: Client) -> int:
     reason = _readiness(client, client.call("GET", "/readyz", accept=(503,)))
-    instances = client.get("/v1/instances", INSTANCES)["value"]
-    ports = client.get("/v1/ports", PORTS)["value"]
+    instances = client.get("/v1/instances", INSTANCES)
+    ports = client.get("/v1/ports", PORTS)
     states: dict[str, int] = {}
     for item in instances:
         states[item["state"]] = states.get(item["state"], 0) + 1
@@ -169,7 +169,7 @@ def cmd_wait(args: argparse.Namespace, client: Client) -> int:
 
 @_guarded
 def cmd_list(args: argparse.Namespace, client: Client) -> int:
-    instances = client.get("/v1/instances", INSTANCES)["value"]
+    instances = client.get("/v1/instances", INSTANCES)
     if args.output == "json":
         render.dump(instances)
         return EXIT_OK

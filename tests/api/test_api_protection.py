@@ -20,7 +20,7 @@ async def test_protect_and_unprotect_answer_what_changed(api: Served) -> None:
     got = await api.request("PUT", PROTECTION, {"protectFromScaleIn": True})
     assert (got.status, got.json()["instances"]["changed"]) == (200, ["web/1"])
     assert api.fake.instance("web", 1).protected
-    listed = (await api.request("GET", "/v1/instances")).json()["value"]
+    listed = (await api.request("GET", "/v1/instances")).json()
     assert [i["protectFromScaleIn"] for i in listed if i["scaleSet"] == "web"] == [False, True]
     again = await api.request("PUT", PROTECTION, {"protectFromScaleIn": True})
     assert again.json()["instances"]["changed"] == []  # already protected: no change

@@ -31,10 +31,10 @@ async def test_metrics_are_prometheus_text_0_0_4(api: Served) -> None:
 
 async def test_ports_and_instances_are_the_handles_own(api: Served) -> None:
     ports = await api.request("GET", "/v1/ports")
-    assert (ports.status, ports.json()) == (200, {"value": api.fake.ports()})
+    assert (ports.status, ports.json()) == (200, api.fake.ports())
     instances = await api.request("GET", "/v1/instances")
-    assert (instances.status, instances.json()) == (200, {"value": api.fake.instances()})
-    assert [i["scaleSet"] + "/" + str(i["instanceId"]) for i in instances.json()["value"]] == [
+    assert (instances.status, instances.json()) == (200, api.fake.instances())
+    assert [i["scaleSet"] + "/" + str(i["instanceId"]) for i in instances.json()] == [
         "web/0",
         "web/1",
         "db/0",

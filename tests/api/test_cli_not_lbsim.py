@@ -114,17 +114,17 @@ def test_status_and_wait_say_not_lbsim(
     ("answers", "why"),
     [
         ({"/v1/instances": HTML}, "GET /v1/instances: HTTP 200, not JSON: '<html><body>"),
-        ({"/v1/instances": (200, b"[]")}, "GET /v1/instances: HTTP 200, $ is a list, not an"),
+        ({"/v1/instances": (200, b"{}")}, "GET /v1/instances: HTTP 200, $ is an object, not a"),
         (
-            {"/v1/instances": (200, b'{"value": [{"name": "web/0"}]}')},
-            "GET /v1/instances: HTTP 200, $.value[0] has no 'scaleSet'",
+            {"/v1/instances": (200, b'[{"name": "web/0"}]')},
+            "GET /v1/instances: HTTP 200, $[0] has no 'scaleSet'",
         ),
         (
             {
-                "/v1/instances": (200, b'{"value": []}'),
-                "/v1/ports": (200, b'{"value": {"ssh": 22}}'),
+                "/v1/instances": (200, b"[]"),
+                "/v1/ports": (200, b'{"ssh": 22}'),
             },
-            "GET /v1/ports: HTTP 200, $.value is an object, not a list",
+            "GET /v1/ports: HTTP 200, $ is an object, not a list",
         ),
     ],
 )
@@ -146,8 +146,8 @@ def test_status_of_a_stranger_that_answers_as_lbsim_works(
     stranger.answers.update(
         {
             "/readyz": READY,
-            "/v1/instances": (200, b'{"value": [' + instance + b"]}"),
-            "/v1/ports": (200, b'{"value": [{"kind": "LoadBalancingRule"}]}'),
+            "/v1/instances": (200, b"[" + instance + b"]"),
+            "/v1/ports": (200, b'[{"kind": "LoadBalancingRule"}]'),
         }
     )
     code, out, _ = lbsim(capsys, "status", "--api", stranger.url)
@@ -197,10 +197,10 @@ def test_changes_say_not_lbsim(
 
 
 def test_list_says_not_lbsim(stranger: Stranger, capsys: pytest.CaptureFixture[str]) -> None:
-    stranger.answers["/v1/instances"] = (200, b'{"value": [{"scaleSet": "web", "ports": 3}]}')
+    stranger.answers["/v1/instances"] = (200, b'[{"scaleSet": "web", "ports": 3}]')
     code, out, err = lbsim(capsys, "list", "--api", stranger.url)
     assert (code, out) == (2, "")
-    assert err == stranger.not_lbsim("GET /v1/instances: HTTP 200, $.value[0] has no 'instanceId'")
+    assert err == stranger.not_lbsim("GET /v1/instances: HTTP 200, $[0] has no 'instanceId'")
 
 
 @pytest.fixture

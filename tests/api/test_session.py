@@ -174,7 +174,7 @@ async def test_the_control_api_scales_and_answers_in_azures_envelope() -> None:
         assert status == 200
         assert body["instances"]["added"] == ["web/3"]
         status, listed = await trio.to_thread.run_sync(call, "GET", "/v1/ports")
-        ports = listed["value"]  # Azure's list shape
+        ports = listed  # the JSON of lbsim ports -o json
         assert ports == lb.ports()
         assert {p["backend"] for p in ports if p.get("instanceId") is not None} == {
             "web/0",
