@@ -137,13 +137,16 @@ class Session:
 
     def instances(self) -> list[dict[str, Any]]:
         served = self._served_by()
+        entries: dict[str, list[NatEntry]] = {}
+        for entry in self.plan.nat:
+            if entry.backend is not None:
+                entries.setdefault(entry.backend.key, []).append(entry)
         rows: dict[str, dict[str, Any]] = {}
         for backend in self.plan.backends:
             row = rows.setdefault(backend.label, self._instance_row(backend))
             row["ports"] += [
                 _port_json(entry, served.get((entry.listen_key, backend.key)))
-                for entry in self.plan.nat
-                if entry.backend is not None and entry.backend.key == backend.key
+                for entry in entries.get(backend.key, ())
             ]
         return list(rows.values())
 
