@@ -41,6 +41,16 @@ def context_of(args: argparse.Namespace) -> DeploymentContext:
     )
 
 
+def template_roots(args: argparse.Namespace) -> list[str]:
+    """The folders linked templates may be read from: the template's own and each
+    ``--template-root`` (which must be a folder)."""
+    roots = list(getattr(args, "template_roots", None) or [])
+    for root in roots:
+        if not Path(root).is_dir():
+            raise ConfigError("InvalidSetting", f"--template-root {root!r} is not a folder.")
+    return [str(Path(args.template).parent), *roots]
+
+
 @attrs.frozen
 class Loaded:
     deployment: Deployment
@@ -67,7 +77,7 @@ def load(
         parameters_file_name=args.parameters,
         cli_parameters=parse_params(args.param),
         fill_missing=args.fill_missing,
-        resolve_link=LinkResolver(links),
+        resolve_link=LinkResolver(links, template_roots(args)),
         template_link=Path(args.template).resolve().as_uri(),
     )
     deployment = load_template(template, args.template, options)

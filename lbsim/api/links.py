@@ -12,21 +12,24 @@ reason to believe is that template, never merely a file of the same name:
 4. else the longest tail of the URL's path, at least its last two segments (or the whole path),
    that names a file under the linking template's folder.
 
-The query (a SAS token) and fragment of a URL play no part in finding its copy.
+The query (a SAS token) and fragment of a URL play no part in finding its copy. Every file
+tried lies inside the roots (:mod:`lbsim.api.confine`): the root template's folder tree, the
+folders given as ``roots`` (``--template-root``) and those the link map names.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import attrs
 
+from lbsim.api.confine import Roots, read_capped, read_linked
 from lbsim.arm.jsontext import load_json_text
 from lbsim.arm.nested import is_remote
-from lbsim.errors import ConfigError, Problem, TemplateInvalid
+from lbsim.errors import ConfigError
 
 Found = tuple[Any, str]
 MIN_TAIL = 2  # path segments a URL and its local copy must share (unless the path is shorter)
@@ -37,29 +40,34 @@ class LinkResolver:
     """Resolves the links of one load; it learns which URL is which folder as it maps them."""
 
     links: Mapping[str, str] = attrs.Factory(dict)  # URL or URL/ prefix -> file or folder
+    # folders linked templates may come from, the root template's among them; when none are
+    # given, the folder of the first linking template (the root template) is the one root
+    roots: Sequence[str | Path] = ()
     _bases: dict[str, list[tuple[str, Path]]] = attrs.Factory(dict)  # file -> (URL/, folder)
+    _confined: Roots | None = attrs.field(default=None, init=False)
 
     def __call__(self, target: str, from_file: str | None) -> Found | None:
         folder = Path(from_file).parent if from_file else Path.cwd()
         url = urlsplit(target)
         if url.scheme.lower() == "file" or not is_remote(target):
-            path = Path(unquote(url.path)) if url.scheme else folder / target
-            found = _read_if_file(path, from_file)
+            path = Path(unquote(url.path)) if url.scheme.lower() == "file" else folder / target
+            found = self._read_if_file(path, target, from_file)
             return None if found is None else self._learn(found, None, from_file, None)
         bare = _bare(target)
         mapped = self._mapped(bare)
         if mapped is not None:
-            return self._found(*mapped, bare, from_file)
+            return self._found(*mapped, target, from_file)
         for prefix, base in sorted(self._known(from_file), key=lambda b: -len(b[0])):
             if bare.startswith(prefix):
-                found = _read_if_file(base.joinpath(*_segments(bare[len(prefix) :])), from_file)
+                path = base.joinpath(*_segments(bare[len(prefix) :]))
+                found = self._read_if_file(path, target, from_file)
                 if found is not None:
                     return self._learn(found, bare, from_file, (prefix, base))
         parts = _segments(url.path)
         for start in range(len(parts)):
             if start and len(parts) - start < MIN_TAIL:
                 break
-            found = _read_if_file(folder.joinpath(*parts[start:]), from_file)
+            found = self._read_if_file(folder.joinpath(*parts[start:]), target, from_file)
             if found is not None:
                 prefix = urlunsplit(
                     (url.scheme, url.netloc, "/".join(["", *parts[:start], ""]), "", "")
@@ -81,14 +89,32 @@ class LinkResolver:
         return folder.joinpath(*_segments(bare[len(prefix) :])), (prefix, folder)
 
     def _found(
-        self, path: Path, base: tuple[str, Path] | None, bare: str, from_file: str | None
+        self, path: Path, base: tuple[str, Path] | None, target: str, from_file: str | None
     ) -> Found:
-        if not path.is_file():
+        bare = _bare(target)
+        document = read_linked(self._roots(from_file).confine(path, target), str(path), target)
+        if document is None:
             raise ConfigError(
                 "LinkedTemplateFileNotFound",
                 f"The link map reads {bare} from {path}, which is not a file.",
             )
-        return self._learn(_read(path), bare, from_file, base)
+        return self._learn((document, str(path)), bare, from_file, base)
+
+    def _read_if_file(self, path: Path, target: str, from_file: str | None) -> Found | None:
+        """The template in ``path``, a candidate for ``target``, unless it is missing or is
+        the linking template itself; an error if it lies outside the roots."""
+        real = self._roots(from_file).confine(path, target)
+        if from_file and real == str(Path(from_file).resolve()):
+            return None
+        document = read_linked(real, str(path), target)
+        return None if document is None else (document, str(path))
+
+    def _roots(self, from_file: str | None) -> Roots:
+        """The roots, fixed at the first link (which the root template makes)."""
+        if self._confined is None:
+            first = [] if self.roots else [Path(from_file).parent if from_file else Path.cwd()]
+            self._confined = Roots.of([*self.roots, *first, *_link_folders(self.links)])
+        return self._confined
 
     def _known(self, from_file: str | None) -> list[tuple[str, Path]]:
         return self._bases.get(_key(from_file), [])
@@ -125,26 +151,19 @@ def parse_links(items: list[str]) -> dict[str, str]:
 
 
 def read_json(path: str) -> Any:
-    """A JSON document as ARM reads it; a missing file is a clear error."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as error:
-        raise TemplateInvalid(
-            [Problem("FileNotFound", f"Cannot read {path}: {error.strerror}.", file=path)]
-        ) from None
-    return load_json_text(data, path)
+    """A JSON document as ARM reads it; a missing or too large file is a clear error."""
+    return load_json_text(read_capped(path), path)
 
 
-def _read(path: Path) -> Found:
-    return read_json(str(path)), str(path)
-
-
-def _read_if_file(path: Path, from_file: str | None) -> Found | None:
-    """The file's template, unless it is missing or is the linking template itself."""
-    me = Path(from_file).resolve() if from_file else None
-    if not path.is_file() or path.resolve() == me:
-        return None
-    return _read(path)
+def _link_folders(links: Mapping[str, str]) -> Iterator[Path]:
+    """The folders the link map names: a folder mapping's own, a file mapping's parent (as
+    written and with symlinks resolved, since the user named that file)."""
+    for url, path in links.items():
+        if url.endswith("/"):
+            yield Path(path)
+        else:
+            yield Path(path).parent
+            yield Path(path).resolve().parent
 
 
 def _segments(path: str) -> list[str]:

@@ -32,6 +32,7 @@ class Source:
     fill_missing: bool = False
     context: tuple[tuple[str, Any], ...] = ()
     links: tuple[str, ...] = ()  # URL=FILE
+    template_roots: tuple[str, ...] = ()  # --template-root DIR: linked templates may be there
 
     @classmethod
     def of(
@@ -43,6 +44,7 @@ class Source:
         fill_missing: bool = False,
         context: Mapping[str, Any] | None = None,
         links: Mapping[str, str] | None = None,
+        template_roots: tuple[str | Path, ...] = (),
     ) -> Source:
         """A source from Python values: ``params`` as values of their own type (JSON for
         objects and arrays, as ``--param`` takes them)."""
@@ -56,6 +58,7 @@ class Source:
             fill_missing=fill_missing,
             context=tuple((context or {}).items()),
             links=tuple(f"{url}={path}" for url, path in (links or {}).items()),
+            template_roots=tuple(str(root) for root in template_roots),
         )
 
     @classmethod
@@ -68,6 +71,7 @@ class Source:
             fill_missing=args.fill_missing,
             context=tuple((k, getattr(args, k)) for k in _CONTEXT_DEFAULTS),
             links=tuple(getattr(args, "links", None) or ()),
+            template_roots=tuple(getattr(args, "template_roots", None) or ()),
         )
 
     def namespace(self) -> argparse.Namespace:
@@ -78,6 +82,7 @@ class Source:
             param=[f"{k}={v}" for k, v in self.params],
             fill_missing=self.fill_missing,
             links=list(self.links),
+            template_roots=list(self.template_roots),
             **context,
         )
 

@@ -63,6 +63,15 @@ def _template_options(parser: argparse.ArgumentParser) -> None:
         help="read the linked template at URL from FILE (a URL ending in / maps a folder; "
         "repeatable)",
     )
+    parser.add_argument(
+        "--template-root",
+        dest="template_roots",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="linked templates may also be read from DIR's folder tree, besides the "
+        "template's own (repeatable)",
+    )
     ctx = parser.add_argument_group("deployment context")
     ctx.add_argument(
         "--subscription-id",
