@@ -47,6 +47,8 @@ class LinkResolver:
     _confined: Roots | None = attrs.field(default=None, init=False)
 
     def __call__(self, target: str, from_file: str | None) -> Found | None:
+        if target.lower().startswith("/subscriptions/"):  # a template spec's id, not a path
+            return None
         folder = Path(from_file).parent if from_file else Path.cwd()
         url = urlsplit(target)
         if url.scheme.lower() == "file" or not is_remote(target):

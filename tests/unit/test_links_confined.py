@@ -247,3 +247,16 @@ def test_a_template_root_that_is_no_folder_is_a_clear_error(
     status, _, err = _run(capsys, main_file, "--template-root", str(site / "nowhere"))
     assert status == 2
     assert err.startswith("lbsim: InvalidSetting: --template-root ")
+
+
+def test_a_template_spec_id_is_not_taken_for_an_absolute_path(
+    site: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = (
+        "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/"
+        "Microsoft.Resources/templateSpecs/web/versions/1.0"
+    )
+    status, _, err = _run(capsys, _root(site, {"id": spec}))
+    assert status == 0
+    assert f"{AT}: LinkedTemplateNotFound: " in err
+    assert OUTSIDE not in err
