@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 
+from lbsim.dataplane.portmap import PortMap
 from lbsim.dataplane.settings import (
     DEFAULT_TCP_ENGINE,
     BackendPattern,
@@ -75,6 +76,11 @@ def _port_or_off(value: Any) -> int | None:
     if str(value).lower() == "off":
         return None
     return _port(value)
+
+
+def _port_map(value: Any) -> PortMap:
+    """A port map (lbsim.dataplane.portmap); a bare per-worker reads PYTEST_XDIST_WORKER."""
+    return value if isinstance(value, PortMap) else PortMap.parse(str(value))
 
 
 @attrs.frozen
@@ -199,6 +205,13 @@ SETTINGS = (
         _switch,
         "reload when the template, parameters, config or a linked template file changes",
     ),
+    Setting(
+        "port_map",
+        "azure",
+        _port_map,
+        "where frontends listen: azure (Azure's ports), per-worker[:N] (Azure's ports on "
+        "loopback addresses of worker N), offset:N (every port + N), ephemeral (free ports)",
+    ),
 )
 _MAPS = {
     "frontends": "--frontend NAME=ADDRESS: bind a frontend (LB/NAME or NAME) to an address",
@@ -273,6 +286,8 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
         sources=SourceMap.parse(maps["sources"]),
         explain_nsg=values["flow_log_dir"] is not None,
         tcp_engine=TcpEngine(values["tcp_engine"]),
+        port_map=_port_map(values["port_map"]),
+        instance_network=_port_map(values["port_map"]).instance_network,
     )
     return UpConfig(values, maps["frontends"], runtime, maps["links"])
 

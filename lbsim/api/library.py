@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -30,6 +31,7 @@ from typing import Any, TypeVar
 
 import trio
 
+from lbsim.api import assertions
 from lbsim.api.config import SETTINGS, resolve
 from lbsim.api.handle import ChangeReport
 from lbsim.api.session import Session
@@ -176,6 +178,100 @@ class ThreadedLoadBalancer:
 
     def reload(self) -> ChangeReport:
         return self._change(self.session.reload)
+
+    # --- for tests (see lbsim.api.assertions and docs/testing.md) ---------------------------
+    def assert_reachable(
+        self,
+        scale_set: str,
+        instance_id: int,
+        backend_port: int,
+        source: str | None = None,
+        protocol: str = "Tcp",
+    ) -> None:
+        """Connect for real through the instance's NAT entry, as a client the NSGs see as
+        ``source`` (None: as lbsim presents 127.0.0.1); AssertionError, explained with the
+        NAT entry and the deciding NSG rule, unless the flow gets through."""
+        self._expect(True, scale_set, instance_id, backend_port, source=source, protocol=protocol)
+
+    def assert_denied(
+        self,
+        scale_set: str,
+        instance_id: int,
+        backend_port: int,
+        source: str | None = None,
+        protocol: str = "Tcp",
+    ) -> None:
+        """As :meth:`assert_reachable`, expecting the flow not to get through (reset,
+        refused; for UDP, no answer)."""
+        self._expect(False, scale_set, instance_id, backend_port, source=source, protocol=protocol)
+
+    def wait_for(
+        self, condition: Callable[[], T], timeout: float = 10.0, interval: float = 0.05
+    ) -> T:
+        """Call ``condition`` until it returns something true, and return that; a
+        TimeoutError naming what it returned last when ``timeout`` seconds pass first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            seen = condition()
+            if seen:
+                return seen
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"not true within {timeout:g} s; last seen: {seen!r}")
+            time.sleep(interval)
+
+    def wait_probed_up(self, scale_set: str, instance_id: int, timeout: float = 10.0) -> None:
+        """Wait until every health probe that watches the instance says it is up."""
+        probed = self._call(self.session.probed, scale_set, instance_id)
+        if not probed:
+            raise LbsimError(
+                "ResourceNotFound", f"no health probe watches {scale_set}/{instance_id}."
+            )
+
+        def up() -> dict[str, bool | None] | None:
+            now = self._call(self.session.probed, scale_set, instance_id)
+            return None if not all(now.values()) else now
+
+        try:
+            self.wait_for(up, timeout)
+        except TimeoutError:
+            now = self._call(self.session.probed, scale_set, instance_id)
+            raise TimeoutError(
+                f"{scale_set}/{instance_id} not probed up within {timeout:g} s: {now}"
+            ) from None
+
+    def _expect(
+        self,
+        reach: bool,
+        scale_set: str,
+        instance_id: int,
+        backend_port: int,
+        *,
+        source: str | None,
+        protocol: str,
+    ) -> None:
+        target = self.endpoint(scale_set, instance_id, backend_port, protocol)
+        client = "127.0.0.1"
+        if source is not None:
+            client = trio.from_thread.run(self.session.client_for, source, trio_token=self._token)
+        tried = assertions.attempt(client, target, protocol, assertions.HOLD_S)
+        if tried.reached == reach:
+            return
+        entry = next(
+            row
+            for row in self.ports()
+            if (row.get("listenAddress"), row.get("listenPort")) == target
+            and row["protocol"].lower() == protocol.lower()
+        )
+        presented = source or self._call(self.session.runtime.settings.sources.present, client)
+        verdict = self.check(
+            source=presented,
+            frontend_port=entry["frontendPort"],
+            frontend=entry["frontendIPAddress"],
+            protocol=protocol,
+        )
+        what = f"{protocol} port {backend_port} of {scale_set}/{instance_id}"
+        expected = "reachable" if reach else "denied"
+        raise AssertionError(assertions.explain(expected, what, tried, entry, verdict))
 
 
 @contextmanager

@@ -21,7 +21,7 @@ from typing import Any
 import trio
 from prometheus_client import CollectorRegistry, generate_latest
 
-from lbsim.api import queries, views
+from lbsim.api import queries, sources, views
 from lbsim.api.config import UpConfig, resolve
 from lbsim.api.files import Loaded, load
 from lbsim.api.handle import ChangeReport
@@ -133,10 +133,18 @@ class Session:
         return None if self._ready else "starting: binding listeners and starting instances"
 
     def ports(self) -> list[dict[str, Any]]:
-        return queries.ports_json(self.plan)
+        """The NAT table and rules as Azure has them, each with ``listenAddress`` and
+        ``listenPort``: where lbsim listens for it (the port map's doing; None without a
+        listener)."""
+        listening = self._listening()
+        rows = queries.ports_json(self.plan)
+        for row in rows:
+            key = (row["frontendIPAddress"], row["protocol"], row["frontendPort"])
+            row["listenAddress"], row["listenPort"] = listening.get(key, (None, None))
+        return rows
 
     def instances(self) -> list[dict[str, Any]]:
-        served = self._served_by()
+        served, listening = self._served_by(), self._listening()
         entries: dict[str, list[NatEntry]] = {}
         for entry in self.plan.nat:
             if entry.backend is not None:
@@ -145,7 +153,11 @@ class Session:
         for backend in self.plan.backends:
             row = rows.setdefault(backend.label, self._instance_row(backend))
             row["ports"] += [
-                _port_json(entry, served.get((entry.listen_key, backend.key)))
+                _port_json(
+                    entry,
+                    served.get((entry.listen_key, backend.key)),
+                    listening.get(_key(entry), (None, None)),
+                )
                 for entry in entries.get(backend.key, ())
             ]
         return list(rows.values())
@@ -162,7 +174,8 @@ class Session:
                 and entry.backend_port == backend_port
                 and entry.protocol.value.lower() == wanted
             ):
-                return entry.frontend.address, entry.frontend_port
+                found = self._listening().get(_key(entry))
+                return found or self.runtime.port_map.listen(*_key(entry)[::2])
         raise LbsimError(
             "ResourceNotFound",
             f"no {protocol} NAT entry reaches port {backend_port} of {scale_set}/{instance_id}.",
@@ -200,6 +213,27 @@ class Session:
 
     def metrics(self) -> bytes:
         return generate_latest(self.registry)
+
+    def probed(self, scale_set: str, instance_id: int) -> dict[str, bool | None]:
+        """What each health probe of an instance says now: ``{"LB/PROBE": up}``, None
+        until its first result (none at all when no rule with a probe reaches it)."""
+        backend = queries.find_instance(self.plan, f"{scale_set}/{instance_id}")
+        return {
+            f"{state.probe.load_balancer}/{state.probe.name}": state.up
+            for state in self.runtime.probes
+            if state.backend.key == backend.key
+        }
+
+    async def client_for(self, source: str) -> str:
+        """A loopback address whose connections the NSGs see as coming from ``source``
+        (an IPv4 address): one of 127.250.0.0/16, added to the running source map for new
+        flows, with no reload (a reload of the config file's sources drops it; it is added
+        again when asked again)."""
+        async with self._changing:
+            settings, local = sources.presented_as(self.runtime.settings, source)
+            if settings is not self.runtime.settings:
+                await self.runtime.apply(diff(self.plan, self.plan), settings)
+            return local
 
     # --- changes ----------------------------------------------------------------------------
     # Each change is a function of the live state, called with the lock held: two changes
@@ -373,6 +407,12 @@ class Session:
             "ports": [],
         }
 
+    def _listening(self) -> dict[tuple[str, str, int], tuple[str, int]]:
+        """Where each listener is bound, by (Azure's address, transport, Azure's port)."""
+        return {
+            _key(listener.entry): listener.listen_address for listener in self.runtime.listeners
+        }
+
     def _served_by(self) -> dict[tuple[Any, str], str | None]:
         return {
             (listener.key, route.backend.key): route.served_by
@@ -409,7 +449,13 @@ def _load(source: Source, config: UpConfig) -> Loaded:
     return load(source.namespace(), frontends=dict(config.frontends), links=config.links)
 
 
-def _port_json(entry: NatEntry, served_by: str | None) -> dict[str, Any]:
+def _key(entry: NatEntry | BalancingEntry) -> tuple[str, str, int]:
+    return (entry.frontend.address, entry.protocol.value, entry.frontend_port)
+
+
+def _port_json(
+    entry: NatEntry, served_by: str | None, listen: tuple[str | None, int | None]
+) -> dict[str, Any]:
     return {
         "ruleName": entry.rule_name,
         "frontendIPAddress": entry.frontend.address,
@@ -417,6 +463,8 @@ def _port_json(entry: NatEntry, served_by: str | None) -> dict[str, Any]:
         "protocol": entry.protocol.value,
         "backendPort": entry.backend_port,
         "servedBy": served_by,
+        "listenAddress": listen[0],
+        "listenPort": listen[1],
     }
 
 

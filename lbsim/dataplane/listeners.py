@@ -10,6 +10,7 @@ import attrs
 
 from lbsim.control.distribution import pick
 from lbsim.control.types import Backend, BalancingEntry, NatEntry
+from lbsim.dataplane.portmap import AZURE_PORTS, PortMap, check_port
 from lbsim.dataplane.probes import ProbeState
 from lbsim.dataplane.stats import RuleStats
 from lbsim.dataplane.udp import open_udp_socket
@@ -49,6 +50,7 @@ class Listener:
     health: tuple[ProbeState | None, ...] = ()  # per route, for a rule with a probe
     stats: RuleStats = attrs.Factory(RuleStats)
     bound: tuple[str, int] | None = None
+    port_map: PortMap = AZURE_PORTS  # where it binds, as against Azure's address and port
 
     @property
     def protocol(self) -> TransportProtocol:
@@ -62,6 +64,12 @@ class Listener:
     @property
     def address(self) -> tuple[str, int]:
         return (self.entry.frontend.address, self.entry.frontend_port)
+
+    @property
+    def listen_address(self) -> tuple[str, int]:
+        """Where to connect: the bound address once bound, else where the port map puts
+        the frontend (``address`` stays Azure's, for the NAT table and the NSGs)."""
+        return self.bound or self.port_map.listen(*self.address)
 
     @property
     def label(self) -> str:
@@ -86,8 +94,9 @@ class Listener:
     def open_socket(self) -> socket.socket:
         """This listener's bound socket: listening and non-blocking for TCP (accepted
         connections inherit its TCP_NODELAY), a datagram socket for UDP; OSError if the
-        address cannot be had."""
-        host, port = self.address
+        address cannot be had. It binds where the port map says."""
+        host, port = self.port_map.listen(*self.address)
+        check_port(port, self.port_map)
         if self.protocol is TransportProtocol.UDP:
             return open_udp_socket(host, port)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET

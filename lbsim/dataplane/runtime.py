@@ -59,6 +59,7 @@ class Runtime:
     ) -> None:
         self.plan = plan
         self.settings = settings or RuntimeSettings()
+        self.port_map = self.settings.port_map  # as it started, like the engine
         self._engine = engine  # (made by run() if not given: the hosted reactor is the run's)
         self.reports = FlowReporter(sink)
         self.guard = Guard(plan)
@@ -268,14 +269,14 @@ class Runtime:
         failures: list[str] = []
         in_use: list[int] = []
         for entry in entries:
-            listener = Listener(entry, (), entry.idle_timeout_s)
+            listener = Listener(entry, (), entry.idle_timeout_s, port_map=self.port_map)
             try:
                 sock = listener.open_socket()
             except OSError as error:
-                what = f"{listener.protocol.value} {listener.label} ({entry.rule_name})"
+                what = f"{listener.protocol.value} {_label(listener)} ({entry.rule_name})"
                 failures.append(f"{what}: {error.strerror}{self._held_by_us(listener)}")
                 if error.errno == errno.EADDRINUSE:
-                    in_use.append(listener.address[1])
+                    in_use.append(listener.listen_address[1])
                 continue
             listener.bound = sock.getsockname()[:2]
             bound.append((listener, sock))
@@ -479,3 +480,10 @@ class _Serving:
 
 
 _RouteKey = tuple[str, int, tuple[str, int] | None]
+
+
+def _label(listener: Listener) -> str:
+    """A listener's frontend, and where the port map put it when that is elsewhere."""
+    host, port = listener.listen_address
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return listener.label if where == listener.label else f"{listener.label} (at {where})"

@@ -11,6 +11,7 @@ from enum import Enum
 
 import attrs
 
+from lbsim.dataplane.portmap import AZURE_PORTS, DEFAULT_INSTANCE_NETWORK, PortMap
 from lbsim.errors import ConfigError
 
 
@@ -131,8 +132,9 @@ class RuntimeSettings:
     drain_timeout_s: float = 10.0
     connect_timeout_s: float = 5.0
     max_udp_flows: int = 4096
-    instance_network: str = "127.1.0.0/16"  # built-in instances get addresses from here
+    instance_network: str = DEFAULT_INSTANCE_NETWORK  # built-in instances' addresses
     backends: Mapping[str, BackendPattern] = attrs.Factory(dict)  # lower-cased name ->
     sources: SourceMap = SourceMap()
     explain_nsg: bool = False  # evaluate rule by rule, so events name each NSG's rule
     tcp_engine: TcpEngine = DEFAULT_TCP_ENGINE
+    port_map: PortMap = AZURE_PORTS  # where listeners bind (lbsim.dataplane.portmap)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from lbsim.api.config import SETTINGS, UpConfig, check_api_binding, resolve
 from lbsim.cli import build_parser
+from lbsim.dataplane.portmap import PortMap, PortMapKind
 from lbsim.dataplane.settings import (
     DEFAULT_TCP_ENGINE,
     BackendPattern,
@@ -114,6 +115,7 @@ def test_every_setting_reads_its_flag_env_and_file_key(tmp_path: Path) -> None:
         "overprovision": ("on", True),
         "overprovision_seed": ("7", 7),
         "watch": ("yes", True),
+        "port_map": ("offset:7", PortMap(PortMapKind.OFFSET, 7)),
     }
     assert set(chosen) == {s.key for s in SETTINGS}
     for setting in SETTINGS:

@@ -1,0 +1,117 @@
+"""Reachability, tried for real, and explained when it is not what a test expected.
+
+A TCP connection that gets a first byte, or that stays open for a moment, reached its
+instance; one that is reset (a denied flow under ``deny_mode = "reset"``, a stopped instance)
+or refused did not. A UDP datagram reached its instance when an answer comes back (the
+built-in UDP servers echo). When an assertion fails its message says what lbsim decided and
+why: the NAT entry used, the deciding NSG rule and which of its parts matched the flow, as
+``lbsim check`` shows them.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from typing import Any
+
+import attrs
+
+HOLD_S = 0.3  # how long a silent TCP connection must stay open to count as reachable
+_PARTS = ("protocol", "source", "sourcePort", "destination", "destinationPort")
+
+
+@attrs.frozen
+class Attempt:
+    """One real connection through a NAT entry, and what came of it."""
+
+    target: tuple[str, int]  # where lbsim listens for the entry
+    client: str  # the local address connected from
+    reached: bool
+    outcome: str  # "first byte", "open", "echo", "reset", "refused", "no answer", ...
+
+
+def attempt(client: str, target: tuple[str, int], protocol: str, hold_s: float) -> Attempt:
+    """Connect from ``client`` to ``target`` and tell whether the flow got through."""
+    if protocol.lower() == "udp":
+        reached, outcome = _udp(client, target, hold_s)
+    else:
+        reached, outcome = _tcp(client, target, hold_s)
+    return Attempt(target, client, reached, outcome)
+
+
+def _tcp(client: str, target: tuple[str, int], hold_s: float) -> tuple[bool, str]:
+    family = socket.AF_INET6 if ":" in target[0] else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.settimeout(max(hold_s, 5.0))
+        if family == socket.AF_INET:
+            sock.bind((client, 0))
+        try:
+            sock.connect(target)
+        except ConnectionRefusedError:
+            return False, "refused (nothing listens there)"
+        except OSError as error:
+            return False, f"connect failed: {error.strerror or error}"
+        sock.settimeout(hold_s)
+        try:
+            data = sock.recv(1)
+        except TimeoutError:
+            return True, f"open for {hold_s:g} s without a reset"
+        except ConnectionResetError:
+            return False, "reset"
+        except OSError as error:
+            return False, f"failed: {error.strerror or error}"
+        return (True, "first byte") if data else (False, "closed before a first byte")
+
+
+def _udp(client: str, target: tuple[str, int], hold_s: float) -> tuple[bool, str]:
+    family = socket.AF_INET6 if ":" in target[0] else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        if family == socket.AF_INET:
+            sock.bind((client, 0))
+        sock.settimeout(max(hold_s, 1.0))
+        sock.sendto(b"lbsim reachability", target)
+        try:
+            sock.recvfrom(65535)
+        except TimeoutError:
+            return False, "no answer"
+        except OSError as error:
+            if error.errno == errno.ECONNREFUSED:
+                return False, "refused (nothing listens there)"
+            raise
+        return True, "answered"
+
+
+def explain(
+    expected: str, what: str, tried: Attempt, entry: dict[str, Any], verdict: dict[str, Any]
+) -> str:
+    """The message of a failed assertion: what was tried, what happened, and lbsim's own
+    account (the NAT entry, the deciding NSG rule and its match flags)."""
+    host, port = tried.target
+    lines = [
+        f"{what}: expected {expected}, but the connection from {tried.client} to "
+        f"{host}:{port} was {tried.outcome}.",
+        f"  NAT entry: {entry['ruleName']} {entry['frontendIPAddress']}:"
+        f"{entry['frontendPort']} -> {entry['backend']} ({entry['backendIPAddress']}):"
+        f"{entry['backendPort']} {entry['protocol']}",
+        f"  NSG verdict for source {verdict['flow']['sourceAddress']}: {verdict['access']}"
+        f" by {_deciding(verdict)}",
+    ]
+    lines += [f"    {_evaluated(item)}" for item in verdict.get("evaluated", [])]
+    return "\n".join(lines)
+
+
+def _deciding(verdict: dict[str, Any]) -> str:
+    rule = verdict.get("ruleName")
+    if rule is None:
+        return "no NSG (nothing filters the flow)"
+    where = f"{verdict.get('networkSecurityGroup')}/{rule} ({verdict.get('level')})"
+    return where + (f" at {verdict['at']}" if verdict.get("at") else "")
+
+
+def _evaluated(item: dict[str, Any]) -> str:
+    flags = " ".join(f"{part}={'yes' if item[part] else 'no'}" for part in _PARTS)
+    mark = "matched" if item["matched"] else "no match"
+    return (
+        f"{item['networkSecurityGroup']}/{item['rule']} priority {item['priority']} "
+        f"{item['access']}: {mark} ({flags})"
+    )

@@ -1,0 +1,124 @@
+"""Port maps: where lbsim listens changes, the plan (Azure's frontend ports, the NAT table,
+the NSG verdicts) does not. Two load balancers of one template run at once under
+per-worker:N; offset:N and ephemeral move the ports; the handle always says where to connect.
+These tests use worker numbers and offsets that no other test of the suite uses."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+import lbsim
+from lbsim.api.config import resolve
+from lbsim.api.library import _config_args
+from lbsim.dataplane.portmap import PortMap, PortMapKind, xdist_worker
+from lbsim.errors import ConfigError, LbsimError
+
+TOPOLOGY = Path(__file__).with_name("topology.json")
+OFFICE = {"127.0.0.1": "203.0.113.7"}  # the NSG allows SSH from 203.0.113.0/24 only
+
+
+def _config(port_map: str) -> dict[str, object]:
+    return {"port_map": port_map, "sources": OFFICE}
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "value"),
+    [
+        ("azure", PortMapKind.AZURE, 0),
+        ("per-worker:3", PortMapKind.PER_WORKER, 3),
+        ("Offset:1000", PortMapKind.OFFSET, 1000),
+        ("ephemeral", PortMapKind.EPHEMERAL, 0),
+    ],
+)
+def test_port_maps_parse(text: str, kind: PortMapKind, value: int) -> None:
+    assert PortMap.parse(text) == PortMap(kind, value)
+
+
+def test_a_bare_per_worker_is_the_xdist_worker() -> None:
+    assert PortMap.parse("per-worker", {"PYTEST_XDIST_WORKER": "gw7"}) == PortMap(
+        PortMapKind.PER_WORKER, 7
+    )
+    assert PortMap.parse("per-worker", {}) == PortMap(PortMapKind.PER_WORKER, 0)
+    assert xdist_worker({"PYTEST_XDIST_WORKER": "master"}) == 0
+
+
+def test_where_each_map_listens() -> None:
+    assert PortMap.parse("azure").listen("127.0.0.3", 50000) == ("127.0.0.3", 50000)
+    assert PortMap.parse("per-worker:2").listen("127.0.0.3", 50000) == ("127.3.0.3", 50000)
+    assert PortMap.parse("per-worker:2").listen("::1", 50000) == ("::1", 50000)
+    assert PortMap.parse("per-worker:2").instance_network == "127.102.0.0/16"
+    assert PortMap.parse("offset:7").listen("127.0.0.1", 50000) == ("127.0.0.1", 50007)
+    assert PortMap.parse("ephemeral").listen("127.0.0.1", 50000) == ("127.0.0.1", 0)
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("nearby", "choose azure, per-worker"),
+        ("offset", "offset takes a number"),
+        ("offset:-5", "whole number"),
+        ("per-worker:99", "workers 0 to 98"),
+        ("ephemeral:3", "takes no"),
+    ],
+)
+def test_a_bad_port_map_is_a_clear_setting_error(text: str, why: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        resolve(_config_args({"port_map": text}), {})
+    assert caught.value.code == "InvalidSetting"
+    assert "--port-map" in str(caught.value)
+    assert why in str(caught.value)
+
+
+def _banner(address: tuple[str, int]) -> bytes:
+    with socket.create_connection(address, timeout=5) as sock:
+        return sock.recv(200)
+
+
+def test_two_workers_run_one_template_at_once_without_a_collision() -> None:
+    with (
+        lbsim.run_in_thread(TOPOLOGY, config=_config("per-worker:60")) as first,
+        lbsim.run_in_thread(TOPOLOGY, config=_config("per-worker:61")) as second,
+    ):
+        assert first.endpoint("web", 0, 22) == ("127.61.0.1", 50000)
+        assert second.endpoint("web", 0, 22) == ("127.62.0.1", 50000)
+        for lb in (first, second):
+            row = lb.ports()[0]
+            # the plan is Azure's; only where lbsim listens moved
+            assert (row["frontendIPAddress"], row["frontendPort"]) == ("127.0.0.1", 50000)
+            assert (row["listenAddress"], row["listenPort"]) == lb.endpoint("web", 0, 22)
+            assert lb.check(source="203.0.113.5", frontend_port=50000)["access"] == "Allow"
+            banner = _banner(lb.endpoint("web", 1, 22))
+            assert banner.startswith(b"SSH-2.0-lbsim_web_1")
+        served = [lb.instances()[0]["ports"][0]["servedBy"] for lb in (first, second)]
+        assert served == ["127.160.0.1:22", "127.161.0.1:22"]
+
+
+def test_offset_moves_every_frontend_port() -> None:
+    with lbsim.run_in_thread(TOPOLOGY, config=_config("offset:1237")) as lb:
+        assert lb.endpoint("web", 1, 22) == ("127.0.0.1", 51238)
+        listening = {(r["frontendPort"], r["listenPort"]) for r in lb.ports()}
+        assert listening == {(50000, 51237), (50001, 51238), (80, 1317)}
+        assert _banner(lb.endpoint("web", 1, 22)).startswith(b"SSH-2.0-lbsim_web_1")
+
+
+def test_ephemeral_listens_on_free_ports_the_handle_names() -> None:
+    with lbsim.run_in_thread(TOPOLOGY, config=_config("ephemeral")) as lb:
+        host, port = lb.endpoint("web", 0, 22)
+        assert host == "127.0.0.1"
+        assert port not in (0, 50000)
+        ports = lb.instances()[0]["ports"]
+        assert (ports[0]["frontendPort"], ports[0]["listenPort"]) == (50000, port)
+        assert _banner((host, port)).startswith(b"SSH-2.0-lbsim_web_0")
+
+
+def test_an_offset_past_the_last_port_is_a_clear_bind_error() -> None:
+    with (
+        pytest.raises(LbsimError) as caught,
+        lbsim.run_in_thread(TOPOLOGY, config=_config("offset:65500")),
+    ):
+        pass
+    assert caught.value.code == "FrontendBindFailed"
+    assert "past 65535" in str(caught.value)
