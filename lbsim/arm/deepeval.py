@@ -7,13 +7,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from lbsim.arm.evaluate import evaluate_string, is_expression
+from lbsim.arm.limits import MAX_COPY_COUNT, check_time
 from lbsim.errors import ExpressionError
 from lbsim.pointer import Pointer
 
 if TYPE_CHECKING:
     from lbsim.arm.scope import Scope
-
-MAX_COPY_COUNT = 800
 
 
 def evaluate_value(value: Any, scope: Scope, at: Pointer) -> Any:
@@ -70,6 +69,7 @@ def expand_copy_loop(loop: Mapping[str, Any], scope: Scope, at: Pointer) -> tupl
     count = copy_count(loop.get("count"), scope, at / "count")
     items = []
     for index in range(count):
+        check_time(at)
         inner = scope.with_copy(name, index)
         items.append(evaluate_value(loop["input"], inner, at / "input"))
     scope.sourcemap.register(items, at)
@@ -84,7 +84,13 @@ def copy_count(raw: Any, scope: Scope, at: Pointer) -> int:
     if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_COPY_COUNT:
         raise ExpressionError(
             "InvalidTemplate",
-            f"The copy count must be an integer from 0 to {MAX_COPY_COUNT}; got {count!r}.",
+            f"The copy count must be an integer from 0 to {MAX_COPY_COUNT}; got {_shown(count)}.",
             at,
         )
     return count
+
+
+def _shown(value: Any) -> str:
+    """A wrong value for a message: short values in full, long ones by their type."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"a value of type {type(value).__name__}"

@@ -26,6 +26,7 @@ from lbsim.arm.expressions import (
 from lbsim.arm.functions import FUNCTIONS, LIST_FUNCTION, ArgumentError, Env, Function, Kind
 from lbsim.arm.functions.base import Compiled, Lambda, find_key, is_int, type_name
 from lbsim.arm.functions.user import call_user_function
+from lbsim.arm.limits import LimitExceeded, check_time, check_value
 from lbsim.errors import ExpressionError
 from lbsim.pointer import Pointer
 
@@ -115,9 +116,11 @@ def _compile_index(node: IndexAccess) -> Compiled:
 
 
 def _compile_lambda(node: FunctionCall) -> Compiled:
+    message = "lambda() takes one or more parameter names (string literals) and a body."
+    if len(node.args) < 2:
+        return _raiser(message)
     *names, body = node.args
-    if not names or not all(isinstance(n, StringLiteral) for n in names):
-        message = "lambda() takes one or more parameter names (string literals) and a body."
+    if not all(isinstance(n, StringLiteral) for n in names):
         return _raiser(message)
     params = tuple(n.value for n in names if isinstance(n, StringLiteral))
     compiled_body = compile_node(body)
@@ -138,9 +141,11 @@ def _bind(function: Function, name: str, args: tuple[Compiled, ...]) -> Compiled
 
         def lazy(env: Env) -> Any:
             try:
-                return impl(env, *args)
+                return _bounded(impl(env, *args), env)
             except _CONVERTED as problem:
                 raise _function_error(name, problem, env) from None
+            except LimitExceeded as error:
+                raise _placed(error, env) from None
 
         return lazy
     with_env = function.kind is Kind.ENV
@@ -148,11 +153,24 @@ def _bind(function: Function, name: str, args: tuple[Compiled, ...]) -> Compiled
     def run(env: Env) -> Any:
         values = [arg(env) for arg in args]
         try:
-            return impl(env, *values) if with_env else impl(*values)
+            return _bounded(impl(env, *values) if with_env else impl(*values), env)
         except _CONVERTED as problem:
             raise _function_error(name, problem, env) from None
+        except LimitExceeded as error:
+            raise _placed(error, env) from None
 
     return run
+
+
+def _bounded(value: Any, env: Env) -> Any:
+    """A function's result, if it stays within lbsim's limits (and the load's time)."""
+    check_value(value, env.at)
+    check_time(env.at)
+    return value
+
+
+def _placed(error: LimitExceeded, env: Env) -> LimitExceeded:
+    return error if error.at is not None else LimitExceeded(error.code, error.message, env.at)
 
 
 def _user_call(node: FunctionCall, args: tuple[Compiled, ...]) -> Compiled:
@@ -218,9 +236,24 @@ def _run(compiled: Compiled, env: Env) -> Any:
         raise
     except RecursionError:
         raise _error("The expression is nested too deeply.", env) from None
-    if isinstance(result, Lambda):
+    if _holds_lambda(result):
         raise _error("A lambda can only be passed to a function such as map() or filter().", env)
     return result
+
+
+def _holds_lambda(value: Any) -> bool:
+    """Whether ``value`` is a lambda or holds one (``createArray(lambda('x', 1))``): a
+    lambda is not a JSON value, so no template value may keep one."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Lambda):
+            return True
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
 
 
 def _unescape(value: str) -> str:

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 
 import attrs
 
+from lbsim.arm.limits import MAX_EXPRESSION_DEPTH, MAX_EXPRESSION_LENGTH
 from lbsim.errors import ExpressionError
 
 _INT64_MIN = -(2**63)
@@ -92,6 +93,12 @@ def parse_expression(text: str) -> Node:
     Offsets in the result count from the start of ``text``. Raises ExpressionError
     (code ``InvalidTemplate``) on a syntax error.
     """
+    if len(text) > MAX_EXPRESSION_LENGTH:
+        raise ExpressionError(
+            "InvalidTemplate",
+            f"The template language expression '{text[:40]}...' is {len(text):,} characters "
+            f"long, over the limit of {MAX_EXPRESSION_LENGTH:,} characters.",
+        )
     if text.startswith("["):
         if not text.endswith("]") or len(text) < 2:
             raise _syntax_error(text, len(text), len(text), "a closing ']'")
@@ -164,6 +171,7 @@ class _Parser:
         self.text = text
         self.pos = start
         self.end = end
+        self.depth = 0
 
     def parse(self) -> Node:
         node = self._expression()
@@ -189,6 +197,19 @@ class _Parser:
         self.pos += 1
 
     def _expression(self) -> Node:
+        self.depth += 1
+        try:
+            return self._nested_expression()
+        finally:
+            self.depth -= 1
+
+    def _nested_expression(self) -> Node:
+        if self.depth > MAX_EXPRESSION_DEPTH:
+            raise ExpressionError(
+                "ExpressionNestedTooDeep",
+                f"The template language expression nests calls and indexes more than "
+                f"{MAX_EXPRESSION_DEPTH} levels deep at position {self.pos} (lbsim's limit).",
+            )
         self._skip_space()
         node = self._primary()
         while True:
@@ -252,6 +273,9 @@ class _Parser:
             raise self._error("a digit")
         if self._peek() == "." or self._peek() in _IDENT_START:
             raise self._error("an integer (floating point numbers are not supported)")
+        if self.pos - digits > len(str(_INT64_MAX)):  # int() would be slow, or refuse
+            self.pos = start
+            raise self._error("a 64-bit integer")
         value = int(self.text[start : self.pos])
         if not _INT64_MIN <= value <= _INT64_MAX:
             self.pos = start

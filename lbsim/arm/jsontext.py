@@ -19,17 +19,18 @@ import json
 import re
 from typing import Any
 
+from lbsim.arm.limits import MAX_INT_DIGITS, MAX_JSON_DEPTH, deep_value_error, too_deep
 from lbsim.errors import Problem, TemplateInvalid
 from lbsim.pointer import Pointer
 
-_STRING = r'"(?:[^"\\\n]|\\.)*"'
+_STRING = r'"(?:[^"\\\n]++|\\.)*+"'
 # Possessive, so that a lookahead cannot end a comment early (or late) to find a closer.
 _COMMENT = r"//[^\n]*+|/\*(?:[^*]|\*(?!/))*+\*/"
 _BEFORE_CLOSER = rf"(?:\s|{_COMMENT})*[}}\]]"
 # Runs of text that stay as they are (strings whole, commas not before a closer) are matched
 # in one go, so that the replacement function runs only around comments and trailing commas.
 _SCAN = re.compile(
-    rf'(?P<keep>(?:[^"/,]+|{_STRING}|,(?!{_BEFORE_CLOSER})|/(?![/*])|")+)'
+    rf'(?P<keep>(?:[^"/,]+|{_STRING}|,(?!{_BEFORE_CLOSER})|/(?![/*])|")++)'
     rf"|(?P<comment>{_COMMENT})|(?P<open>/\*)|(?P<comma>,)",
     re.DOTALL,
 )
@@ -66,8 +67,8 @@ def load_json_text(
     failure = _Failure(document, file)
     source = _decode(text, failure) if isinstance(text, bytes) else text.removeprefix("\ufeff")
     try:
-        return _loads(source)
-    except (json.JSONDecodeError, _ConstantError):
+        return _checked(_loads(source), failure)
+    except (json.JSONDecodeError, _ConstantError, _NumberError, RecursionError):
         pass
     relaxed = _relax(source, failure)
     if not relaxed.strip():
@@ -75,15 +76,66 @@ def load_json_text(
             "the file is empty" if not source.strip() else "the file holds only comments"
         )
     try:
-        return _loads(relaxed)
+        return _checked(_loads(relaxed), failure)
     except json.JSONDecodeError as error:
         raise failure.at(relaxed, error.pos, _describe(error, relaxed)) from None
     except _ConstantError as error:
         raise failure.at(relaxed, _find_constant(relaxed), f"{error} is not a JSON value") from None
+    except _NumberError:
+        what = f"an integer of more than {MAX_INT_DIGITS:,} digits"
+        raise failure.at(relaxed, _find_long_number(relaxed), what) from None
+    except RecursionError:
+        raise failure.deep(_Depth.path(relaxed)) from None
+
+
+def _checked(value: Any, failure: _Failure) -> Any:
+    """``value``, unless it nests deeper than lbsim follows (schemas, source maps and
+    pointers all walk it)."""
+    path = too_deep(value)
+    if path is not None:
+        raise failure.deep(path)
+    return value
 
 
 def _loads(text: str) -> Any:
-    return json.loads(text, object_pairs_hook=_object, parse_constant=_reject_constant)
+    return json.loads(
+        text, object_pairs_hook=_object, parse_constant=_reject_constant, parse_int=_integer
+    )
+
+
+class _NumberError(ValueError):
+    """An integer literal too long for Python to convert (and far beyond any ARM integer)."""
+
+
+def _integer(digits: str) -> int:
+    if len(digits) > MAX_INT_DIGITS:
+        raise _NumberError(digits[:20])
+    return int(digits)
+
+
+_LONG_NUMBER = re.compile(rf"{_STRING}|(?P<number>-?[0-9]{{{MAX_INT_DIGITS + 1},}})")
+
+
+def _find_long_number(text: str) -> int:
+    for match in _LONG_NUMBER.finditer(text):
+        if match.group("number"):
+            return match.start()
+    return 0
+
+
+class _Depth:
+    """Where JSON text first nests deeper than lbsim's limit (for text too deep to parse)."""
+
+    @staticmethod
+    def path(text: str) -> tuple[str | int, ...]:
+        depth = 0
+        for match in _TOKEN.finditer(text):
+            lexeme = match.group()
+            depth += 1 if lexeme in "{[" else -1 if lexeme in "}]" else 0
+            if depth > MAX_JSON_DEPTH:
+                tokens = [key for _, key in _containers(text, match.start())]
+                return tuple(key for key in tokens if key is not None)
+        return ()
 
 
 def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -213,6 +265,10 @@ class _Failure:
     def whole(self, what: str) -> TemplateInvalid:
         message = f"{self.document} parse failed: {what}."
         return TemplateInvalid([Problem("InvalidTemplate", message, Pointer.root(), self.file)])
+
+    def deep(self, path: tuple[str | int, ...]) -> TemplateInvalid:
+        error = deep_value_error(path, Pointer.root())
+        return TemplateInvalid([Problem(error.code, error.message, error.at, self.file)])
 
     def at(self, text: str, pos: int, what: str) -> TemplateInvalid:
         line = text.count("\n", 0, pos) + 1

@@ -13,10 +13,13 @@ from typing import Any
 
 import attrs
 
+from lbsim.arm import limits
 from lbsim.arm import parameters as params
 from lbsim.arm.binding import Binder, user_functions
 from lbsim.arm.context import Placeholder, RuntimeObject
 from lbsim.arm.convert import convert
+from lbsim.arm.counts import check_size, count_resource, counted
+from lbsim.arm.limits import LimitExceeded
 from lbsim.arm.nested import in_deployments, nested_state, nested_template, outputs
 from lbsim.arm.order import settle
 from lbsim.arm.resources import DEPLOYMENTS, ExpandedResource, declared_resources, expand
@@ -69,6 +72,21 @@ class Loader:
 
     # --- the steps --------------------------------------------------------------------------
     def run(self, template: Any, file: str | None) -> Deployment:
+        """The deployment, within lbsim's limits of time, size and depth (lbsim.arm.limits):
+        a breach ends the load at once, with the problems found so far."""
+        try:
+            with limits.deadline():
+                return self._run(template, file)
+        except LimitExceeded as error:
+            self._check([*self.problems, error.problem(file)])
+            raise
+        except RecursionError:
+            message = "The template nests values or calls too deeply for lbsim to follow."
+            at = Pointer.root(file)
+            self._check([*self.problems, Problem("JsonNestedTooDeep", message, at, file)])
+            raise
+
+    def _run(self, template: Any, file: str | None) -> Deployment:
         self._check(self._shape(template, file, Pointer.root(file)))
         link = self.options.template_link
         props: dict[str, Any] = {"templateLink": {"uri": link}} if link else {}
@@ -119,9 +137,14 @@ class Loader:
                 f"templates without one and languageVersion {SUPPORTED_LANGUAGE_VERSION}x."
             )
             return [Problem("InvalidTemplate", msg, at / "languageVersion", file)]
-        return [
+        deep = limits.too_deep(template)
+        if deep is not None:  # schemas and source maps walk it: refuse it before they do
+            error = limits.deep_value_error(deep, at)
+            return [Problem(error.code, error.message, error.at, file)]
+        found = [
             Problem(v.code, v.message, at.join(v.path), file) for v in validate_template(template)
         ]
+        return found + counted(template, file, at)
 
     # --- parameters, variables, functions -----------------------------------------------------
     def _supplied_values(self) -> dict[str, tuple[Any, Pointer]]:
@@ -153,6 +176,9 @@ class Loader:
             try:
                 for resource in expand(raw, at, Scope(state), symbolic=symbolic):
                     self._add(resource)
+                    count_resource(state, len(self.resources), at)
+            except LimitExceeded:
+                raise
             except LbsimError as error:
                 self.problems.append(error.problem(state.file))
 
@@ -181,6 +207,8 @@ class Loader:
             self.problems += self._shape(template, file, at)
             resource.nested = nested_state(self, resource, template, file, at)
             self._expand_template(resource.nested)
+        except LimitExceeded:
+            raise
         except LbsimError as error:
             self.problems.append(error.problem(resource.file))
 
@@ -217,9 +245,12 @@ class Loader:
         self._validated.add(id(resource))
         try:
             body = resource.evaluate_body()
+        except LimitExceeded:
+            raise
         except LbsimError as error:
             self.problems.append(error.problem(resource.file))
             return
+        check_size(resource, body)
         for v in validate_resource(_without_nulls(body)):
             at = self.sourcemap.locate(body, v.path, resource.at)
             self.problems.append(Problem(v.code, v.message, at, resource.file))

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from lbsim.arm.deepeval import copy_count, evaluate_value
+from lbsim.arm.limits import LimitExceeded
 from lbsim.arm.order import chain
 from lbsim.arm.scope import Scope, TemplateState
 from lbsim.errors import LbsimError, Problem, Severity, TemplateInvalid
@@ -152,6 +153,8 @@ def outputs(state: TemplateState, problems: list[Problem] | None = None) -> dict
         at = state.base / "outputs" / name
         try:
             value = _output(decl, Scope(state), at)
+        except LimitExceeded:
+            raise
         except LbsimError as error:
             if problems is None:
                 raise

@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 
+from lbsim.arm.limits import LimitExceeded
 from lbsim.arm.placeholders import placeholder_value
 from lbsim.errors import Problem, Severity
 from lbsim.pointer import Pointer
@@ -241,7 +242,10 @@ def _show_list(values: list[Any]) -> str:
 
 def placeholder(decl: ParameterDecl) -> Any:
     """A value that satisfies ``decl``'s type and constraints, for ``--fill-missing``."""
-    return placeholder_value(decl.raw, decl.name, decl.definitions)
+    try:
+        return placeholder_value(decl.raw, decl.name, decl.definitions)
+    except LimitExceeded as error:
+        raise LimitExceeded(error.code, error.message, decl.at) from None
 
 
 def placeholder_warning(decl: ParameterDecl, value: Any) -> Problem:

@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from lbsim.arm import limits
+
 MAX_DEPTH = 16
 SECRET = "Lbsim-Placeholder-1!"  # noqa: S105 (a placeholder, meant to be seen)
 _EMPTY: dict[str, Any] = {}
@@ -121,8 +123,8 @@ def _integer(body: Mapping[str, Any]) -> int:
 
 def _string(body: Mapping[str, Any], name: str, *, secret: bool) -> str:
     base = SECRET if secret else f"lbsim{name.lower()}"
-    short, long = body.get("minLength"), body.get("maxLength")
-    if isinstance(short, int) and len(base) < short:
+    short, long = _int(body, "minLength", 0), body.get("maxLength")
+    if len(base) < short:
         base = base + "x" * (short - len(base))
     if isinstance(long, int) and len(base) > long:
         base = base[: max(long, 0)]
@@ -135,4 +137,11 @@ def _smallest(kind: str) -> Any:
 
 def _int(body: Mapping[str, Any], key: str, default: int) -> int:
     value = body.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else default
+    found = value if isinstance(value, int) and not isinstance(value, bool) else default
+    if key == "minLength" and found > limits.MAX_VALUE_ITEMS:  # before it is built
+        raise limits.exceeded(
+            "PlaceholderTooLarge",
+            f"minLength {found} asks for a placeholder longer than lbsim builds "
+            f"({limits.MAX_VALUE_ITEMS:,}); give the parameter a value.",
+        )
+    return found

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from lbsim.arm.deepeval import copy_count, evaluate_value
+from lbsim.arm.limits import check_time
 from lbsim.errors import ExpressionError
 from lbsim.model.deployment import DeploymentContext
 from lbsim.pointer import Pointer
@@ -98,6 +99,7 @@ def expand(
         name = evaluate_value(loop.get("name", ""), scope, at / "copy" / "name")
         count = copy_count(loop.get("count"), scope, at / "copy" / "count")
         for index in range(count):
+            check_time(at)
             inner = scope.with_copy(str(name), index, resource_loop=True)
             yield from _emit(raw, at, inner, parent=parent, symbolic=symbolic, index=index)
     else:

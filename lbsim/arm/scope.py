@@ -37,6 +37,8 @@ class TemplateState:
     user_functions: dict[str, UserFunction] = attrs.Factory(dict)
     parent: TemplateState | None = None  # the template that deploys this one
     unbound: dict[str, Callable[[], None]] = attrs.Factory(dict)  # lower-case name -> binder
+    resource_count: int = 0  # resources expanded so far (Azure's limit is per template)
+    expanded_bytes: int = 0  # their compressed size so far
 
     def bind_parameter(self, name: str) -> None:
         """Bind a declared parameter that has no value yet (at most once: a default that

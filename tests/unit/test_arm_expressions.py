@@ -137,9 +137,9 @@ def test_which_strings_are_expressions(value: str, expected: bool) -> None:
 
 def test_absurd_nesting_is_an_error_not_a_crash() -> None:
     text = "[" + "concat(" * 2000 + "'x'" + ")" * 2000 + "]"
-    with pytest.raises(ExpressionError, match="nested too deeply") as caught:
+    with pytest.raises(ExpressionError, match="more than 128 levels deep") as caught:
         parse_expression(text)
-    assert caught.value.code == "InvalidTemplate"
+    assert caught.value.code == "ExpressionNestedTooDeep"
 
 
 def test_parsing_is_cached() -> None:

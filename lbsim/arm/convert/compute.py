@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from lbsim.arm.convert.network import ip_configurations
 from lbsim.arm.convert.reader import Node
+from lbsim.arm.limits import MAX_CAPACITY
 from lbsim.model import (
     VirtualMachine,
     VirtualMachineScaleSet,
@@ -56,7 +57,7 @@ def virtual_machine_scale_set(rid: str, name: str, node: Node) -> VirtualMachine
     return VirtualMachineScaleSet(
         id=rid,
         name=name,
-        capacity=capacity.integer(0) or 0,
+        capacity=_capacity(name, capacity),
         sku_name=node.path("sku", "name").text(""),
         overprovision=props.get("overprovision").boolean(default=True),
         scale_in_policy=_scale_in_rule(props.path("scaleInPolicy", "rules").strings()),
@@ -65,6 +66,22 @@ def virtual_machine_scale_set(rid: str, name: str, node: Node) -> VirtualMachine
         network_interface_configurations=tuple(_nic_configuration(rid, n) for n in configs),
         at=node.at,
     )
+
+
+def _capacity(name: str, capacity: Node) -> int:
+    """sku.capacity, at most Azure's 1,000 instances of a scale set (platform images:
+    https://learn.microsoft.com/en-us/azure/virtual-machine-scale-sets/virtual-machine-scale-sets-placement-groups),
+    checked before any instance is made."""
+    count = capacity.integer(0) or 0
+    if count > MAX_CAPACITY:
+        capacity.sink.error(
+            "InvalidParameter",
+            f"The scale set '{name}' asks for {count} instances (sku.capacity); a scale set "
+            f"has at most {MAX_CAPACITY:,}.",
+            capacity.at,
+        )
+        return 0
+    return count
 
 
 def _scale_in_rule(rules: tuple[str, ...]) -> str:

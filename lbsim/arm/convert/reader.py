@@ -83,11 +83,13 @@ class Node:
         value = self.value
         if value is None:
             return default
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        digits = value.strip().lstrip("-") if isinstance(value, str) else ""
+        if digits.isascii() and digits.isdigit() and len(digits) <= 20:  # int64 and then some
             return int(value)
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        self.sink.error("InvalidRequestFormat", f"Expected an integer, got {value!r}.", self.at)
+        shown = repr(value) if len(repr(value)) <= 40 else f"a {type(value).__name__}"
+        self.sink.error("InvalidRequestFormat", f"Expected an integer, got {shown}.", self.at)
         return default
 
     def boolean(self, default: bool = False) -> bool:

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import attrs
 
 from lbsim.arm.context import EvalContext
+from lbsim.arm.limits import check_time
 from lbsim.pointer import Pointer
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -110,6 +111,7 @@ class Lambda:
     body: Compiled
 
     def __call__(self, env: Env, *args: Any) -> Any:
+        check_time(env.at)  # map() and friends loop here
         return self.body(env.bind(self.params, args[: len(self.params)]))
 
 

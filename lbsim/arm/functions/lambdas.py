@@ -19,6 +19,7 @@ from lbsim.arm.functions.base import (
     expect_str,
     find_key,
 )
+from lbsim.arm.limits import Items
 
 register = Registry()
 
@@ -36,7 +37,8 @@ def _lambda_variables(env: Env, name: Any) -> Any:
 @register("map", kind=Kind.ENV)
 def _map(env: Env, values: Any, function: Any) -> list[Any]:
     fn = expect_lambda(function, 2, (1, 2))
-    return [fn(env, item, i) for i, item in enumerate(expect_array(values, 1))]
+    built = Items()  # each result is small, but together they may not be
+    return [built.add(fn(env, item, i)) for i, item in enumerate(expect_array(values, 1))]
 
 
 @register("filter", kind=Kind.ENV)
@@ -95,8 +97,9 @@ def _key_of(env: Env, fn: Lambda, item: Any) -> str:
 def _to_object(env: Env, values: Any, key: Any, value: Any = None) -> dict[str, Any]:
     key_fn = expect_lambda(key, 2, (1,))
     value_fn = None if value is None else expect_lambda(value, 3, (1,))
+    built = Items()
     return {
-        _key_of(env, key_fn, item): item if value_fn is None else value_fn(env, item)
+        _key_of(env, key_fn, item): item if value_fn is None else built.add(value_fn(env, item))
         for item in expect_array(values, 1)
     }
 
@@ -113,7 +116,8 @@ def _group_by(env: Env, values: Any, function: Any) -> dict[str, list[Any]]:
 @register("mapValues", kind=Kind.ENV)
 def _map_values(env: Env, values: Any, function: Any) -> dict[str, Any]:
     fn = expect_lambda(function, 2, (1,))
-    return {k: fn(env, v) for k, v in expect_object(values, 1).items()}
+    built = Items()
+    return {k: built.add(fn(env, v)) for k, v in expect_object(values, 1).items()}
 
 
 FUNCTIONS = register.table

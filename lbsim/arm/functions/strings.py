@@ -17,6 +17,7 @@ from lbsim.arm.functions.base import (
     to_arm_string,
 )
 from lbsim.arm.functions.formatting import dotnet_format
+from lbsim.arm.limits import check_length
 
 register = Registry()
 
@@ -44,7 +45,11 @@ def _concat_arrays(args: tuple[Any, ...]) -> list[Any]:
 
 @register("format", min_args=1)
 def _format(template: Any, *args: Any) -> str:
-    return dotnet_format(expect_str(template, 1), args)
+    text = expect_str(template, 1)
+    # each placeholder may repeat an argument: bound the result before it is built
+    longest = max((len(to_arm_string(a)) for a in args if isinstance(a, str)), default=0)
+    check_length(len(text) + text.count("{") * longest)
+    return dotnet_format(text, args)
 
 
 @register("string")
@@ -85,6 +90,8 @@ def _replace(value: Any, old: Any, new: Any) -> str:
     text, target, replacement = expect_str(value, 1), expect_str(old, 2), expect_str(new, 3)
     if not target:
         raise ArgumentError("the string to replace (argument 2) must not be empty.")
+    if len(replacement) > len(target):
+        check_length(len(text) + text.count(target) * (len(replacement) - len(target)))
     return text.replace(target, replacement)
 
 
@@ -128,7 +135,9 @@ def _pad_left(value: Any, total: Any, padding: Any = " ") -> str:
     fill = expect_str(padding, 3)
     if len(fill) != 1:
         raise ArgumentError("the padding character (argument 3) must be a single character.")
-    return to_arm_string(value).rjust(expect_int(total, 2), fill)
+    length = expect_int(total, 2)
+    check_length(length)  # before the string is built
+    return to_arm_string(value).rjust(length, fill)
 
 
 @register("startsWith")
