@@ -61,6 +61,7 @@ class CloseReason(enum.StrEnum):
     EVICTED = "evicted"  # a UDP flow pushed out of a full flow table
     BACKEND_UNREACHABLE = "backend-unreachable"
     CANCELLED = "cancelled"
+    FAULT = "fault"  # closed or reset by an injected fault (lbsim.dataplane.toxic)
 
 
 # The hot paths compare these (StrEnum members are the strings themselves).

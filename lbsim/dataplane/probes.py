@@ -35,6 +35,7 @@ class ProbeState:
     streak: int = 0  # consecutive results contrary to ``up``
     checks: int = 0
     failures: int = 0
+    down: bool = False  # a ``down`` fault: the instance answers nothing, as a crashed VM
 
     @property
     def healthy(self) -> bool:
@@ -58,7 +59,7 @@ class ProbeState:
 async def check(state: ProbeState) -> bool:
     """One probe of one backend: True when it answered as Azure requires (a stopped
     instance answers nothing)."""
-    if not state.backend.running:
+    if not state.backend.running or state.down:
         return False
     wait = min(state.probe.interval_s, _MAX_WAIT_S)
     with trio.move_on_after(wait):

@@ -30,6 +30,7 @@ from lbsim.control.types import BalancingEntry, NatEntry, Plan
 from lbsim.dataplane.backends import Backends, Pending
 from lbsim.dataplane.engines import Engine, engine_for
 from lbsim.dataplane.events import NsgHit, RecordSink, discard
+from lbsim.dataplane.faults import Fault, Faults, Stream, Toxics, rules_of
 from lbsim.dataplane.instances import InstanceServer
 from lbsim.dataplane.listeners import Listener, Route, address_in_use_hint, same_family
 from lbsim.dataplane.probes import ProbeState
@@ -43,6 +44,7 @@ from lbsim.dataplane.relay import (
 from lbsim.dataplane.reports import About, FlowReporter
 from lbsim.dataplane.settings import DenyMode, RuntimeSettings
 from lbsim.dataplane.stats import FlowStats
+from lbsim.dataplane.toxic import ToxicEngine, hold_down
 from lbsim.dataplane.udp import UdpRelay
 from lbsim.dataplane.verdicts import UNJUDGED, Verdicts
 from lbsim.errors import LbsimError
@@ -74,6 +76,8 @@ class Runtime:
         self._waiting: trio.Nursery | None = None  # flows that wait for something
         self._accepting: trio.Nursery | None = None  # UDP listeners' tasks
         self._applying = trio.Lock()
+        self.faults = Faults()  # (see add_fault: a flow with no fault set pays one test)
+        self._toxic = ToxicEngine()  # relays the flows that faults act on
 
     @property
     def engine(self) -> Engine:
@@ -112,9 +116,10 @@ class Runtime:
         self.reports.now = trio.lowlevel.current_clock().current_time
         if self._engine is None:
             self._engine = engine_for(self.settings.tcp_engine)
-        self._engine.on_end = self._flow_ended
+        self._engine.on_end = self._toxic.on_end = self._flow_ended
         async with trio.open_nursery() as servers:
             await servers.start(self._engine.run)
+            await servers.start(self._toxic.run)
             try:
                 await self._serve(servers, task_status)
             finally:  # also when cancelled: no listening socket outlives the runtime
@@ -144,6 +149,29 @@ class Runtime:
             await self._drain(deadline)
         await self._drain(deadline)  # flows that a waiting connection opened meanwhile
         self.engine.abort_all()  # what the drain left open ends as cancelled
+        self._toxic.abort_all()
+
+    @property
+    def open_flows(self) -> int:
+        """How many relayed TCP flows are open (on the engine, and faulted ones)."""
+        return self.engine.open_flows + self._toxic.open_flows
+
+    # --- faults -------------------------------------------------------------------------------
+    def add_fault(self, fault: Fault) -> None:
+        """Set ``fault``: it acts on new flows (and new UDP datagrams) from now on."""
+        self.faults.add(fault)
+        self._mark_down()
+
+    def remove_fault(self, name: str) -> Fault:
+        """Remove a fault: new flows go as before; connections a ``down`` held are reset."""
+        fault = self.faults.remove(name)
+        self._mark_down()
+        return fault
+
+    def _mark_down(self) -> None:
+        """The probes of instances a ``down`` fault names fail, as a crashed VM's would."""
+        for probe in self.probes:
+            probe.down = self.faults.on and self.faults.down(probe.backend.label)
 
     # --- changes ------------------------------------------------------------------------------
     async def apply(
@@ -198,6 +226,8 @@ class Runtime:
             if gone:
                 stale[serving.listener] = gone
         self._reset_flows(stale)
+        if self.faults.on:
+            self._mark_down()
         for listener, sock in bound:
             listener.routes, listener.health = self.backends.routes(listener.entry)
             listener.idle_timeout_s *= self.settings.idle_timeout_scale
@@ -249,6 +279,7 @@ class Runtime:
             return keys is None or tag[1][0].key in keys
 
         self.engine.reset(doomed)
+        self._toxic.reset(doomed)
         for listener, keys in stale.items():
             serving = self._serving.get(listener.key)
             if keys is not None and serving is not None and serving.udp is not None:
@@ -257,7 +288,7 @@ class Runtime:
     async def _drain(self, deadline: float) -> None:
         """Return once no relayed flow is open, or at ``deadline``."""
         with trio.move_on_at(deadline):
-            while self.engine.open_flows:
+            while self.open_flows:
                 self._all_closed = trio.Event()
                 await self._all_closed.wait()
 
@@ -317,6 +348,8 @@ class Runtime:
         if not allowed:
             self._later(self._deny, conn)
             return
+        if self.faults.on and self._faulted(listener, conn, (route, source, peer, hits)):
+            return
         try:
             backend, connected = begin_connect(route.target)
         except BackendUnreachableError:
@@ -332,8 +365,40 @@ class Runtime:
         assert self._waiting is not None, "connections are accepted only while serving"
         self._waiting.start_soon(task, conn, *args)
 
+    def _faulted(self, listener: Listener, conn: socket.socket, about: About) -> bool:
+        """Whether faults act on a new flow; if so it is theirs (held by ``down``, or
+        relayed by the toxic relay) and leaves the engine's fast path."""
+        route = about[0]
+        entry = listener.entry
+        toxics = self.faults.tcp(entry.frontend_port, rules_of(entry), route.backend.label)
+        if toxics is None:
+            return False
+        if toxics.down is not None:
+            self._later(hold_down, conn, toxics.down, self._stop)
+            return True
+        self._later(self._connect_toxic, conn, listener, about, toxics)
+        return True
+
+    async def _connect_toxic(
+        self, conn: socket.socket, listener: Listener, about: About, toxics: Toxics
+    ) -> None:
+        """Connect a faulted flow's backend, then relay it with its toxics."""
+        route, source, peer, _ = about
+        assert route.target is not None
+        try:
+            backend, _ = begin_connect(route.target)
+        except BackendUnreachableError:
+            self._unreachable(listener, conn, route, source, peer, reason="backend-unreachable")
+            return
+        await self._connect(conn, listener, backend, about, toxics)
+
     async def _connect(
-        self, conn: socket.socket, listener: Listener, backend: socket.socket, about: About
+        self,
+        conn: socket.socket,
+        listener: Listener,
+        backend: socket.socket,
+        about: About,
+        toxics: Toxics | None = None,
     ) -> None:
         """Wait for a backend connect in progress, then relay; or reset the client."""
         route, source, peer, _ = about
@@ -354,6 +419,9 @@ class Runtime:
             reset_socket(conn)
             reset_socket(connected)
             self.reports.unreachable(listener, route, source, peer, "route-removed")
+            return
+        if toxics is not None:
+            self._relay_toxic(listener, conn, connected, about, toxics)
             return
         self._relay(listener, conn, connected, about)
 
@@ -395,10 +463,29 @@ class Runtime:
             tag=(listener, about),
         )
 
+    def _relay_toxic(
+        self,
+        listener: Listener,
+        conn: socket.socket,
+        backend: socket.socket,
+        about: About,
+        toxics: Toxics,
+    ) -> None:
+        self._toxic.relay_toxic(
+            conn,
+            backend,
+            listener.stats.open_flow(self._toxic.now()),
+            idle_timeout_s=listener.idle_timeout_s,
+            tcp_reset=listener.entry.enable_tcp_reset,
+            idle_hold_s=self.settings.idle_hold_s,
+            tag=(listener, about),
+            toxics=toxics,
+        )
+
     def _flow_ended(self, tag: tuple[Listener, About], stats: FlowStats) -> None:
         """A relayed TCP flow ended (a flow cut at the end of the drain is logged too)."""
         self.reports.close(tag[0], tag[1], stats)
-        if self._draining and not self.engine.open_flows:
+        if self._draining and not self.open_flows:
             self._all_closed.set()
 
     async def _deny(self, conn: socket.socket) -> None:
@@ -434,6 +521,17 @@ class Runtime:
             route, source, hits = found
             self.reports.close(listener, (route, source, client, hits), stats)
 
+        entry = listener.entry
+        rules = rules_of(entry)
+
+        def fate(client: tuple[str, int], upstream: bool) -> int:
+            """How many copies of a datagram of ``client``'s flow faults let through."""
+            found = opened.get(client)
+            if found is None:
+                return 1
+            stream = Stream.UPSTREAM if upstream else Stream.DOWNSTREAM
+            return self.faults.copies(entry.frontend_port, rules, found[0].backend.label, stream)
+
         serving.udp = relay = self.engine.udp(
             sock,
             backend=("127.0.0.1", 9),  # never used: ``choose`` picks each flow's backend
@@ -442,6 +540,8 @@ class Runtime:
             choose=choose,
             rule=listener.stats,
             on_close=closed,
+            faults=self.faults,
+            fate=fate,
         )
         with serving.scope:
             await relay.serve()

@@ -18,11 +18,13 @@ unreachable" from the backend counts as a backend failure (``backend_failures``)
 
 from __future__ import annotations
 
+import contextlib
 import math
 import socket
 from collections import OrderedDict
 from collections.abc import Callable
 from functools import partial
+from typing import Protocol
 
 import trio
 
@@ -36,6 +38,22 @@ Address = tuple[str, int]
 Admit = Callable[[Address], bool]
 Choose = Callable[[Address], Address | None]
 Closed = Callable[[Address, FlowStats], None]  # a flow ended: its client and its counters
+# Faults on a flow's datagrams: how many copies of one go on (0 lost, 1, 2 duplicated), given
+# its client and whether it goes upstream (client to backend); asked only while ``on``.
+Fate = Callable[[Address, bool], int]
+
+
+class Switch(Protocol):
+    """Whether any fault is set (lbsim.dataplane.faults.Faults): one test per datagram."""
+
+    on: bool
+
+
+class _NoFaults:
+    on = False
+
+
+_NO_FAULTS = _NoFaults()
 
 _BURST = 64  # datagrams handled in a row before letting other tasks run
 
@@ -101,12 +119,15 @@ class UdpRelay:
         rule: RuleStats | None = None,
         on_close: Closed | None = None,
         reactor: Reactor | None = None,
+        faults: Switch = _NO_FAULTS,
+        fate: Fate | None = None,
     ) -> None:
         """A relay that owns ``frontend`` (a bound non-blocking UDP socket) from now on;
         without ``admit`` every client is admitted. ``choose``, if given, picks each new
         flow's backend instead of ``backend`` (None refuses the flow): a load-balancing rule
         spreads its flows that way. With ``reactor`` its sockets are read by the reactor,
-        else by tasks of the relay's own."""
+        else by tasks of the relay's own. While ``faults.on``, ``fate`` says what becomes of
+        each datagram (UDP ``loss``, ``duplicate``, ``down``)."""
         self.backend = backend
         self.idle_timeout_s = idle_timeout_s
         self.max_flows = max_flows
@@ -115,6 +136,8 @@ class UdpRelay:
         self.on_close = on_close
         self.rule = rule or RuleStats()
         self.reactor = reactor
+        self.faults = faults
+        self.fate = fate
         self._sock = frontend
         self._flows: OrderedDict[Address, _UdpFlow] = OrderedDict()
         self._buffer = bytearray(65536)
@@ -196,6 +219,8 @@ class UdpRelay:
         else:
             self._flows.move_to_end(client)
         flow.last = trio.current_time()
+        if self.faults.on and not self._copies(flow, data, upstream=True):
+            return
         try:
             flow.sock.send(data)
         except BlockingIOError:  # the socket's buffer is full
@@ -267,6 +292,8 @@ class UdpRelay:
 
     def _reply(self, flow: _UdpFlow, frontend: socket.socket, data: memoryview, n: int) -> None:
         """Send one backend datagram to the flow's client from the frontend socket."""
+        if self.faults.on and not self._copies(flow, data, upstream=False):
+            return
         try:
             frontend.sendto(data, flow.client)
         except OSError:
@@ -280,6 +307,18 @@ class UdpRelay:
         flow.last = trio.current_time()
         if not flow.stats.closed:
             self._flows.move_to_end(flow.client)
+
+    def _copies(self, flow: _UdpFlow, data: memoryview, *, upstream: bool) -> bool:
+        """Whether a datagram goes on as faults say (lost: False); a duplicate is sent once
+        more here, first."""
+        copies = 1 if self.fate is None else self.fate(flow.client, upstream)
+        if copies > 1:
+            with contextlib.suppress(OSError):
+                if upstream:
+                    flow.sock.send(data)
+                else:
+                    self._sock.sendto(data, flow.client)
+        return copies > 0
 
     async def _expire_idle(self) -> None:
         """Close flows idle for ``idle_timeout_s``; sleeps until the next one is due."""
