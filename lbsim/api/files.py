@@ -23,9 +23,8 @@ def parse_params(values: list[str]) -> dict[str, str]:
     for item in values:
         name, sep, value = item.partition("=")
         if not sep or not name:
-            raise ConfigError(
-                "InvalidParameterArgument", f"--param takes NAME=VALUE, got {item!r}."
-            )
+            shown = repr(item) if not sep else "a value without a NAME"  # never the value
+            raise ConfigError("InvalidParameterArgument", f"--param takes NAME=VALUE, got {shown}.")
         out[name] = value
     return out
 

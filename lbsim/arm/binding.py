@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 
 from lbsim.arm import parameters as params
+from lbsim.arm import secrets
 from lbsim.arm.context import UserFunction
 from lbsim.arm.deepeval import evaluate_value
 from lbsim.arm.scope import Scope, TemplateState
@@ -65,6 +66,8 @@ class Binder:
         value = self._parameter_value(decl)
         if value is _MISSING:
             return
+        if secrets.is_secure(decl.type):
+            secrets.collect(value, state.loader.secrets)
         state.parameters[decl.name.lower()] = value
         hint = ""
         if _pipeline_placeholder(value):
@@ -78,9 +81,13 @@ class Binder:
     def _parameter_value(self, decl: params.ParameterDecl) -> Any:
         state, name = self.state, decl.name.lower()
         lookup = {k.lower(): v for k, v in self.cli.items()}
+        by_name = {k.lower(): v for k, v in self.supplied.items()}
+        if secrets.is_secure(decl.type):  # before any check can quote it
+            given = [lookup[name]] if name in lookup else []
+            given += [by_name[name][0]] if name in by_name else []
+            secrets.collect(given, state.loader.secrets)
         if name in lookup:
             return self._cli_value(decl, lookup[name])
-        by_name = {k.lower(): v for k, v in self.supplied.items()}
         if name in by_name:
             return self._file_value(decl, *by_name[name])
         if decl.has_default:

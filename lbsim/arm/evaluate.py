@@ -149,11 +149,13 @@ def _bind(function: Function, name: str, args: tuple[Compiled, ...]) -> Compiled
 
         return lazy
     with_env = function.kind is Kind.ENV
+    # parameters() and variables() hand back values that were checked when they were made
+    bounded = _bounded if function.name.lower() not in _PASSED_ON else _timed
 
     def run(env: Env) -> Any:
         values = [arg(env) for arg in args]
         try:
-            return _bounded(impl(env, *values) if with_env else impl(*values), env)
+            return bounded(impl(env, *values) if with_env else impl(*values), env)
         except _CONVERTED as problem:
             raise _function_error(name, problem, env) from None
         except LimitExceeded as error:
@@ -165,6 +167,14 @@ def _bind(function: Function, name: str, args: tuple[Compiled, ...]) -> Compiled
 def _bounded(value: Any, env: Env) -> Any:
     """A function's result, if it stays within lbsim's limits (and the load's time)."""
     check_value(value, env.at)
+    check_time(env.at)
+    return value
+
+
+_PASSED_ON = frozenset({"parameters", "variables"})
+
+
+def _timed(value: Any, env: Env) -> Any:
     check_time(env.at)
     return value
 

@@ -41,6 +41,7 @@ MAX_RESOURCE_BYTES = 1024 * 1024  # compressed, after expansion
 # lbsim's own
 MAX_JSON_DEPTH = 128
 MAX_EXPRESSION_DEPTH = 128
+MAX_REFERENCE_DEPTH = 64  # variables whose values use variables, one inside the other
 MAX_STRING_LENGTH = 1024 * 1024  # characters in one string an expression builds
 MAX_VALUE_ITEMS = 100_000  # elements, members and scalars in one value an expression builds
 MAX_VALUE_TEXT = 4 * 1024 * 1024  # characters of all strings in one such value
@@ -60,12 +61,12 @@ def exceeded(code: str, message: str, at: Pointer | None = None) -> LimitExceede
 
 
 @contextlib.contextmanager
-def deadline(seconds: float = LOAD_SECONDS) -> Iterator[None]:
+def deadline(seconds: float | None = None) -> Iterator[None]:
     """Bound the time of the load run inside (the outermost deadline wins)."""
     if _DEADLINE.get() is not None:
         yield
         return
-    token = _DEADLINE.set(time.monotonic() + seconds)
+    token = _DEADLINE.set(time.monotonic() + (LOAD_SECONDS if seconds is None else seconds))
     try:
         yield
     finally:

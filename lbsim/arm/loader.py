@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from lbsim.arm import limits
+from lbsim.arm import limits, secrets
 from lbsim.arm import parameters as params
 from lbsim.arm.binding import Binder, user_functions
 from lbsim.arm.context import Placeholder, RuntimeObject
@@ -69,6 +69,7 @@ class Loader:
         self._public_ips: dict[str, str] = {}
         self._warned: set[tuple[str, str]] = set()
         self._validated: set[int] = set()
+        self.secrets: set[str] = set()  # the strings of secure parameters' values
 
     # --- the steps --------------------------------------------------------------------------
     def run(self, template: Any, file: str | None) -> Deployment:
@@ -118,16 +119,17 @@ class Loader:
             not_emulated=(*deployment.not_emulated, *unresolved),
             context=self.options.context,
             warnings=tuple(self._warnings()),
-            outputs=tuple((name, o["value"]) for name, o in results.items()),
+            outputs=tuple((name, _shown_output(o)) for name, o in results.items()),
         )
 
     def _check(self, problems: list[Problem]) -> None:
         errors = list(dict.fromkeys(p for p in problems if p.severity is Severity.ERROR))
         if errors:
-            raise TemplateInvalid(errors)
+            raise TemplateInvalid(secrets.redact(errors, self.secrets))
 
     def _warnings(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity is Severity.WARNING]
+        warnings = [p for p in self.problems if p.severity is Severity.WARNING]
+        return secrets.redact(warnings, self.secrets)
 
     def _shape(self, template: Any, file: str | None, at: Pointer) -> list[Problem]:
         version = template.get("languageVersion") if isinstance(template, Mapping) else None
@@ -307,6 +309,12 @@ class Loader:
             return
         self._warned.add((code, message))
         self.problems.append(Problem(code, message, at, file, Severity.WARNING))
+
+
+def _shown_output(output: Mapping[str, Any]) -> Any:
+    """An output's value, or none for a secure output: Azure returns none."""
+    kind = output.get("type")
+    return secrets.SecureValue(str(kind)) if secrets.is_secure(kind) else output["value"]
 
 
 def _without_nulls(value: Any) -> Any:

@@ -204,8 +204,9 @@ def constraint_problems(decl: ParameterDecl, value: Any) -> list[str]:
         items = value if decl.type == "Array" and isinstance(value, list) else [value]
         bad = [v for v in items if v not in allowed]
         if bad:
+            shown = "" if decl.type.startswith("Secure") else f" {_show(bad[0])}"
             out.append(
-                f"The provided value {_show(bad[0])} for the template parameter '{decl.name}' "
+                f"The provided value{shown} for the template parameter '{decl.name}' "
                 f"is not part of the allowed value(s): {_show_list(allowed)}."
             )
     out += _range_problems(decl, value)

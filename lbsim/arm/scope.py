@@ -10,6 +10,7 @@ import attrs
 
 from lbsim.arm.context import UserFunction
 from lbsim.arm.deepeval import evaluate_value, expand_copy_loop, is_property_copy
+from lbsim.arm.limits import MAX_REFERENCE_DEPTH, exceeded
 from lbsim.arm.sourcemap import SourceMap
 from lbsim.errors import ExpressionError
 from lbsim.model.deployment import DeploymentContext
@@ -39,6 +40,7 @@ class TemplateState:
     unbound: dict[str, Callable[[], None]] = attrs.Factory(dict)  # lower-case name -> binder
     resource_count: int = 0  # resources expanded so far (Azure's limit is per template)
     expanded_bytes: int = 0  # their compressed size so far
+    evaluating: int = 0  # variables being evaluated, one inside the other
 
     def bind_parameter(self, name: str) -> None:
         """Bind a declared parameter that has no value yet (at most once: a default that
@@ -59,15 +61,25 @@ class TemplateState:
                 "InvalidTemplate", f"The variable '{name}' is not defined (defined: {known})."
             )
         self.variables[key] = _CYCLE
+        self.evaluating += 1
         try:
             self.variables[key] = self._evaluate_variable(key)
         except BaseException:
             del self.variables[key]
             raise
+        finally:
+            self.evaluating -= 1
         return self.variables[key]
 
     def _evaluate_variable(self, key: str) -> Any:
-        _, raw, at = self.variables_raw[key]
+        name, raw, at = self.variables_raw[key]
+        if self.evaluating > MAX_REFERENCE_DEPTH:  # before Python's own stack runs out
+            raise exceeded(
+                "ExpressionNestedTooDeep",
+                f"Variables refer to variables more than {MAX_REFERENCE_DEPTH} levels deep "
+                f"(at '{name}'; lbsim's limit).",
+                at,
+            )
         scope = Scope(self)
         if isinstance(raw, dict) and raw.get("__lbsim_variable_loop__"):
             return expand_copy_loop(raw["loop"], scope, at)[1]

@@ -8,6 +8,7 @@ from collections import Counter
 
 from lbsim.api import queries, views
 from lbsim.api.files import Loaded, load
+from lbsim.arm.secrets import SecureValue
 from lbsim.cli import render
 from lbsim.control.nsg import effective_rules
 from lbsim.model import SecurityRuleDirection
@@ -40,13 +41,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if types:
         print("  not emulated: " + ", ".join(f"{t} ({n})" for t, n in sorted(types.items())))
     for name, value in d.outputs:
-        print(f"  output {name}: {json.dumps(value) if not isinstance(value, str) else value}")
+        print(f"  output {name}: {_output_text(value)}")
     plan = loaded.plan
     print(
         f"  plan: {len(plan.nat)} NAT entries, {len(plan.balancing)} load-balancing entries, "
         f"{len(plan.backends)} backends, {len(loaded.warnings)} warning(s)"
     )
     return EXIT_OK
+
+
+def _output_text(value: object) -> str:
+    """An output as validate prints it; a secure output has no value to print (Azure
+    returns none for it either)."""
+    if isinstance(value, SecureValue):
+        return str(value)
+    return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
 def _plural(noun: str, count: int) -> str:

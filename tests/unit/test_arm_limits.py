@@ -1,0 +1,284 @@
+"""Hostile templates end in a clear error, quickly and in bounded memory: Azure's template
+limits, lbsim's own, and inputs that used to end in a traceback (issue 14, parts 2 and 3)."""
+
+from __future__ import annotations
+
+import json
+import time
+import tracemalloc
+from typing import Any
+
+import pytest
+
+from lbsim.arm.jsontext import load_json_text
+from lbsim.arm.loader import LoadOptions, load_template
+from lbsim.errors import Problem, TemplateInvalid
+from lbsim.pointer import Pointer
+
+SCHEMA = "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#"
+VMSS = "Microsoft.Compute/virtualMachineScaleSets"
+NSG = "Microsoft.Network/networkSecurityGroups"
+DEPLOYMENTS = "Microsoft.Resources/deployments"
+Json = dict[str, Any]
+
+
+def doc(**parts: Any) -> Json:
+    return {"$schema": SCHEMA, "contentVersion": "1.0.0.0", "resources": [], **parts}
+
+
+def scale_set(capacity: Any) -> Json:
+    return {
+        "type": VMSS,
+        "apiVersion": "2023-03-01",
+        "name": "web",
+        "location": "westus",
+        "sku": {"name": "Standard_B1s", "capacity": capacity},
+        "properties": {},
+    }
+
+
+def nsg(name: str = "nsg") -> Json:
+    return {
+        "type": NSG,
+        "apiVersion": "2023-04-01",
+        "name": name,
+        "location": "westus",
+        "properties": {},
+    }
+
+
+def output(value: str, kind: str = "string") -> Json:
+    return doc(outputs={"o": {"type": kind, "value": value}})
+
+
+def first_problem(
+    template: Any, seconds: float = 5.0, options: LoadOptions | None = None
+) -> Problem:
+    """The first error loading ``template``, which must come within ``seconds``."""
+    start = time.monotonic()
+    with pytest.raises(TemplateInvalid) as caught:
+        load_template(template, "t.json", options)
+    assert time.monotonic() - start < seconds
+    return caught.value.problems[0]
+
+
+def assert_problem(problem: Problem, code: str, at: str, text: str = "") -> None:
+    assert (problem.code, str(problem.at)) == (code, at), problem
+    assert text in problem.message
+
+
+# --- Azure's limits ------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("key", "limit", "value"),
+    [
+        ("parameters", 256, {"type": "string", "defaultValue": "x"}),
+        ("variables", 256, "x"),
+        ("outputs", 64, {"type": "string", "value": "x"}),
+    ],
+)
+def test_declared_counts_have_azures_limits(key: str, limit: int, value: Any) -> None:
+    assert load_template(doc(**{key: {f"n{i}": value for i in range(limit)}}))
+    problem = first_problem(doc(**{key: {f"n{i}": value for i in range(limit + 1)}}))
+    assert_problem(problem, "InvalidTemplate", f"/{key}", f"({limit + 1}) exceeds the limit")
+
+
+def test_resources_per_template_stop_at_800_copy_loops_included() -> None:
+    loop = {**nsg("[concat('n', copyIndex())]"), "copy": {"name": "c", "count": 500}}
+    problem = first_problem(doc(resources=[loop, {**loop, "copy": {"name": "d", "count": 301}}]))
+    assert_problem(problem, "InvalidTemplate", "/resources/1", "limit of 800")
+
+
+def test_a_copy_count_past_800_from_a_huge_parameter_is_refused() -> None:
+    template = doc(
+        parameters={"n": {"type": "int"}},
+        resources=[
+            {
+                **nsg("[concat('n', copyIndex())]"),
+                "copy": {"name": "c", "count": "[parameters('n')]"},
+            }
+        ],
+    )
+    options = LoadOptions(cli_parameters={"n": str(2**63 - 1)})
+    problem = first_problem(template, options=options)
+    assert_problem(problem, "InvalidTemplate", "/resources/0/copy/count", "from 0 to 800")
+
+
+def test_an_expression_longer_than_24576_characters_is_refused() -> None:
+    fine = "[concat('" + "x" * 24_000 + "')]"
+    assert load_template(output(fine))
+    problem = first_problem(output("[concat('" + "x" * 24_570 + "')]"))
+    assert_problem(problem, "InvalidTemplate", "/outputs/o/value", "over the limit of 24,576")
+
+
+@pytest.mark.parametrize("capacity", [4294967296, "4294967296", 1001])
+def test_a_scale_set_has_at_most_1000_instances(capacity: Any) -> None:
+    problem = first_problem(doc(resources=[scale_set(capacity)]))
+    assert_problem(problem, "InvalidParameter", "/resources/0/sku/capacity", "at most 1,000")
+
+
+def test_a_capacity_from_a_parameter_without_max_value_is_refused() -> None:
+    template = doc(parameters={"n": {"type": "int"}}, resources=[scale_set("[parameters('n')]")])
+    problem = first_problem(template, options=LoadOptions(cli_parameters={"n": str(2**63 - 1)}))
+    assert_problem(problem, "InvalidParameter", "/resources/0/sku/capacity", "at most 1,000")
+
+
+def test_a_resource_over_1_mb_compressed_is_refused() -> None:
+    # random-looking text does not compress: 40 strings of 40,000 characters
+    chunks = [f"[base64(guid('{i}', string(range(0, 1000))))]" for i in range(2)]
+    assert load_template(doc(resources=[{**nsg(), "tags": {"a": chunks[0]}}]))
+    body = {f"t{i}": f"[padLeft(uniqueString('{i}'), 40000, '{i % 10}')]" for i in range(40)}
+    noise = {f"u{i}": "[string(range(0, 9000))]" for i in range(60)}
+    problem = first_problem(doc(resources=[{**nsg(), "tags": body | noise}]))
+    assert problem.code in ("DeploymentJobSizeExceededException",)
+    assert str(problem.at) == "/resources/0"
+
+
+# --- lbsim's own limits ---------------------------------------------------------------------------
+def test_nested_deployments_of_copy_100_three_levels_deep_end_quickly() -> None:
+    def level(depth: int) -> list[Json]:
+        if depth == 0:
+            return [{**nsg("[concat('n', copyIndex())]"), "copy": {"name": "c", "count": 100}}]
+        return [
+            {
+                "type": DEPLOYMENTS,
+                "apiVersion": "2022-09-01",
+                "name": f"[concat('d{depth}-', copyIndex())]",
+                "copy": {"name": "c", "count": 100},
+                "properties": {
+                    "mode": "Incremental",
+                    "expressionEvaluationOptions": {"scope": "inner"},
+                    "template": doc(resources=level(depth - 1)),
+                },
+            }
+        ]
+
+    problem = first_problem(doc(resources=level(3)))
+    assert problem.code == "TooManyResourcesInDeployments"
+    assert str(problem.at).startswith("/resources/0/properties/template/resources/0")
+
+
+def test_variables_that_double_each_other_stop_at_the_string_limit() -> None:
+    variables: Json = {"v0": "x"}
+    for i in range(1, 31):
+        variables[f"v{i}"] = f"[concat(variables('v{i - 1}'), variables('v{i - 1}'))]"
+    problem = first_problem(
+        doc(variables=variables, outputs={"o": {"type": "string", "value": "[variables('v30')]"}})
+    )
+    assert_problem(problem, "ExpressionValueTooLarge", "/variables/v21", "2,097,152 characters")
+
+
+def test_arrays_that_double_by_reference_stop_at_the_item_limit() -> None:
+    variables: Json = {"v0": ["x"]}
+    for i in range(1, 31):
+        variables[f"v{i}"] = f"[createArray(variables('v{i - 1}'), variables('v{i - 1}'))]"
+    problem = first_problem(
+        doc(variables=variables, outputs={"o": {"type": "array", "value": "[variables('v30')]"}})
+    )
+    assert problem.code == "ExpressionValueTooLarge"
+    assert str(problem.at).startswith("/variables/v")
+
+
+def test_pad_left_to_two_billion_is_refused_before_it_is_built() -> None:
+    problem = first_problem(output("[padLeft('x', 2000000000)]"), seconds=1)
+    assert_problem(problem, "ExpressionValueTooLarge", "/outputs/o/value", "2,000,000,000")
+
+
+def test_map_of_ranges_stops_at_the_item_limit() -> None:
+    template = output("[map(range(0,10000), lambda('i', range(0,10000)))]", "array")
+    problem = first_problem(template, seconds=2)
+    assert_problem(problem, "ExpressionValueTooLarge", "/outputs/o/value", "100,000 items")
+
+
+def test_a_load_past_its_deadline_stops(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("lbsim.arm.limits.LOAD_SECONDS", 0.2)
+    # 800 resources, each sorting a 2,000-element array with a lambda: seconds of work
+    loop = {
+        **nsg("[concat('n', copyIndex())]"),
+        "copy": {"name": "c", "count": 800},
+        "tags": {
+            "t": "[string(sort(range(0, 2000), lambda('a', 'b', "
+            "less(lambdaVariables('b'), lambdaVariables('a')))))]"
+        },
+    }
+    problem = first_problem(doc(resources=[loop]), seconds=3)
+    assert problem.code == "LoadTimeLimitExceeded"
+    assert str(problem.at).startswith("/resources/0")
+
+
+# --- no traceback, ever -------------------------------------------------------------------------
+@pytest.mark.parametrize("depth", [990, 100_000])
+def test_json_nested_deep_is_a_clear_error(depth: int) -> None:
+    with pytest.raises(TemplateInvalid) as caught:
+        load_json_text('{"a": ' + "[" * depth + "]" * depth + "}", "t.json")
+    problem = caught.value.problems[0]
+    assert problem.code == "JsonNestedTooDeep"
+    assert problem.at == Pointer(("a", *["0"] * 127))
+
+
+def test_values_nested_490_deep_in_a_template_dict_are_a_clear_error() -> None:
+    value = json.loads('{"a":' * 490 + "1" + "}" * 490)
+    problem = first_problem(doc(resources=[{**nsg(), "properties": value}]))
+    assert problem.code == "JsonNestedTooDeep"
+    assert problem.at == Pointer(("resources", "0", "properties", *["a"] * 125))
+
+
+def test_an_expression_that_builds_a_deep_value_is_a_clear_error() -> None:
+    problem = first_problem(output("[json('" + "[" * 200 + "]" * 200 + "')]", "array"))
+    assert_problem(problem, "ExpressionValueTooDeep", "/outputs/o/value", "128 levels")
+
+
+def test_variables_that_use_each_other_200_deep_are_a_clear_error() -> None:
+    variables: Json = {"v0": "x"}
+    for i in range(1, 200):
+        variables[f"v{i}"] = f"[createArray(variables('v{i - 1}'))]"
+    value = {"type": "array", "value": "[variables('v199')]"}
+    problem = first_problem(doc(variables=variables, outputs={"o": value}))
+    assert_problem(problem, "ExpressionNestedTooDeep", "/variables/v135", "64 levels")
+
+
+def test_an_integer_literal_of_5000_digits_is_a_clear_error() -> None:
+    with pytest.raises(TemplateInvalid) as caught:
+        load_json_text('{"resources": [], "n": ' + "9" * 5000 + "}", "t.json")
+    assert_problem(caught.value.problems[0], "InvalidTemplate", "/n", "more than 4,300 digits")
+    problem = first_problem(output("[add(" + "9" * 5000 + ", 1)]", "int"))
+    assert_problem(problem, "InvalidTemplate", "/outputs/o/value", "a 64-bit integer")
+
+
+def test_a_capacity_string_of_5000_digits_is_a_clear_error() -> None:
+    problem = first_problem(doc(resources=[scale_set("9" * 5000)]))
+    assert problem.at == Pointer(("resources", "0", "sku", "capacity"))
+
+
+def test_lambda_without_arguments_is_a_clear_error() -> None:
+    problem = first_problem(output("[lambda()]"))
+    assert_problem(problem, "InvalidTemplate", "/outputs/o/value", "lambda() takes")
+
+
+def test_an_output_holding_a_lambda_is_a_clear_error() -> None:
+    problem = first_problem(output("[createObject('a', lambda('x', 1))]", "object"))
+    assert_problem(problem, "InvalidTemplate", "/outputs/o/value", "A lambda can only")
+
+
+def test_min_length_of_2_63_with_fill_missing_is_a_clear_error() -> None:
+    template = doc(parameters={"p": {"type": "string", "minLength": 2**63}})
+    problem = first_problem(template, options=LoadOptions(fill_missing=True))
+    assert_problem(problem, "PlaceholderTooLarge", "/parameters/p", "give the parameter a value")
+
+
+def test_expressions_nested_past_128_levels_are_a_clear_error() -> None:
+    problem = first_problem(output("[" + "string(" * 200 + "1" + ")" * 200 + "]"))
+    assert_problem(problem, "ExpressionNestedTooDeep", "/outputs/o/value", "128 levels")
+
+
+# --- memory ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("tail", ["// a comment\n", '"b": [1,],'])
+def test_a_10_mb_string_with_comments_parses_in_a_small_multiple_of_its_size(tail: str) -> None:
+    text = '{"a": "' + "x" * 10_000_000 + '", ' + tail + ' "c": 1}'
+    tracemalloc.start()
+    try:
+        value = load_json_text(text, "t.json")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(value["a"]) == 10_000_000
+    assert peak < 8 * len(text)
