@@ -15,6 +15,7 @@ from typing import Any
 from jsonschema import Draft202012Validator, ValidationError
 
 from lbsim.api.replies import Detail, Refused
+from lbsim.dataplane.faults import ATTRIBUTES, FaultType, Stream
 
 BODY_LIMIT = 1 << 20  # bytes; every body the API takes is a few dozen
 
@@ -46,6 +47,53 @@ CHECK: dict[str, Any] = {
     },
     "required": ["source"],
     "additionalProperties": False,
+}
+
+
+def _attributes(kind: FaultType) -> dict[str, Any]:
+    """The attributes a fault type takes (Toxiproxy's names), each a number not below 0."""
+    known = ATTRIBUTES[kind]
+    return {
+        "type": "object",
+        "properties": {
+            key: {"type": "integer" if spec.integer else "number", "minimum": 0}
+            for key, spec in known.items()
+        },
+        "required": [key for key, spec in known.items() if spec.default is None],
+        "additionalProperties": False,
+    }
+
+
+# A toxic as Toxiproxy's API takes it (name, type, stream, toxicity, attributes), with lbsim's
+# target and seed; the attributes a type takes are checked against that type.
+FAULT: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,100}$"},
+        "type": {"enum": [kind.value for kind in FaultType]},
+        "stream": {"enum": [way.value for way in Stream]},
+        "toxicity": {"type": "number", "minimum": 0, "maximum": 1},
+        "seed": {"type": "integer"},
+        "attributes": {"type": "object"},
+        "target": {
+            "type": "object",
+            "properties": {
+                "frontendPort": _PORT,
+                "rule": {"type": "string", "minLength": 1},
+                "instance": {"type": "string", "minLength": 1},
+            },
+            "additionalProperties": False,
+        },
+    },
+    "required": ["type"],
+    "additionalProperties": False,
+    "allOf": [
+        {
+            "if": {"properties": {"type": {"const": kind.value}}, "required": ["type"]},
+            "then": {"properties": {"attributes": _attributes(kind)}},
+        }
+        for kind in FaultType
+    ],
 }
 RULES_QUERY: dict[str, Any] = {
     "type": "object",
@@ -96,14 +144,23 @@ def _bad_body(message: str) -> Refused:
 
 
 def _check(document: Any, schema: Mapping[str, Any], code: str, name: Any) -> None:
+    details = _details(document, schema, code, name)
+    if details:
+        raise _refused(details)
+
+
+def _details(document: Any, schema: Mapping[str, Any], code: str, name: Any) -> list[Detail]:
     validator = Draft202012Validator(schema)
-    details = [
+    return [
         Detail(code, f"{target}: {message}", target)
         for error in sorted(validator.iter_errors(document), key=lambda e: [str(p) for p in e.path])
         for target, message in _explain(error, name)
     ]
-    if details:
-        raise _refused(details)
+
+
+def fault_problems(document: Any) -> list[Detail]:
+    """What is wrong with a fault's JSON (the config file's ``[[faults]]`` reads it too)."""
+    return _details(document, FAULT, "InvalidFault", _json_path)
 
 
 def _refused(details: list[Detail]) -> Refused:

@@ -16,6 +16,8 @@ from typing import Any
 
 import attrs
 
+from lbsim.api.bodies import fault_problems
+from lbsim.dataplane.faults import Fault
 from lbsim.dataplane.portmap import PortMap
 from lbsim.dataplane.settings import (
     DEFAULT_TCP_ENGINE,
@@ -26,7 +28,7 @@ from lbsim.dataplane.settings import (
     TcpEngine,
     split_address,
 )
-from lbsim.errors import ConfigError
+from lbsim.errors import ConfigError, LbsimError
 
 
 def _positive(kind: Callable[[str], Any]) -> Callable[[Any], Any]:
@@ -219,7 +221,7 @@ _MAPS = {
     "backends": "--backend SCALESET=PATTERN: local services serve a scale set's instances",
     "links": "--link URL=FILE: read a linked template (a URL ending in /: a folder) from FILE",
 }
-_KNOWN = [key for s in SETTINGS for key in s.keys] + list(_MAPS)
+_KNOWN = [key for s in SETTINGS for key in s.keys] + list(_MAPS) + ["faults"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -263,6 +265,7 @@ class UpConfig:
     frontends: Mapping[str, str]
     runtime: RuntimeSettings
     links: Mapping[str, str] = attrs.Factory(dict)  # linked templates' URLs -> local files
+    faults: tuple[Fault, ...] = ()  # [[faults]]: set from the start (docs/faults.md)
 
 
 def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> UpConfig:
@@ -289,7 +292,27 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
         port_map=_port_map(values["port_map"]),
         instance_network=_port_map(values["port_map"]).instance_network,
     )
-    return UpConfig(values, maps["frontends"], runtime, maps["links"])
+    faults = _faults(file["faults"], args.config) if "faults" in file else ()
+    return UpConfig(values, maps["frontends"], runtime, maps["links"], faults)
+
+
+def _faults(tables: Any, path: str) -> tuple[Fault, ...]:
+    """The config file's ``[[faults]]``: each table as the control API's fault JSON."""
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise ConfigError("InvalidConfigFile", f"{path}: faults is an array of tables, [[faults]].")
+    made: dict[str, Fault] = {}
+    for index, table in enumerate(tables):
+        where = f"{path}: faults[{index}]"
+        for detail in fault_problems(table)[:1]:
+            raise ConfigError("InvalidFault", f"{where}{detail.message.removeprefix('$')}")
+        try:
+            fault = Fault.from_json(table)
+        except LbsimError as error:
+            raise ConfigError(error.code, f"{where}.{error.message}") from None
+        if fault.name in made:
+            raise ConfigError("FaultAlreadyExists", f"{where}: a fault named {fault.name!r} is set")
+        made[fault.name] = fault
+    return tuple(made.values())
 
 
 def _value(

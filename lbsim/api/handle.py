@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 import attrs
 
+from lbsim.dataplane.faults import Fault
+
 
 class Status(Enum):
     """HTTP statuses of the refusals a handle raises, by error code (400 for the others)."""
@@ -33,6 +35,7 @@ ERROR_STATUS: dict[str, Status] = {
     "InboundNatPoolFrontendPortRangeSmallerThanRequestedPorts": Status.CONFLICT,
     "InboundNatRuleFrontendPortRangeSmallerThanRequestedPorts": Status.CONFLICT,
     "FrontendBindFailed": Status.CONFLICT,
+    "FaultAlreadyExists": Status.CONFLICT,
 }
 
 
@@ -125,3 +128,14 @@ class LiveLoadBalancer(Protocol):
     async def reload(self) -> ChangeReport:
         """Load the template, parameters and config again and apply the difference; an
         invalid one raises ``TemplateInvalid`` (every problem) and the old plan runs on."""
+
+    def faults(self) -> list[dict[str, Any]]:
+        """The faults set, in the order added, each as Toxiproxy's JSON of a toxic (with
+        ``target`` and ``seed``)."""
+
+    def add_fault(self, fault: Fault) -> dict[str, Any]:
+        """Set a fault (it acts on new flows and new UDP datagrams); ``FaultAlreadyExists``
+        if its name is set, ``ResourceNotFound`` if its target names nothing running."""
+
+    def remove_fault(self, name: str) -> dict[str, Any]:
+        """Remove a fault by name (``ResourceNotFound`` if none is set by that name)."""

@@ -36,6 +36,7 @@ from lbsim.api.config import SETTINGS, resolve
 from lbsim.api.handle import ChangeReport
 from lbsim.api.session import Session
 from lbsim.api.source import Source
+from lbsim.dataplane.faults import Fault
 from lbsim.errors import ConfigError, LbsimError
 
 __all__ = ["ThreadedLoadBalancer", "run_in_thread", "serve"]
@@ -178,6 +179,26 @@ class ThreadedLoadBalancer:
 
     def reload(self) -> ChangeReport:
         return self._change(self.session.reload)
+
+    def faults(self) -> list[dict[str, Any]]:
+        return self._call(self.session.faults)
+
+    def add_fault(self, fault: Fault | str, **options: Any) -> dict[str, Any]:
+        """As :meth:`lbsim.api.session.Session.add_fault`."""
+        return self._call(self.session.add_fault, fault, **options)
+
+    def remove_fault(self, name: str) -> dict[str, Any]:
+        return self._call(self.session.remove_fault, name)
+
+    @contextmanager
+    def fault(self, fault: Fault | str, **options: Any) -> Iterator[dict[str, Any]]:
+        """``with lb.fault("latency", latency=200):`` set inside the block, removed after."""
+        made = self.add_fault(fault, **options)
+        try:
+            yield made
+        finally:
+            if any(f["name"] == made["name"] for f in self.faults()):
+                self.remove_fault(made["name"])
 
     # --- for tests (see lbsim.api.assertions and docs/testing.md) ---------------------------
     def assert_reachable(

@@ -14,7 +14,9 @@ import attrs
 
 from lbsim.api import bodies
 from lbsim.api.handle import ChangeReport, LiveLoadBalancer
-from lbsim.api.replies import PROMETHEUS, Refused, Reply, json_reply
+from lbsim.api.replies import PROMETHEUS, Detail, Refused, Reply, json_reply, refusal_of
+from lbsim.dataplane.faults import Fault
+from lbsim.errors import LbsimError
 
 
 @attrs.frozen
@@ -139,6 +141,34 @@ async def _reload(call: Call) -> Reply:
     return _changed(await call.handle.reload())
 
 
+# --- faults ---------------------------------------------------------------------------------
+async def _faults(call: Call) -> Reply:
+    return json_reply(call.handle.faults())
+
+
+async def _add_fault(call: Call) -> Reply:
+    body = bodies.parse_body(call.body, bodies.FAULT)
+    try:
+        return json_reply(call.handle.add_fault(Fault.from_json(body)))
+    except LbsimError as error:
+        raise _in_body(error) from None
+
+
+async def _remove_fault(call: Call) -> Reply:
+    bodies.parse_body(call.body, bodies.NOTHING)
+    return json_reply(call.handle.remove_fault(call.params["name"]))
+
+
+def _in_body(error: LbsimError) -> Refused:
+    """A refusal whose target is the body's field as a JSON path (``$.target.rule``)."""
+    refused = refusal_of(error)
+    if error.at is not None:
+        target = "$" + str(error.at).replace("/", ".")
+        code = "InvalidRequestContent" if error.code == "InvalidFault" else error.code
+        refused.error = Detail(code, f"{target}: {error.message.split(': ', 1)[-1]}", target)
+    return refused
+
+
 def _changed(report: ChangeReport) -> Reply:
     return json_reply(report.to_json())
 
@@ -158,6 +188,9 @@ ROUTES = (
     _route("DELETE", _INSTANCE, _action("delete")),
     _route("PUT", f"{_INSTANCE}/protection", _protection),
     _route("POST", "/v1/reload", _reload),
+    _route("GET", "/v1/faults", _faults),
+    _route("POST", "/v1/faults", _add_fault),
+    _route("DELETE", "/v1/faults/{name}", _remove_fault),
 )
 
 

@@ -13,7 +13,8 @@ the plan, the fleet and the runtime as they were. Changes are serialized.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from lbsim.control.nsg import effective_rules
 from lbsim.control.plan import plan as make_plan
 from lbsim.control.types import Backend, BalancingEntry, NatEntry, Plan
 from lbsim.dataplane.events import RecordSink, as_events, discard, fanout
+from lbsim.dataplane.faults import Fault, Target, make_fault, rules_of
 from lbsim.dataplane.runtime import Runtime
 from lbsim.dataplane.settings import RuntimeSettings
 from lbsim.errors import LbsimError, Problem, TemplateInvalid
@@ -40,6 +42,7 @@ from lbsim.model import Deployment, SecurityRuleDirection, VirtualMachineScaleSe
 from lbsim.observe.flowlogs import FlowLogWriter
 from lbsim.observe.logs import LogWriter
 from lbsim.observe.metrics import RuntimeCollector
+from lbsim.pointer import Pointer
 
 
 class Session:
@@ -79,6 +82,8 @@ class Session:
         self.api_url: str | None = None
         self._ready = False
         self._changing = trio.Lock()
+        for fault in config.faults:  # the config file's [[faults]]: active from the start
+            self.add_fault(fault)
 
     @property
     def plan(self) -> Plan:
@@ -234,6 +239,67 @@ class Session:
             if settings is not self.runtime.settings:
                 await self.runtime.apply(diff(self.plan, self.plan), settings)
             return local
+
+    # --- faults -----------------------------------------------------------------------------
+    def faults(self) -> list[dict[str, Any]]:
+        return [fault.to_json() for fault in self.runtime.faults]
+
+    def add_fault(
+        self,
+        fault: Fault | str,
+        *,
+        name: str | None = None,
+        stream: str = "downstream",
+        toxicity: float = 1.0,
+        seed: int | None = None,
+        frontend_port: int | None = None,
+        rule: str | None = None,
+        instance: str | None = None,
+        **attributes: float,
+    ) -> dict[str, Any]:
+        """Set a fault: a :class:`~lbsim.dataplane.faults.Fault`, or its type and the rest
+        as keywords (``add_fault("latency", latency=200, instance="web/1")``). It acts on
+        new flows (and on new UDP datagrams) from now on; its JSON is returned."""
+        if isinstance(fault, str):
+            target = Target(frontend_port, rule, instance)
+            fault = make_fault(
+                fault,
+                name=name,
+                stream=stream,
+                toxicity=toxicity,
+                seed=seed,
+                target=target,
+                attributes=attributes,
+            )
+        self._check_target(fault.target)
+        self.runtime.add_fault(fault)
+        return fault.to_json()
+
+    def remove_fault(self, name: str) -> dict[str, Any]:
+        return self.runtime.remove_fault(name).to_json()
+
+    @asynccontextmanager
+    async def fault(self, fault: Fault | str, **options: Any) -> AsyncIterator[dict[str, Any]]:
+        """``async with lb.fault("latency", latency=200):`` the fault is set inside the
+        block and removed on the way out (whatever happens inside)."""
+        made = self.add_fault(fault, **options)
+        try:
+            yield made
+        finally:
+            if any(f.name == made["name"] for f in self.runtime.faults):
+                self.remove_fault(made["name"])
+
+    def _check_target(self, target: Target) -> None:
+        """A target names what the live plan has: a frontend port, a rule, an instance."""
+        entries: list[NatEntry | BalancingEntry] = [*self.plan.nat, *self.plan.balancing]
+        port, rule, instance = target.frontend_port, target.rule, target.instance
+        if port is not None and all(e.frontend_port != port for e in entries):
+            raise _no_target("frontendPort", f"no NAT entry or rule listens on port {port}")
+        if rule is not None and all(rule.lower() not in rules_of(e) for e in entries):
+            raise _no_target("rule", f"no NAT rule, NAT pool or load-balancing rule {rule!r}")
+        labels = {b.label.lower() for b in self.plan.backends}
+        if instance is not None and instance.lower() not in labels:
+            raise _no_target("instance", f"no instance {instance!r} (as web/1, or a VM's name)")
 
     # --- changes ----------------------------------------------------------------------------
     # Each change is a function of the live state, called with the lock held: two changes
@@ -419,6 +485,12 @@ class Session:
             for listener in self.runtime.listeners
             for route in listener.routes
         }
+
+
+def _no_target(field: str, message: str) -> LbsimError:
+    return LbsimError(
+        "ResourceNotFound", f"target.{field}: {message}", Pointer.parse(f"/target/{field}")
+    )
 
 
 def overprovision(config: UpConfig) -> Overprovision | None:

@@ -58,6 +58,8 @@ READY: Shape = {"status": str}
 NOT_READY: Shape = {"status": str, "reason": str}
 INSTANCES: Shape = [{"scaleSet": object, "instanceId": object, "state": str, "ports": [dict]}]
 PORTS: Shape = [dict]
+FAULT: Shape = {"name": str, "type": str, "stream": str, "attributes": dict, "target": dict}
+FAULTS: Shape = [FAULT]
 REPORT: Shape = {
     "added": [dict],
     "removed": [dict],

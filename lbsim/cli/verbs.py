@@ -1,5 +1,5 @@
 """The verbs that talk to a running ``lbsim up`` through its control API: ``status``,
-``wait``, ``list``, ``scale``, ``instance`` and ``reload``.
+``wait``, ``list``, ``scale``, ``instance``, ``reload`` and ``fault``.
 
 Exit codes: 0 done (ready, for ``status`` and ``wait``), 1 not ready (``status``; ``wait``
 timed out), 2 refused, nobody answered, or what answered is not lbsim (``lbsim: Code:
@@ -18,6 +18,8 @@ from lbsim.cli import render
 from lbsim.cli.changes import change_lines, list_rows
 from lbsim.cli.client import (
     DEFAULT_API,
+    FAULT,
+    FAULTS,
     INSTANCES,
     NOT_READY,
     PORTS,
@@ -69,6 +71,30 @@ def add_parsers(sub: Sub) -> None:
     instance.set_defaults(run=cmd_instance)
     reload = _verb(sub, "reload", "load the template and config again and apply what changed")
     reload.set_defaults(run=cmd_reload)
+    _fault_parser(sub)
+
+
+def _fault_parser(sub: Sub) -> None:
+    """``lbsim fault add|rm|list``: faults in Toxiproxy's vocabulary (docs/faults.md)."""
+    fault = _verb(sub, "fault", "add, remove (rm) or list faults: latency, bandwidth, down, ...")
+    fault.add_argument("action", choices=("add", "rm", "list"), help="what to do")
+    fault.add_argument("name", metavar="NAME", nargs="?", help="the fault's name (rm: required)")
+    fault.add_argument("-t", "--type", help="add: latency, bandwidth, timeout, reset_peer, ...")
+    fault.add_argument(
+        "-a",
+        "--attribute",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="add: an attribute of the type, as Toxiproxy names it (latency=100); repeatable",
+    )
+    fault.add_argument("--stream", choices=("upstream", "downstream"), default="downstream")
+    fault.add_argument("--toxicity", type=float, default=1.0, help="0 never acts, 1 always")
+    fault.add_argument("--seed", type=int, help="seed of the fault's random draws")
+    fault.add_argument("--frontend-port", type=int, metavar="PORT", help="target: a port")
+    fault.add_argument("--rule", help="target: a NAT rule or pool, or a load-balancing rule")
+    fault.add_argument("--instance", help="target: an instance (web/1)")
+    fault.set_defaults(run=cmd_fault)
 
 
 def _verb(sub: Sub, name: str, help_text: str) -> argparse.ArgumentParser:
@@ -204,6 +230,61 @@ def cmd_instance(args: argparse.Namespace, client: Client) -> int:
     else:
         report = client.change("POST", f"{path}/{args.action}")
     return _report(args, f"{args.action} {args.name}/{args.instance_id}", report)
+
+
+@_guarded
+def cmd_fault(args: argparse.Namespace, client: Client) -> int:
+    if args.action == "list":
+        faults = client.get("/v1/faults", FAULTS)
+        if args.output == "json":
+            render.dump(faults)
+        else:
+            rows = [_fault_row(f) for f in faults]
+            headers = ["NAME", "TYPE", "STREAM", "TOXICITY", "ATTRIBUTES", "TARGET"]
+            print(render.table(rows, headers) if rows else "no faults")
+        return EXIT_OK
+    if args.action == "rm":
+        if not args.name:
+            raise ApiError("InvalidArgument", "lbsim fault rm NAME: which fault?")
+        path = f"/v1/faults/{segment(args.name)}"
+        gone = client.expect(client.call("DELETE", path), f"DELETE {path}", FAULT)
+        return _said(args, gone, "removed")
+    if not args.type:
+        raise ApiError("InvalidArgument", "lbsim fault add: --type is required (latency, ...)")
+    body: dict[str, Any] = {"type": args.type, "stream": args.stream, "toxicity": args.toxicity}
+    body["attributes"] = dict(_attribute(text) for text in args.attribute)
+    target = {"frontendPort": args.frontend_port, "rule": args.rule, "instance": args.instance}
+    body["target"] = {k: v for k, v in target.items() if v is not None}
+    body |= {k: v for k, v in (("name", args.name), ("seed", args.seed)) if v is not None}
+    made = client.expect(client.call("POST", "/v1/faults", body), "POST /v1/faults", FAULT)
+    return _said(args, made, "added")
+
+
+def _attribute(text: str) -> tuple[str, float]:
+    key, sep, value = text.partition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        number = None
+    if not sep or not key or number is None:
+        raise ApiError("InvalidArgument", f"--attribute {text!r}: give KEY=NUMBER (latency=100)")
+    return key, int(number) if number.is_integer() else number
+
+
+def _fault_row(fault: dict[str, Any]) -> list[Any]:
+    attributes = ", ".join(f"{k}={v}" for k, v in fault["attributes"].items())
+    target = ", ".join(f"{k}={v}" for k, v in fault["target"].items()) or "everything"
+    toxicity = fault.get("toxicity")
+    return [fault["name"], fault["type"], fault["stream"], toxicity, attributes, target]
+
+
+def _said(args: argparse.Namespace, fault: dict[str, Any], what: str) -> int:
+    if args.output == "json":
+        render.dump(fault)
+    else:
+        row = _fault_row(fault)
+        print(f"fault {row[0]} {what}: {row[1]} {row[2]} ({row[4] or 'no attributes'}) on {row[5]}")
+    return EXIT_OK
 
 
 @_guarded

@@ -26,6 +26,7 @@ import attrs
 import trio
 
 from lbsim.errors import LbsimError
+from lbsim.pointer import Pointer
 
 __all__ = [
     "ATTRIBUTES",
@@ -219,7 +220,10 @@ def _number(value: Any, spec: Attribute, field: str) -> float:
 
 
 def _invalid(field: str, message: str) -> LbsimError:
-    return LbsimError("InvalidFault", f"{field}: {message}")
+    """``InvalidFault``, at the field's pointer in the fault's JSON (``/attributes/rate``)."""
+    return LbsimError(
+        "InvalidFault", f"{field}: {message}", Pointer.parse("/" + field.replace(".", "/"))
+    )
 
 
 @attrs.define(eq=False)
