@@ -49,6 +49,8 @@ def _tcp(client: str, target: tuple[str, int], hold_s: float) -> tuple[bool, str
             sock.connect(target)
         except ConnectionRefusedError:
             return False, "refused (nothing listens there)"
+        except ConnectionResetError:
+            return False, "reset"
         except OSError as error:
             return False, f"connect failed: {error.strerror or error}"
         sock.settimeout(hold_s)

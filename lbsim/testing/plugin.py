@@ -1,0 +1,187 @@
+"""lbsim's pytest plugin: a running load balancer of the template a user deploys, as a
+fixture.
+
+- ``lbsim_template``: the template's path (``--lbsim-template``, the ``lbsim_template`` ini
+  option, or a fixture of that name in ``conftest.py``);
+- ``lbsim_parameters``: a parameters file's path or a mapping of values (default none);
+- ``lbsim_config``: settings, as ``lbsim.toml``'s keys (default none);
+- ``lbsim``: the running load balancer, the handle of :func:`lbsim.run_in_thread` (so plain
+  synchronous tests use it); its scope is the ``lbsim_scope`` ini option (``session``);
+- ``lbsim_factory``: starts more load balancers in one test, each stopped at its end.
+
+``@pytest.mark.lbsim(template=..., parameters=..., config=...)`` gives one test a load
+balancer of its own (the ``lbsim`` fixture is then function-scoped for that test). Ports: the
+``port_map`` setting is ``per-worker`` under pytest-xdist (each worker on loopback addresses
+of its own) and ``azure`` otherwise, unless ``--lbsim-port-map`` or the config says; a control
+API asked for (any ``api_port`` but ``off``) takes a free port. Only pytest is imported here
+until a fixture runs, so that the plugin costs nothing to test suites that do not use it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import pytest
+
+if TYPE_CHECKING:
+    from lbsim.api.library import ThreadedLoadBalancer
+
+Parameters = Mapping[str, Any] | str | Path | None
+Factory = Callable[..., "ThreadedLoadBalancer"]
+Scope = Literal["session", "package", "module", "class", "function"]
+SCOPES: tuple[Scope, ...] = ("session", "package", "module", "class", "function")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("lbsim", "lbsim: an Azure load balancer of your template")
+    group.addoption(
+        "--lbsim-template",
+        dest="lbsim_template",
+        metavar="PATH",
+        help="the ARM template the lbsim fixture runs",
+    )
+    group.addoption(
+        "--lbsim-port-map",
+        dest="lbsim_port_map",
+        metavar="MAP",
+        help="where lbsim listens: azure, per-worker[:N], offset:N or ephemeral "
+        "(default: per-worker under pytest-xdist, else azure)",
+    )
+    parser.addini(
+        "lbsim_template", "the ARM template the lbsim fixture runs (relative: to rootdir)"
+    )
+    parser.addini("lbsim_port_map", "lbsim's port map (as --lbsim-port-map)")
+    parser.addini("lbsim_scope", "the scope of the lbsim fixture", default="session")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "lbsim(template=None, parameters=None, config=None): this test gets a load balancer "
+        "of its own for the lbsim fixture (relative paths: from the test file's folder)",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test marked ``lbsim`` gets the ``lbsim`` fixture at function scope, with the
+    marker's arguments (pytest's indirect parametrization may narrow a fixture's scope)."""
+    marker = metafunc.definition.get_closest_marker("lbsim")
+    if marker is None or "lbsim" not in metafunc.fixturenames:
+        return
+    wanted = dict(marker.kwargs)
+    if marker.args:
+        wanted.setdefault("template", marker.args[0])
+    wanted["folder"] = metafunc.definition.path.parent
+    metafunc.parametrize("lbsim", [wanted], indirect=True, scope="function", ids=["lbsim"])
+
+
+def _scope(fixture_name: str, config: pytest.Config) -> Scope:
+    wanted = str(config.getini("lbsim_scope") or "session").strip()
+    for scope in SCOPES:
+        if scope == wanted:
+            return scope
+    raise pytest.UsageError(f"lbsim_scope = {wanted}: choose one of {', '.join(SCOPES)}")
+
+
+@pytest.fixture(scope="session")
+def lbsim_template(pytestconfig: pytest.Config) -> Path:
+    """The template's path: ``--lbsim-template``, else the ``lbsim_template`` ini option.
+    Override this fixture in ``conftest.py`` (session-scoped) to name your own."""
+    option = pytestconfig.getoption("lbsim_template")
+    if option:
+        return Path(pytestconfig.invocation_params.dir, option)
+    ini = pytestconfig.getini("lbsim_template")
+    if ini:
+        return Path(pytestconfig.rootpath, str(ini))
+    raise pytest.UsageError(
+        "lbsim: which template? Give --lbsim-template, the lbsim_template ini option, or "
+        "a session-scoped lbsim_template fixture in conftest.py."
+    )
+
+
+@pytest.fixture(scope="session")
+def lbsim_parameters() -> Parameters:
+    """The template's parameters: a mapping of values, a parameters file's path, or None."""
+    return None
+
+
+@pytest.fixture(scope="session")
+def lbsim_config() -> Mapping[str, Any]:
+    """lbsim's settings, as ``lbsim.toml``'s keys (``{"sources": {...}}``)."""
+    return {}
+
+
+@pytest.fixture(scope=_scope)
+def lbsim(
+    request: pytest.FixtureRequest,
+    lbsim_template: Path,
+    lbsim_parameters: Parameters,
+    lbsim_config: Mapping[str, Any],
+) -> Iterator[ThreadedLoadBalancer]:
+    """The running load balancer; ``@pytest.mark.lbsim(...)`` gives a test its own."""
+    marked: dict[str, Any] = getattr(request, "param", None) or {}
+    template, parameters, config = lbsim_template, lbsim_parameters, lbsim_config
+    if marked:
+        folder = Path(marked["folder"])
+        if marked.get("template") is not None:
+            template = folder / marked["template"]
+            parameters, config = None, {}  # another template: none of the suite's own
+        if marked.get("parameters") is not None:
+            parameters = marked["parameters"]
+            if isinstance(parameters, str | Path):
+                parameters = folder / parameters
+        if marked.get("config") is not None:
+            config = marked["config"]
+    with start(request.config, template, parameters, config) as lb:
+        yield lb
+
+
+@pytest.fixture
+def lbsim_factory(request: pytest.FixtureRequest) -> Iterator[Factory]:
+    """``lbsim_factory(template, parameters=None, config=None)`` starts one more load
+    balancer and returns its handle; each is stopped when the test ends. Two of one
+    template on one worker need ``config={"port_map": "ephemeral"}`` (or an offset)."""
+    with contextlib.ExitStack() as stack:
+
+        def make(
+            template: str | Path,
+            parameters: Parameters = None,
+            config: Mapping[str, Any] | None = None,
+        ) -> ThreadedLoadBalancer:
+            handle: ThreadedLoadBalancer = stack.enter_context(
+                start(request.config, Path(template), parameters, config)
+            )
+            return handle
+
+        yield make
+
+
+def start(
+    pytest_config: pytest.Config,
+    template: Path,
+    parameters: Parameters,
+    config: Mapping[str, Any] | None,
+) -> contextlib.AbstractContextManager[ThreadedLoadBalancer]:
+    """:func:`lbsim.run_in_thread` with the plugin's settings: its port map, a free port
+    for a control API asked for."""
+    from lbsim.api.library import run_in_thread  # noqa: PLC0415 (only once a test needs it)
+
+    settings = dict(config or {})
+    settings.setdefault("port_map", port_map(pytest_config))
+    if str(settings.get("api_port", "off")).lower() != "off":
+        settings["api_port"] = 0
+    if isinstance(parameters, Mapping):
+        return run_in_thread(template, params=parameters, config=settings)
+    return run_in_thread(template, parameters=parameters, config=settings)
+
+
+def port_map(config: pytest.Config) -> str:
+    """The port map asked for, else per-worker under pytest-xdist, else azure."""
+    asked = config.getoption("lbsim_port_map") or config.getini("lbsim_port_map")
+    if asked:
+        return str(asked)
+    return "per-worker" if os.environ.get("PYTEST_XDIST_WORKER") else "azure"
