@@ -7,13 +7,15 @@ never fight over one address and port:
 
 - ``azure``: Azure's exact port on the frontend's loopback address (``lbsim up``'s default);
 - ``per-worker`` / ``per-worker:N``: Azure's exact ports, but worker N's frontends listen on
-  ``127.<N+1>.c.d`` instead of ``127.0.c.d`` and its built-in instances take their addresses
+  ``127.0.<N+1>.d`` instead of ``127.0.0.d`` and its built-in instances take their addresses
   from ``127.<100+N>.0.0/16`` (the worker of a bare ``per-worker`` is pytest-xdist's
-  ``PYTEST_XDIST_WORKER``, ``gwN``; 0 outside xdist);
+  ``PYTEST_XDIST_WORKER``, ``gwN``; 0 outside xdist). Frontends stay inside 127.0.0.0/16
+  because 127.1.0.0/16 is where ``lbsim up``'s built-in instances live: another lbsim on
+  the machine never serves on a worker's address;
 - ``offset:N``: every frontend port plus N, on the usual addresses;
 - ``ephemeral``: any free port the system gives (bind to port 0).
 
-Frontends that are not on ``127.0.x.y`` (``::1``, or an address given with ``--frontend``)
+Frontends that are not on ``127.0.0.x`` (``::1``, or an address given with ``--frontend``)
 keep their address under ``per-worker``. The handle (``endpoint``, ``ports``) always says
 where a listener is bound.
 """
@@ -29,7 +31,7 @@ from enum import Enum
 import attrs
 
 DEFAULT_INSTANCE_NETWORK = "127.1.0.0/16"
-MAX_WORKER = 98  # worker N listens on 127.<N+1>: below the instances' 127.100 and up
+MAX_WORKER = 155  # worker N's instances are in 127.<100+N>.0.0/16
 _WORKER = re.compile(r"gw(\d+)")
 
 
@@ -119,8 +121,7 @@ def _worker_address(address: str, worker: int) -> str:
         return address
     if not isinstance(ip, ipaddress.IPv4Address) or ip not in _AZURE_LOOPBACK:
         return address
-    third, fourth = ip.packed[2], ip.packed[3]
-    return f"127.{worker + 1}.{third}.{fourth}"
+    return f"127.0.{worker + 1}.{ip.packed[3]}"
 
 
 def _number(text: str, form: str) -> int:
@@ -129,4 +130,4 @@ def _number(text: str, form: str) -> int:
     return int(text)
 
 
-_AZURE_LOOPBACK = ipaddress.IPv4Network("127.0.0.0/16")
+_AZURE_LOOPBACK = ipaddress.IPv4Network("127.0.0.0/24")  # public IPs, internal frontends

@@ -47,8 +47,9 @@ def test_a_bare_per_worker_is_the_xdist_worker() -> None:
 
 def test_where_each_map_listens() -> None:
     assert PortMap.parse("azure").listen("127.0.0.3", 50000) == ("127.0.0.3", 50000)
-    assert PortMap.parse("per-worker:2").listen("127.0.0.3", 50000) == ("127.3.0.3", 50000)
+    assert PortMap.parse("per-worker:2").listen("127.0.0.3", 50000) == ("127.0.3.3", 50000)
     assert PortMap.parse("per-worker:2").listen("::1", 50000) == ("::1", 50000)
+    assert PortMap.parse("per-worker:2").listen("127.9.0.1", 22) == ("127.9.0.1", 22)
     assert PortMap.parse("per-worker:2").instance_network == "127.102.0.0/16"
     assert PortMap.parse("offset:7").listen("127.0.0.1", 50000) == ("127.0.0.1", 50007)
     assert PortMap.parse("ephemeral").listen("127.0.0.1", 50000) == ("127.0.0.1", 0)
@@ -60,7 +61,7 @@ def test_where_each_map_listens() -> None:
         ("nearby", "choose azure, per-worker"),
         ("offset", "offset takes a number"),
         ("offset:-5", "whole number"),
-        ("per-worker:99", "workers 0 to 98"),
+        ("per-worker:156", "workers 0 to 155"),
         ("ephemeral:3", "takes no"),
     ],
 )
@@ -82,8 +83,8 @@ def test_two_workers_run_one_template_at_once_without_a_collision() -> None:
         lbsim.run_in_thread(TOPOLOGY, config=_config("per-worker:60")) as first,
         lbsim.run_in_thread(TOPOLOGY, config=_config("per-worker:61")) as second,
     ):
-        assert first.endpoint("web", 0, 22) == ("127.61.0.1", 50000)
-        assert second.endpoint("web", 0, 22) == ("127.62.0.1", 50000)
+        assert first.endpoint("web", 0, 22) == ("127.0.61.1", 50000)
+        assert second.endpoint("web", 0, 22) == ("127.0.62.1", 50000)
         for lb in (first, second):
             row = lb.ports()[0]
             # the plan is Azure's; only where lbsim listens moved
