@@ -74,7 +74,7 @@ async def test_latency_delays_each_round_trip_within_bounds() -> None:
         with await connect(address) as sock:
             await read_line(sock)
             times = [await round_trip(sock) for _ in range(3)]
-        assert all(0.1 <= t <= 0.18 for t in times), times
+        assert all(0.1 <= t <= 0.2 for t in times), times
 
 
 async def test_jitter_varies_the_delay_within_its_range() -> None:
@@ -84,7 +84,7 @@ async def test_jitter_varies_the_delay_within_its_range() -> None:
         with await connect(address) as sock:
             await read_line(sock)
             times = [await round_trip(sock) for _ in range(6)]
-        assert all(0.02 <= t <= 0.15 for t in times), times
+        assert all(0.02 <= t <= 0.17 for t in times), times
         assert max(times) - min(times) > 0.01  # not one fixed delay
 
 
