@@ -159,6 +159,9 @@ class ThreadedLoadBalancer:
     def metrics(self) -> bytes:
         return self._call(self.session.metrics)
 
+    def probed(self, scale_set: str, instance_id: int) -> dict[str, bool | None]:
+        return self._call(self.session.probed, scale_set, instance_id)
+
     def scale(self, scale_set: str, capacity: int) -> ChangeReport:
         return self._change(self.session.scale, scale_set, capacity)
 
@@ -242,20 +245,19 @@ class ThreadedLoadBalancer:
 
     def wait_probed_up(self, scale_set: str, instance_id: int, timeout: float = 10.0) -> None:
         """Wait until every health probe that watches the instance says it is up."""
-        probed = self._call(self.session.probed, scale_set, instance_id)
-        if not probed:
+        if not self.probed(scale_set, instance_id):
             raise LbsimError(
                 "ResourceNotFound", f"no health probe watches {scale_set}/{instance_id}."
             )
 
         def up() -> dict[str, bool | None] | None:
-            now = self._call(self.session.probed, scale_set, instance_id)
+            now = self.probed(scale_set, instance_id)
             return None if not all(now.values()) else now
 
         try:
             self.wait_for(up, timeout)
         except TimeoutError:
-            now = self._call(self.session.probed, scale_set, instance_id)
+            now = self.probed(scale_set, instance_id)
             raise TimeoutError(
                 f"{scale_set}/{instance_id} not probed up within {timeout:g} s: {now}"
             ) from None
