@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from lbsim.arm.limits import LimitExceeded
+from lbsim.arm.limits import MAX_JSON_DEPTH, LimitExceeded, too_deep
 from lbsim.arm.placeholders import placeholder_value
 from lbsim.errors import Problem, Severity
 from lbsim.pointer import Pointer
@@ -112,6 +112,8 @@ def convert_cli_value(decl: ParameterDecl, text: str) -> Any:
     """A ``--param`` string converted to the declared type; raises ValueError, whose text is
     the whole message for the user, if it cannot be."""
     if decl.type == "Int" and _INTEGER.fullmatch(text.strip()):
+        if len(text.strip().lstrip("+-")) > 19:  # past 64 bits (and int()'s digit limit)
+            raise ValueError(_not_valid(decl, text[:40], "expected a 64-bit integer"))
         return int(text)
     if decl.type == "Bool" and text.strip().lower() in ("true", "false"):
         return text.strip().lower() == "true"
@@ -128,6 +130,10 @@ def _json_cli_value(decl: ParameterDecl, text: str) -> Any:
     expected = f"expected {wanted} in JSON, such as {_JSON_EXAMPLE[decl.type]}"
     try:
         value = json.loads(text)
+        if too_deep(value) is not None:
+            raise ValueError(_not_valid(decl, text[:40], f"nested over {MAX_JSON_DEPTH} levels"))
+    except RecursionError:
+        raise ValueError(_not_valid(decl, text[:40], "nested too deeply")) from None
     except json.JSONDecodeError as error:
         raise ValueError(
             _not_valid(decl, text, f"{expected}; the JSON breaks at character {error.pos + 1}")

@@ -281,3 +281,18 @@ def test_a_10_mb_string_with_comments_parses_in_a_small_multiple_of_its_size(tai
         tracemalloc.stop()
     assert len(value["a"]) == 10_000_000
     assert peak < 8 * len(text)
+
+
+@pytest.mark.parametrize(
+    ("name", "given", "why"),
+    [
+        ("o", "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ("o", '{"a":' * 300 + "1" + "}" * 300, "nested over 128 levels"),
+        ("n", "9" * 5000, "expected a 64-bit integer"),
+    ],
+)
+def test_hostile_param_values_are_clear_errors(name: str, given: str, why: str) -> None:
+    template = doc(parameters={"o": {"type": "object"}, "n": {"type": "int"}})
+    cli = {"o": "{}", "n": "1", name: given}
+    problem = first_problem(template, options=LoadOptions(cli_parameters=cli))
+    assert_problem(problem, "InvalidTemplate", f"/parameters/{name}", why)
