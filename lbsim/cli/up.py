@@ -147,8 +147,9 @@ def _row(listener: Listener) -> list[Any]:
     instance = (
         route.backend.label if len(listener.routes) == 1 else f"{len(listener.routes)} backends"
     )
+    where = listener.listen_label  # under a port map, where to connect (Azure's after it)
     return [
-        listener.label,
+        listener.label if where == listener.label else f"{where} ({listener.label})",
         listener.protocol.value,
         listener.entry.rule_name,
         instance,
@@ -166,6 +167,8 @@ def listener_json(listener: Listener) -> dict[str, Any]:
         "frontendIPConfiguration": entry.frontend.name,
         "frontendIPAddress": entry.frontend.address,
         "frontendPort": entry.frontend_port,
+        "listenAddress": listener.listen_address[0],
+        "listenPort": listener.listen_address[1],
         "protocol": listener.protocol.value,
         "backendPort": entry.backend_port,
         "backends": [

@@ -72,6 +72,12 @@ class Listener:
         return self.bound or self.port_map.listen(*self.address)
 
     @property
+    def listen_label(self) -> str:
+        """``host:port`` where it listens (``[v6]:port`` for IPv6)."""
+        host, port = self.listen_address
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    @property
     def label(self) -> str:
         return f"{self.entry.frontend.address}:{self.entry.frontend_port}"
 
