@@ -1,8 +1,10 @@
 """Access to the scale set, as deployed: SSH through the NAT pool from the office only, and
-the web tier behind its load-balancing rule when an instance goes down."""
+the web tier behind its load-balancing rule when an instance goes down; SSH through a
+latency spike (a fault, as Toxiproxy names them)."""
 
 import json
 import socket
+import time
 
 import pytest
 
@@ -47,3 +49,14 @@ def test_when_an_instance_goes_down_the_others_answer(lbsim):
     # the health probe takes the stopped instance out of the rule (after its interval)
     lbsim.wait_for(lambda: not any(lbsim.probed("app", 1).values()), timeout=15)
     assert {_who_answers(lbsim) for _ in range(6)} == {"app/0"}
+
+
+def test_ssh_answers_through_a_latency_spike(lbsim):
+    with lbsim.fault("latency", latency=200, instance="app/0"):  # removed after the block
+        started = time.monotonic()
+        with socket.create_connection(lbsim.endpoint("app", 0, 22), timeout=5) as ssh:
+            banner = ssh.recv(200)
+        waited = time.monotonic() - started
+    assert banner.startswith(b"SSH-2.0-lbsim_app_0")
+    assert waited >= 0.2
+    lbsim.assert_reachable("app", 0, 22)  # and at once again
