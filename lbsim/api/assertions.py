@@ -90,8 +90,7 @@ def explain(
     account (the NAT entry, the deciding NSG rule and its match flags)."""
     host, port = tried.target
     lines = [
-        f"{what}: expected {expected}, but the connection from {tried.client} to "
-        f"{host}:{port} was {tried.outcome}.",
+        f"{what}: expected {expected}; from {tried.client} to {host}:{port}: {tried.outcome}.",
         f"  NAT entry: {entry['ruleName']} {entry['frontendIPAddress']}:"
         f"{entry['frontendPort']} -> {entry['backend']} ({entry['backendIPAddress']}):"
         f"{entry['backendPort']} {entry['protocol']}",

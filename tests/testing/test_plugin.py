@@ -99,8 +99,8 @@ def test_a_failing_reachability_assertion_names_the_deciding_rule(
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "*Tcp port 22 of web/0: expected reachable, but the connection from 127.250.0.1 "
-            "to 127.0.72.1:50000 was reset.",
+            "*Tcp port 22 of web/0: expected reachable; from 127.250.0.1 to 127.0.72.1:50000: "
+            "reset.",
             "*NAT entry: ssh.0 127.0.0.1:50000 -> web/0 (10.0.0.4):22 Tcp",
             "*NSG verdict for source 198.51.100.20: Deny by web-nsg/DenyAllInBound (subnet)*",
             "*web-nsg/allow-ssh-office priority 100 Allow: no match (protocol=yes source=no *",

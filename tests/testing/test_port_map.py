@@ -5,6 +5,7 @@ These tests use worker numbers and offsets that no other test of the suite uses.
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
@@ -123,3 +124,51 @@ def test_an_offset_past_the_last_port_is_a_clear_bind_error() -> None:
         pass
     assert caught.value.code == "FrontendBindFailed"
     assert "past 65535" in str(caught.value)
+
+
+def _with_udp(tmp_path: Path) -> Path:
+    """The topology with a UDP NAT pool 53000-53009 -> 53, open to the office only."""
+    template = json.loads(TOPOLOGY.read_text(encoding="utf-8"))
+    nsg, lb = template["resources"][0], template["resources"][3]
+    rule = json.loads(json.dumps(nsg["properties"]["securityRules"][0]))
+    rule["name"] = "allow-dns-office"
+    rule["properties"].update(priority=120, protocol="Udp", destinationPortRange="53")
+    nsg["properties"]["securityRules"].append(rule)
+    pool = json.loads(json.dumps(lb["properties"]["inboundNatPools"][0]))
+    pool["name"] = "dns"
+    pool["properties"].update(
+        protocol="Udp", frontendPortRangeStart=53000, frontendPortRangeEnd=53009, backendPort=53
+    )
+    lb["properties"]["inboundNatPools"].append(pool)
+    ipconfig = template["resources"][4]["properties"]["virtualMachineProfile"]["networkProfile"][
+        "networkInterfaceConfigurations"
+    ][0]["properties"]["ipConfigurations"][0]["properties"]
+    ipconfig["loadBalancerInboundNatPools"].append(
+        {"id": "[resourceId('Microsoft.Network/loadBalancers/inboundNatPools', 'lb', 'dns')]"}
+    )
+    path = tmp_path / "udp.json"
+    path.write_text(json.dumps(template), encoding="utf-8")
+    return path
+
+
+def test_udp_reachability_is_an_answer_and_a_denial_is_none(tmp_path: Path) -> None:
+    with lbsim.run_in_thread(_with_udp(tmp_path), config=_config("per-worker:62")) as lb:
+        assert lb.endpoint("web", 1, 53, "Udp") == ("127.0.63.1", 53001)
+        lb.assert_reachable("web", 1, 53, protocol="Udp")
+        lb.assert_reachable("web", 1, 53, source="203.0.113.99", protocol="Udp")
+        lb.assert_denied("web", 1, 53, source="198.51.100.99", protocol="Udp")
+        with pytest.raises(AssertionError) as caught:
+            lb.assert_reachable("web", 0, 53, source="198.51.100.99", protocol="Udp")
+        message = str(caught.value)
+        assert "Udp port 53 of web/0: expected reachable" in message
+        assert ": no answer." in message
+        assert "NAT entry: dns.0 127.0.0.1:53000 -> web/0 (10.0.0.4):53 Udp" in message
+        assert "Deny by web-nsg/DenyAllInBound" in message
+
+
+def test_an_ipv6_source_is_a_clear_error() -> None:
+    with lbsim.run_in_thread(TOPOLOGY, config=_config("per-worker:63")) as lb:
+        with pytest.raises(LbsimError) as caught:
+            lb.assert_reachable("web", 0, 22, source="2001:db8::1")
+        assert caught.value.code == "InvalidArgument"
+        assert "only an IPv4 source" in str(caught.value)
