@@ -9,7 +9,7 @@ import difflib
 import ipaddress
 import math
 import os
-import tomllib
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 
 from lbsim.api.bodies import fault_problems
+from lbsim.api.configfile import check_values, read_toml
 from lbsim.dataplane.faults import Fault
 from lbsim.dataplane.portmap import PortMap
 from lbsim.dataplane.settings import (
@@ -30,12 +31,42 @@ from lbsim.dataplane.settings import (
 )
 from lbsim.errors import ConfigError, LbsimError
 
+_INTEGER = re.compile(r"[+-]?[0-9]{1,18}")
+_DECIMAL = re.compile(r"[+-]?([0-9]{1,18}(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,3})?")
+# a host name as DNS spells one: labels of 1-63 letters, digits and hyphens (RFC 1035)
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
-def _positive(kind: Callable[[str], Any]) -> Callable[[Any], Any]:
+
+def _digits(value: Any, pattern: re.Pattern[str], what: str) -> str:
+    """The text of a number written in ASCII digits. Python's int() and float() also take
+    other scripts' digits (Arabic-Indic, fullwidth), underscores and any length: a setting
+    takes 0-9 only, so that what a user reads is what lbsim uses."""
+    text = str(value).strip()
+    if not pattern.fullmatch(text):
+        raise ValueError(f"not {what} (ASCII digits 0-9)")
+    return text
+
+
+def _integer(value: Any) -> int:
+    return int(_digits(value, _INTEGER, "an integer"))
+
+
+def _decimal(value: Any) -> float:
+    result = float(_digits(value, _DECIMAL, "a number"))
+    if not math.isfinite(result):
+        raise ValueError("not a finite number")
+    return result
+
+
+def _positive(
+    kind: Callable[[Any], Any], *, above: float | None = None, why: str = ""
+) -> Callable[[Any], Any]:
+    """A number not below 0 (with ``above``: greater than it, ``why`` saying why)."""
+
     def parse(value: Any) -> Any:
-        result = kind(str(value))
-        if math.isnan(result):
-            raise ValueError("not a number")
+        result = kind(value)
+        if above is not None and result <= above:
+            raise ValueError(f"must be greater than {above:g}{why}")
         if result < 0:
             raise ValueError("must not be negative")
         return result
@@ -62,12 +93,8 @@ def _switch(value: Any) -> bool:
     raise ValueError("choose true or false")
 
 
-def _integer(value: Any) -> int:
-    return int(str(value))
-
-
 def _port(value: Any) -> int:
-    port = int(str(value))
+    port = _integer(value)
     if not 0 <= port <= 65535:
         raise ValueError("not a port number")
     return port
@@ -78,6 +105,30 @@ def _port_or_off(value: Any) -> int | None:
     if str(value).lower() == "off":
         return None
     return _port(value)
+
+
+def _address(value: Any) -> str:
+    """An IP address or a host name that can be looked up: a name whose label is over 63
+    characters (or not ASCII) fails inside the resolver's IDNA codec, at bind time."""
+    text = str(value).strip()
+    try:
+        return str(ipaddress.ip_address(text.strip("[]")))
+    except ValueError:
+        pass
+    labels = text.removesuffix(".").split(".")
+    if len(text) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        raise ValueError(
+            "not an IP address or a host name (labels of 1-63 letters, digits and hyphens)"
+        )
+    return text
+
+
+def _path(value: Any) -> str:
+    """A file or folder name: the operating system takes no NUL in one."""
+    text = str(value)
+    if not text or "\0" in text:
+        raise ValueError("not a file name (empty, or holds a NUL character)")
+    return text
 
 
 def _port_map(value: Any) -> PortMap:
@@ -121,7 +172,7 @@ SETTINGS = (
     Setting(
         "api_address",
         "127.0.0.1",
-        str,
+        _address,
         "address of the control API (not loopback: api_token is required)",
         aliases=("metrics_address",),
     ),
@@ -140,32 +191,38 @@ SETTINGS = (
     Setting(
         "deny_hold_seconds",
         30.0,
-        _positive(float),
+        _positive(_decimal),
         "how long --deny-mode drop holds a denied connection",
     ),
     Setting(
         "idle_hold_seconds",
         0.0,
-        _positive(float),
+        _positive(_decimal),
         "after an idle timeout without TCP reset: hold both sides silently, then reset (0: close)",
     ),
     Setting(
         "idle_timeout_scale",
         1.0,
-        _positive(float),
+        _positive(_decimal, above=0, why=": at 0 every flow would idle out at once"),
         "multiplies every idle timeout (0.01 makes 4 minutes 2.4 s)",
     ),
     Setting(
         "drain_seconds",
         10.0,
-        _positive(float),
+        _positive(_decimal),
         "on SIGINT/SIGTERM, how long open connections may finish",
     ),
     Setting(
-        "connect_timeout_seconds", 5.0, _positive(float), "how long to wait for a backend to accept"
+        "connect_timeout_seconds",
+        5.0,
+        _positive(_decimal),
+        "how long to wait for a backend to accept",
     ),
     Setting(
-        "max_udp_flows", 4096, _positive(int), "UDP flows per listener before the idlest is evicted"
+        "max_udp_flows",
+        4096,
+        _positive(_integer, above=0, why=": a listener needs room for one flow"),
+        "UDP flows per listener before the idlest is evicted",
     ),
     Setting(
         "tcp_engine",
@@ -183,14 +240,14 @@ SETTINGS = (
     Setting(
         "ready_file",
         None,
-        str,
+        _path,
         "write the listener table as JSON here once every listener is bound",
     ),
-    Setting("flow_log_dir", None, str, "write NSG flow logs (version 2) under this directory"),
+    Setting("flow_log_dir", None, _path, "write NSG flow logs (version 2) under this directory"),
     Setting(
         "flow_log_interval_seconds",
         60.0,
-        _positive(float),
+        _positive(_decimal),
         "how often flow-log records are appended (Azure: every minute)",
     ),
     Setting(
@@ -327,7 +384,7 @@ def _value(
             try:
                 return setting.parse(raw)
             except ValueError as error:
-                raise ConfigError("InvalidSetting", f"{origin}: {raw!r}: {error}") from None
+                raise ConfigError("InvalidSetting", f"{origin}: {_shown(raw)}: {error}") from None
     return setting.default
 
 
@@ -369,6 +426,14 @@ def _map(
     env_text = env.get(f"LBSIM_{name.upper()}", "")
     merged.update(_pairs([p for p in env_text.split(",") if p.strip()], f"LBSIM_{name.upper()}"))
     merged.update(_pairs(getattr(args, name, []) or [], "--" + name.rstrip("s")))
+    if name == "frontends":  # a name the resolver cannot take fails at bind time otherwise
+        for frontend, address in merged.items():
+            try:
+                _address(address)
+            except ValueError as error:
+                raise ConfigError(
+                    "InvalidSetting", f"frontends: {frontend} = {_shown(address)}: {error}"
+                ) from None
     return merged
 
 
@@ -389,12 +454,20 @@ def _backends(flags: Mapping[str, str], table: Mapping[str, Any]) -> dict[str, B
     for name, backend in out.items():
         if backend.pattern is None and not backend.instances:
             raise ConfigError("InvalidSetting", f"backends.{name} needs a pattern or instances.")
-        # reject a malformed pattern or address now, not on the first flow
+        _check_backend(name, backend)
+    return out
+
+
+def _check_backend(name: str, backend: BackendPattern) -> None:
+    """A malformed pattern or address is an error now, naming the scale set's setting, not
+    on the first flow."""
+    try:
         if backend.pattern is not None:
             BackendPattern(backend.pattern).address(0, 1)
         for address in backend.instances.values():
             split_address(address)
-    return out
+    except ConfigError as error:
+        raise ConfigError(error.code, f"backends.{name}: {error.message}") from None
 
 
 def _backend_table(where: str, body: Any) -> BackendPattern:
@@ -405,7 +478,7 @@ def _backend_table(where: str, body: Any) -> BackendPattern:
     if not isinstance(instances, dict):
         raise ConfigError("InvalidConfigFile", f"[{where}.instances] is a table: id = address.")
     for key in instances:
-        if not str(key).isdigit():
+        if not (str(key).isascii() and str(key).isdigit() and len(str(key)) <= 9):
             raise ConfigError(
                 "InvalidSetting", f"{where}.instances: {key!r} is not an instance id (0, 1, ...)."
             )
@@ -416,20 +489,22 @@ def _backend_table(where: str, body: Any) -> BackendPattern:
 
 
 def _read_file(path: str) -> dict[str, Any]:
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as error:
-        raise ConfigError("ConfigFileNotFound", f"cannot read {path}: {error.strerror}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise ConfigError("InvalidConfigFile", f"{path}: {error}") from None
+    data = read_toml(path)
     _check_keys(data, _KNOWN, path)
     for name in _MAPS:
         if name in data and not isinstance(data[name], dict):
             raise ConfigError("InvalidConfigFile", f"{path}: [{name}] is a table.")
+    check_values(data, path, [key for s in SETTINGS for key in s.keys], _MAPS)
     # a linked template's local copy is named relative to the config file, as its folder
     # usually sits beside the templates
     links = {url: str(Path(path).parent / str(f)) for url, f in data.get("links", {}).items()}
     return {**data, "links": links} if links else data
+
+
+def _shown(raw: Any) -> str:
+    """A value as an error message quotes it: a 5,000-digit number is cut short."""
+    text = repr(raw)
+    return text if len(text) <= 60 else f"{text[:40]}... ({len(text)} characters)"
 
 
 def _check_keys(data: Mapping[str, Any], known: list[str] | tuple[str, ...], where: str) -> None:

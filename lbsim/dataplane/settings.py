@@ -60,6 +60,13 @@ class SourceMap:
                 raise ConfigError(
                     "InvalidSourceMap", f"sources: {local} = {presented}: {error}"
                 ) from None
+            if lo.version != pr.version:
+                raise ConfigError(
+                    "InvalidSourceMap",
+                    f"sources: {local} = {presented}: maps IPv{lo.version} clients to IPv"
+                    f"{pr.version} addresses; a rule and its NSGs see one family, so map "
+                    "IPv4 to IPv4 and IPv6 to IPv6.",
+                )
             rules.append(SourceRule(lo, pr))
         # most specific first
         return cls(tuple(sorted(rules, key=lambda r: -r.local.prefixlen)))
@@ -100,14 +107,25 @@ def _sum(expression: str, instance: int, port: int) -> int:
             total += instance
         elif term == "port":
             total += port
-        elif term.isdigit():
-            total += int(term)
+        elif term.isascii() and term.isdigit():  # int() would take any script's digits
+            total += _term(expression, term)
         else:
-            raise ConfigError(
-                "InvalidBackendPattern",
-                f"'{{{expression}}}': a term is 'instance', 'port' or an integer, not {term!r}.",
+            raise _bad_term(
+                expression, f"a term is 'instance', 'port' or an integer, not {_cut(term)}"
             )
     return total
+
+
+def _term(expression: str, term: str) -> int:
+    """An integer term: a port at most, so a few digits (int() refuses over 4,300)."""
+    if len(term) > 5 or int(term) > 65535:
+        raise _bad_term(expression, f"the term {_cut(term)} is over 65535, the highest port")
+    return int(term)
+
+
+def _bad_term(expression: str, why: str) -> ConfigError:
+    shown = _cut(expression, quoted=False)
+    return ConfigError("InvalidBackendPattern", f"'{{{shown}}}': {why}.")
 
 
 def split_address(text: str) -> tuple[str, int]:
@@ -117,10 +135,17 @@ def split_address(text: str) -> tuple[str, int]:
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        raise ConfigError("InvalidAddress", f"{text!r} is not IP:PORT.") from None
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError("InvalidAddress", f"{text!r} has no valid port.")
+        raise ConfigError("InvalidAddress", f"{_cut(text)} is not IP:PORT.") from None
+    valid = port.isascii() and port.isdigit() and len(port) <= 5
+    if not sep or not valid or not 0 < int(port) < 65536:
+        raise ConfigError("InvalidAddress", f"{_cut(text)} has no valid port (1-65535).")
     return host, int(port)
+
+
+def _cut(text: str, *, quoted: bool = True) -> str:
+    """A value as an error quotes it: a 5,000-digit term is cut short."""
+    shown = repr(text) if quoted else text
+    return shown if len(shown) <= 60 else f"{shown[:40]}... ({len(text)} characters)"
 
 
 @attrs.frozen
