@@ -23,6 +23,7 @@ import trio
 from prometheus_client import CollectorRegistry, generate_latest
 
 from lbsim.api import queries, sources, views
+from lbsim.api.checks import at_start
 from lbsim.api.config import UpConfig, resolve
 from lbsim.api.files import Loaded, load
 from lbsim.api.handle import ChangeReport
@@ -75,7 +76,7 @@ class Session:
         if fleets.has_surplus(fleet):
             planned, fleet = self._plan(loaded.deployment, fleet, config, None, live=False)
         self.fleet: Fleet = fleet
-        self.warnings: tuple[Problem, ...] = loaded.warnings
+        self.warnings: tuple[Problem, ...] = at_start(loaded, config, source.template)
         self.runtime = Runtime(planned, config.runtime, sink)
         self.registry = CollectorRegistry()
         self.registry.register(RuntimeCollector(self.runtime))
