@@ -86,14 +86,14 @@ def _parent(document: Any, path: tuple[Any, ...]) -> Any:
 replacements = st.one_of(
     st.sampled_from(HOSTILE_EXPRESSIONS),
     st.sampled_from(HUGE),
-    st.builds(_deep, st.integers(100, 1200)),
+    st.builds(_deep, st.integers(100, 600)),
     st.none(),
     st.booleans(),
     st.integers(),
     st.text(max_size=20),
-    st.just({}),
-    st.just([]),
-    st.just({"copy": {"name": "c", "count": 800}}),
+    st.builds(dict),  # each a fresh container: later mutations may change it
+    st.builds(list),
+    st.builds(lambda: {"copy": {"name": "c", "count": 800}}),
 )
 
 
@@ -114,7 +114,7 @@ def mutated(draw: st.DrawFn) -> tuple[str, Any]:
             parent[path[-1]] = draw(replacements)
     if not draw(st.booleans()):
         return "value", document
-    text = json.dumps(document, indent=1)
+    text = json.dumps(document)
     start = draw(st.integers(0, len(text)))
     end = draw(st.integers(start, min(len(text), start + 40)))
     insert = draw(st.sampled_from(["", "//c\n", "/*", ",", "]", "}", '"', "9" * 5000, "[" * 2000]))
