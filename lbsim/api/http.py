@@ -28,6 +28,13 @@ from lbsim.api.replies import Refused, Reply, refusal_of
 from lbsim.errors import ConfigError, LbsimError
 
 OPEN_PATHS = frozenset({"/healthz"})  # liveness answers without a token, as probes expect
+# Each connection is a trio task of hypercorn's, not a thread: many idle clients cost little,
+# and these timeouts end them. A connection that has not sent a whole request head within
+# KEEP_ALIVE_S (a client that connects and stays silent, one that trickles its headers, or
+# one idle between requests) is closed; so is one that sends nothing for READ_TIMEOUT_S while
+# a request is under way (long enough for the slowest answer, a reload of a big template).
+KEEP_ALIVE_S = 5.0
+READ_TIMEOUT_S = 60
 
 
 class _Disconnected(Exception):
@@ -159,6 +166,8 @@ async def serve_api(
     config.bind = [f"fd://{listener.detach()}"]
     config.loglevel = "WARNING"  # no "Running on" banner: lbsim prints its own ready line
     config.accesslog = None
+    config.keep_alive_timeout = KEEP_ALIVE_S
+    config.read_timeout = READ_TIMEOUT_S
     app = ControlApi(handle, token)
     async with trio.open_nursery() as nursery:
         binds: list[str] = await nursery.start(partial(serve, app, config, mode="asgi"))
