@@ -170,6 +170,11 @@ def start(
     for a control API asked for."""
     from lbsim.api.library import run_in_thread  # noqa: PLC0415 (only once a test needs it)
 
+    if config is not None and not isinstance(config, Mapping):
+        raise pytest.UsageError(
+            f"lbsim_config: a mapping of lbsim.toml's keys, not {type(config).__name__} "
+            "(read a TOML file with tomllib.load into one)"
+        )
     settings = dict(config or {})
     settings.setdefault("port_map", port_map(pytest_config))
     if str(settings.get("api_port", "off")).lower() != "off":

@@ -159,3 +159,18 @@ def test_the_plugin_imports_nothing_heavy() -> None:
     )
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert shown.stdout.strip() == "[]"
+
+
+def test_a_config_that_is_no_mapping_is_a_clear_usage_error(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        test_toml="""
+        import pytest
+
+        @pytest.mark.lbsim(config="lbsim.toml")
+        def test_it(lbsim):
+            pass
+        """
+    )
+    result = suite.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*lbsim_config: a mapping of lbsim.toml's keys, not str*"])
