@@ -19,6 +19,7 @@ from typing import Any
 from lbsim.api.handle import ChangeReport
 from lbsim.control import fleet as fleets
 from lbsim.control.fleet import Fleet, Instance, PowerState
+from lbsim.dataplane.faults import Fault
 from lbsim.errors import LbsimError, Problem, TemplateInvalid
 from lbsim.model import Deployment, VirtualMachineScaleSet
 from lbsim.pointer import Pointer
@@ -52,6 +53,7 @@ class FakeHandle:
         self.not_ready: str | None = None
         self.reload_problems: list[Problem] = []
         self.broken = False  # every read raises a bug (not an LbsimError)
+        self._faults: dict[str, Fault] = {}
 
     # --- the tests' own access (recorded as no call) ----------------------------------------
     def ids(self, scale_set: str) -> tuple[int, ...]:
@@ -177,6 +179,24 @@ class FakeHandle:
         return ChangeReport(nsgs_changed=("web-nsg",))
 
     # --- helpers ----------------------------------------------------------------------------
+    def faults(self) -> list[dict[str, Any]]:
+        return [fault.to_json() for fault in self._faults.values()]
+
+    def add_fault(self, fault: Fault) -> dict[str, Any]:
+        """As the session: a name set once (``FaultAlreadyExists`` otherwise)."""
+        self.calls.append(("add_fault", fault.name))
+        if fault.name in self._faults:
+            raise LbsimError("FaultAlreadyExists", f"A fault named '{fault.name}' is set.")
+        self._faults[fault.name] = fault
+        return fault.to_json()
+
+    def remove_fault(self, name: str) -> dict[str, Any]:
+        self.calls.append(("remove_fault", name))
+        fault = self._faults.pop(name, None)
+        if fault is None:
+            raise LbsimError("ResourceNotFound", f"No fault named '{name}' is set.")
+        return fault.to_json()
+
     def _power(self, scale_set: str, instance_id: int, power: PowerState) -> ChangeReport:
         self._scale_set(scale_set)
         return self._change(fleets.set_state(self.fleet, scale_set, instance_id, power))
