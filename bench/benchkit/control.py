@@ -131,7 +131,7 @@ async def _log_cost(
         start = time.perf_counter()
         for i in range(connections):
             peer = ("127.0.0.1", 40000 + i % 1000)
-            _, hits = runtime._admit(listener, route, "203.0.113.7", peer)
+            _, hits = runtime.admit(listener, route, "203.0.113.7", peer)
             runtime.reports.close(listener, (route, "203.0.113.7", peer, hits), stats)
             if writer is not None and i % 128 == 127:
                 writer.flush()

@@ -22,18 +22,18 @@ from typing import Any
 import trio
 from prometheus_client import CollectorRegistry, generate_latest
 
-from lbsim.api import queries, sources, views
+from lbsim.api import changes, livetable, queries, sources, views
 from lbsim.api.checks import at_start
 from lbsim.api.config import UpConfig, resolve
 from lbsim.api.files import Loaded, load
 from lbsim.api.handle import ChangeReport
 from lbsim.api.source import Source
 from lbsim.control import fleet as fleets
-from lbsim.control.diff import PlanChange, diff, listen_table
+from lbsim.control.diff import diff
 from lbsim.control.fleet import Fleet, Overprovision, PowerState
 from lbsim.control.nsg import effective_rules
 from lbsim.control.plan import plan as make_plan
-from lbsim.control.types import Backend, BalancingEntry, NatEntry, Plan
+from lbsim.control.types import BalancingEntry, NatEntry, Plan
 from lbsim.dataplane.events import RecordSink, as_events, discard, fanout
 from lbsim.dataplane.faults import Fault, Target, make_fault, rules_of
 from lbsim.dataplane.runtime import Runtime
@@ -139,34 +139,10 @@ class Session:
         return None if self._ready else "starting: binding listeners and starting instances"
 
     def ports(self) -> list[dict[str, Any]]:
-        """The NAT table and rules as Azure has them, each with ``listenAddress`` and
-        ``listenPort``: where lbsim listens for it (the port map's doing; None without a
-        listener)."""
-        listening = self._listening()
-        rows = queries.ports_json(self.plan)
-        for row in rows:
-            key = (row["frontendIPAddress"], row["protocol"], row["frontendPort"])
-            row["listenAddress"], row["listenPort"] = listening.get(key, (None, None))
-        return rows
+        return livetable.ports_json(self.plan, self.runtime)
 
     def instances(self) -> list[dict[str, Any]]:
-        served, listening = self._served_by(), self._listening()
-        entries: dict[str, list[NatEntry]] = {}
-        for entry in self.plan.nat:
-            if entry.backend is not None:
-                entries.setdefault(entry.backend.key, []).append(entry)
-        rows: dict[str, dict[str, Any]] = {}
-        for backend in self.plan.backends:
-            row = rows.setdefault(backend.label, self._instance_row(backend))
-            row["ports"] += [
-                _port_json(
-                    entry,
-                    served.get((entry.listen_key, backend.key)),
-                    listening.get(_key(entry), (None, None)),
-                )
-                for entry in entries.get(backend.key, ())
-            ]
-        return list(rows.values())
+        return livetable.instances_json(self.plan, self.fleet, self.runtime)
 
     def endpoint(
         self, scale_set: str, instance_id: int, backend_port: int, protocol: str = "Tcp"
@@ -180,8 +156,9 @@ class Session:
                 and entry.backend_port == backend_port
                 and entry.protocol.value.lower() == wanted
             ):
-                found = self._listening().get(_key(entry))
-                return found or self.runtime.port_map.listen(*_key(entry)[::2])
+                key = livetable.listen_key(entry)
+                found = livetable.listening(self.runtime).get(key)
+                return found or self.runtime.port_map.listen(*key[::2])
         raise LbsimError(
             "ResourceNotFound",
             f"no {protocol} NAT entry reaches port {backend_port} of {scale_set}/{instance_id}.",
@@ -396,7 +373,7 @@ class Session:
                     self.fleet = fleet
 
                 reports.append(await self._apply(planned, None, made))
-            return reports[0] if len(reports) == 1 else _merged(*reports)
+            return reports[0] if len(reports) == 1 else changes.merged(*reports)
 
     def _plan(
         self,
@@ -444,7 +421,7 @@ class Session:
         commit, so that a change cancelled or refused half way leaves both as they were."""
         change = diff(self.plan, planned)
         await self.runtime.apply(change, settings, made)
-        return report_of(change)
+        return changes.report_of(change)
 
     def _scale_set(self, name: str) -> VirtualMachineScaleSet:
         wanted = name.lower()
@@ -456,36 +433,6 @@ class Session:
             "ResourceNotFound",
             f"The scale set '{name}' is not in the deployment (scale sets: {known}).",
         )
-
-    def _instance_row(self, backend: Backend) -> dict[str, Any]:
-        state, protected = "running", False
-        if backend.scale_set is not None and backend.instance_id is not None:
-            scale_set = self.fleet.of(backend.scale_set)
-            found = scale_set.find(backend.instance_id) if scale_set else None
-            if found is not None:
-                state, protected = found.state.value, found.protected
-        return {
-            "scaleSet": backend.scale_set,
-            "instanceId": backend.instance_id,
-            "name": backend.label,
-            "privateIPAddress": backend.private_ip_address,
-            "state": state,
-            "protectFromScaleIn": protected,
-            "ports": [],
-        }
-
-    def _listening(self) -> dict[tuple[str, str, int], tuple[str, int]]:
-        """Where each listener is bound, by (Azure's address, transport, Azure's port)."""
-        return {
-            _key(listener.entry): listener.listen_address for listener in self.runtime.listeners
-        }
-
-    def _served_by(self) -> dict[tuple[Any, str], str | None]:
-        return {
-            (listener.key, route.backend.key): route.served_by
-            for listener in self.runtime.listeners
-            for route in listener.routes
-        }
 
 
 def _no_target(field: str, message: str) -> LbsimError:
@@ -520,60 +467,3 @@ def flow_sinks(config: UpConfig) -> tuple[RecordSink, list[Callable[[], Awaitabl
 
 def _load(source: Source, config: UpConfig) -> Loaded:
     return load(source.namespace(), frontends=dict(config.frontends), links=config.links)
-
-
-def _key(entry: NatEntry | BalancingEntry) -> tuple[str, str, int]:
-    return (entry.frontend.address, entry.protocol.value, entry.frontend_port)
-
-
-def _port_json(
-    entry: NatEntry, served_by: str | None, listen: tuple[str | None, int | None]
-) -> dict[str, Any]:
-    return {
-        "ruleName": entry.rule_name,
-        "frontendIPAddress": entry.frontend.address,
-        "frontendPort": entry.frontend_port,
-        "protocol": entry.protocol.value,
-        "backendPort": entry.backend_port,
-        "servedBy": served_by,
-        "listenAddress": listen[0],
-        "listenPort": listen[1],
-    }
-
-
-def report_of(change: PlanChange) -> ChangeReport:
-    """What a change did, as the control API answers it."""
-    before, after = listen_table(change.old), listen_table(change.new)
-    return ChangeReport(
-        added=tuple(_entry_json(after[k]) for k in change.listeners_added),
-        removed=tuple(_entry_json(before[k]) for k in change.listeners_removed),
-        instances_added=change.instances_added,
-        instances_removed=change.instances_removed,
-        instances_changed=change.instances_changed,
-        nsgs_changed=change.nsgs_changed,
-    )
-
-
-def _entry_json(entry: NatEntry | BalancingEntry) -> dict[str, Any]:
-    if isinstance(entry, NatEntry):
-        return views.nat_json(entry)
-    return views.balancing_json(entry)
-
-
-def _merged(*reports: ChangeReport) -> ChangeReport:
-    """What several changes in a row did, as one report."""
-
-    def joined(field: str) -> tuple[Any, ...]:
-        items = [item for report in reports for item in getattr(report, field)]
-        if field in ("added", "removed"):
-            return tuple(items)
-        return tuple(dict.fromkeys(items))
-
-    return ChangeReport(
-        added=joined("added"),
-        removed=joined("removed"),
-        instances_added=joined("instances_added"),
-        instances_removed=joined("instances_removed"),
-        instances_changed=joined("instances_changed"),
-        nsgs_changed=joined("nsgs_changed"),
-    )

@@ -88,7 +88,12 @@ def _fault_parser(sub: Sub) -> None:
         metavar="KEY=VALUE",
         help="add: an attribute of the type, as Toxiproxy names it (latency=100); repeatable",
     )
-    fault.add_argument("--stream", choices=("upstream", "downstream"), default="downstream")
+    fault.add_argument(
+        "--stream",
+        choices=("upstream", "downstream"),
+        default="downstream",
+        help="add: upstream (client to backend) or downstream (backend to client)",
+    )
     fault.add_argument("--toxicity", type=float, default=1.0, help="0 never acts, 1 always")
     fault.add_argument("--seed", type=int, help="seed of the fault's random draws")
     fault.add_argument("--frontend-port", type=int, metavar="PORT", help="target: a port")

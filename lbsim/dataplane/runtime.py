@@ -14,14 +14,12 @@ time, then ends.
 
 from __future__ import annotations
 
-import errno
 import socket
 import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-import attrs
 import trio
 
 from lbsim.control.check import Guard
@@ -30,9 +28,9 @@ from lbsim.control.types import BalancingEntry, NatEntry, Plan
 from lbsim.dataplane.backends import Backends, Pending
 from lbsim.dataplane.engines import Engine, engine_for
 from lbsim.dataplane.events import NsgHit, RecordSink, discard
-from lbsim.dataplane.faults import Fault, Faults, Stream, Toxics, rules_of
+from lbsim.dataplane.faults import Fault, Faults, Toxics, rules_of
 from lbsim.dataplane.instances import InstanceServer
-from lbsim.dataplane.listeners import Listener, Route, address_in_use_hint, same_family
+from lbsim.dataplane.listeners import Listener, Route, same_family
 from lbsim.dataplane.probes import ProbeState
 from lbsim.dataplane.relay import (
     BackendUnreachableError,
@@ -42,10 +40,12 @@ from lbsim.dataplane.relay import (
     reset_soon,
 )
 from lbsim.dataplane.reports import About, FlowReporter
+from lbsim.dataplane.serving import Serving
+from lbsim.dataplane.serving import bind as bind_listeners
 from lbsim.dataplane.settings import DenyMode, RuntimeSettings
 from lbsim.dataplane.stats import FlowStats
 from lbsim.dataplane.toxic import ToxicEngine, hold_down
-from lbsim.dataplane.udp import UdpRelay
+from lbsim.dataplane.udpflows import serve_udp
 from lbsim.dataplane.verdicts import UNJUDGED, Verdicts
 from lbsim.errors import LbsimError
 from lbsim.model import TransportProtocol
@@ -66,7 +66,7 @@ class Runtime:
         self.reports = FlowReporter(sink)
         self.guard = Guard(plan)
         self.backends = Backends(plan, self.settings)
-        self._serving: dict[ListenKey, _Serving] = {}  # by identity, in the order opened
+        self._serving: dict[ListenKey, Serving] = {}  # by identity, in the order opened
         self.nsg_decisions: dict[tuple[str, str, str, str], int] = {}
         self.verdicts = Verdicts(self.guard, explain=self.settings.explain_nsg)
         self.started_at = time.time()
@@ -196,7 +196,12 @@ class Runtime:
             if self._accepting is None or self.stopping:
                 raise LbsimError("OperationNotAllowed", "lbsim is not serving")
             table = listen_table(change.new)
-            bound = self._bind([table[key] for key in change.listeners_added])
+            bound = bind_listeners(
+                [table[key] for key in change.listeners_added],
+                self.port_map,
+                self._serving.values(),
+                self.instances,
+            )
             try:
                 pending = await self.backends.prepare(change.new, settings)
             except BaseException:
@@ -247,11 +252,11 @@ class Runtime:
     def _listen(self, listener: Listener, sock: socket.socket) -> None:
         """Serve ``listener`` on its bound socket (the reactor's, or a task of its own)."""
         assert self._accepting is not None
-        serving = _Serving(listener, sock)
+        serving = Serving(listener, sock)
         self._serving[listener.key] = serving
         name = f"lbsim listener {listener.protocol.value} {listener.label}"
         if listener.protocol is TransportProtocol.UDP:
-            self._accepting.start_soon(self._serve_udp, serving, name=name)
+            self._accepting.start_soon(serve_udp, self, serving, name=name)
         else:
             self.engine.listen(sock, partial(self._accepted, listener))
 
@@ -261,7 +266,7 @@ class Runtime:
         self._close(serving)
         return serving.listener
 
-    def _close(self, serving: _Serving) -> None:
+    def _close(self, serving: Serving) -> None:
         """Stop a listener accepting: its UDP task ends, or the engine closes its socket
         (closing twice is harmless)."""
         serving.scope.cancel()
@@ -292,45 +297,6 @@ class Runtime:
                 self._all_closed = trio.Event()
                 await self._all_closed.wait()
 
-    def _bind(
-        self, entries: list[NatEntry | BalancingEntry]
-    ) -> list[tuple[Listener, socket.socket]]:
-        """A bound socket for each new listener, or none at all and ``FrontendBindFailed``."""
-        bound: list[tuple[Listener, socket.socket]] = []
-        failures: list[str] = []
-        in_use: list[int] = []
-        for entry in entries:
-            listener = Listener(entry, (), entry.idle_timeout_s, port_map=self.port_map)
-            try:
-                sock = listener.open_socket()
-            except OSError as error:
-                what = f"{listener.protocol.value} {_label(listener)} ({entry.rule_name})"
-                failures.append(f"{what}: {error.strerror}{self._held_by_us(listener)}")
-                if error.errno == errno.EADDRINUSE:
-                    in_use.append(listener.listen_address[1])
-                continue
-            listener.bound = sock.getsockname()[:2]
-            bound.append((listener, sock))
-        if failures:
-            for _, sock in bound:
-                sock.close()
-            message = "cannot listen on " + "; ".join(failures)
-            raise LbsimError("FrontendBindFailed", message + address_in_use_hint(in_use))
-        return bound
-
-    def _held_by_us(self, listener: Listener) -> str:
-        """Which of lbsim's own listeners or built-in servers holds ``listener``'s address."""
-        address = listener.address
-        for serving in self._serving.values():
-            if serving.listener.address == address and serving.listener.protocol is (
-                listener.protocol
-            ):
-                return f" (held by lbsim's own listener for {serving.listener.entry.rule_name})"
-        for server in self.instances:
-            if server.address == address and server.protocol is listener.protocol:
-                return f" (held by lbsim's built-in server of {server.identity.name})"
-        return ""
-
     # --- TCP ----------------------------------------------------------------------------------
     def _accepted(self, listener: Listener, conn: socket.socket, address: Any) -> None:
         """A new connection: its route, the NSG verdict, the backend connect and the relay,
@@ -344,7 +310,7 @@ class Runtime:
         if route.target is None:  # a stopped instance answers nothing
             self._unreachable(listener, conn, route, source, peer, reason="instance-stopped")
             return
-        allowed, hits = self._admit(listener, route, source, peer)
+        allowed, hits = self.admit(listener, route, source, peer)
         if not allowed:
             self._later(self._deny, conn)
             return
@@ -495,59 +461,8 @@ class Runtime:
         with conn, trio.move_on_after(self.settings.deny_hold_s):
             await self._stop.wait()  # a held connection is no flow to drain
 
-    # --- UDP ----------------------------------------------------------------------------------
-    async def _serve_udp(self, serving: _Serving) -> None:
-        listener, sock = serving.listener, serving.sock
-        opened: dict[tuple[str, int], tuple[Route, str, tuple[NsgHit, ...]]] = {}
-
-        def choose(client: tuple[str, int]) -> tuple[str, int] | None:
-            """Each new UDP flow: its backend (a rule spreads them), if the NSGs allow it."""
-            route = listener.pick(client)
-            if route is None or route.target is None:  # all probed down, or stopped
-                return None
-            source = self.settings.sources.present(same_family(client[0], route))
-            allowed, hits = self._admit(listener, route, source, client)
-            if not allowed:
-                return None
-            if len(opened) > 2 * self.settings.max_udp_flows:  # flows that failed to open
-                del opened[next(iter(opened))]
-            opened[client] = (route, source, hits)
-            return route.target
-
-        def closed(client: tuple[str, int], stats: FlowStats) -> None:
-            found = opened.pop(client, None)
-            if found is None:
-                return
-            route, source, hits = found
-            self.reports.close(listener, (route, source, client, hits), stats)
-
-        entry = listener.entry
-        rules = rules_of(entry)
-
-        def fate(client: tuple[str, int], upstream: bool) -> int:
-            """How many copies of a datagram of ``client``'s flow faults let through."""
-            found = opened.get(client)
-            if found is None:
-                return 1
-            stream = Stream.UPSTREAM if upstream else Stream.DOWNSTREAM
-            return self.faults.copies(entry.frontend_port, rules, found[0].backend.label, stream)
-
-        serving.udp = relay = self.engine.udp(
-            sock,
-            backend=("127.0.0.1", 9),  # never used: ``choose`` picks each flow's backend
-            idle_timeout_s=listener.idle_timeout_s,
-            max_flows=self.settings.max_udp_flows,
-            choose=choose,
-            rule=listener.stats,
-            on_close=closed,
-            faults=self.faults,
-            fate=fate,
-        )
-        with serving.scope:
-            await relay.serve()
-
     # --- decisions and events -------------------------------------------------------------------
-    def _admit(
+    def admit(
         self, listener: Listener, route: Route, source: str, peer: tuple[str, int]
     ) -> tuple[bool, tuple[NsgHit, ...]]:
         """The NSG verdict on a new flow, counted and reported; with ``explain_nsg``, the
@@ -569,21 +484,4 @@ class Runtime:
         return verdict.allowed, verdict.hits
 
 
-@attrs.define(eq=False)
-class _Serving:
-    """A listener being served: its socket, and the scope of its task (UDP, streams)."""
-
-    listener: Listener
-    sock: socket.socket
-    scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
-    udp: UdpRelay | None = None
-
-
 _RouteKey = tuple[str, int, tuple[str, int] | None]
-
-
-def _label(listener: Listener) -> str:
-    """A listener's frontend, and where the port map put it when that is elsewhere."""
-    host, port = listener.listen_address
-    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return listener.label if where == listener.label else f"{listener.label} (at {where})"
