@@ -40,6 +40,7 @@ __all__ = [
     "BackendUnreachableError",
     "CloseReason",
     "IdleDrop",
+    "OutOfDescriptorsError",
     "RelayResult",
     "begin_connect",
     "connect_backend",
@@ -66,10 +67,27 @@ class RelayResult:
 class BackendUnreachableError(LbsimError):
     """The backend refused, was unreachable, or did not answer in time."""
 
+    reason = "backend-unreachable"  # what a flow's log line says
+
     def __init__(self, address: tuple[str, int], cause: str) -> None:
         """An error that names the backend address and the cause."""
         super().__init__("BackendUnreachable", f"backend {address[0]}:{address[1]}: {cause}")
         self.address = address
+
+
+class OutOfDescriptorsError(BackendUnreachableError):
+    """No socket could be made for the backend: lbsim (or the system) is out of file
+    descriptors or memory, which says nothing about the backend."""
+
+    reason = "out-of-descriptors"
+
+    def __init__(self, address: tuple[str, int], cause: str) -> None:
+        super().__init__(address, cause)
+        self.code = "OutOfDescriptors"
+
+
+# A socket() that fails with one of these: out of descriptors or memory, not the backend.
+_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 S = TypeVar("S")
@@ -397,6 +415,8 @@ def begin_connect(address: tuple[str, int]) -> tuple[socket.socket, bool]:
     try:
         sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
     except OSError as exc:  # out of descriptors: no connection can be made now
+        if exc.errno in _EXHAUSTED:
+            raise OutOfDescriptorsError(address, str(exc)) from exc
         raise BackendUnreachableError(address, str(exc)) from exc
     nodelay(sock)
     # lbsim usually sends the first FIN to a backend, so its side waits in TIME_WAIT; with

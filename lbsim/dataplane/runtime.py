@@ -318,8 +318,8 @@ class Runtime:
             return
         try:
             backend, connected = begin_connect(route.target)
-        except BackendUnreachableError:
-            self._unreachable(listener, conn, route, source, peer, reason="backend-unreachable")
+        except BackendUnreachableError as error:  # (or out of descriptors: said as such)
+            self._unreachable(listener, conn, route, source, peer, reason=error.reason)
             return
         if connected:
             self._relay(listener, conn, backend, (route, source, peer, hits))
@@ -353,8 +353,8 @@ class Runtime:
         assert route.target is not None
         try:
             backend, _ = begin_connect(route.target)
-        except BackendUnreachableError:
-            self._unreachable(listener, conn, route, source, peer, reason="backend-unreachable")
+        except BackendUnreachableError as error:
+            self._unreachable(listener, conn, route, source, peer, reason=error.reason)
             return
         await self._connect(conn, listener, backend, about, toxics)
 

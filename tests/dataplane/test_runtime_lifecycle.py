@@ -211,7 +211,8 @@ async def test_running_out_of_descriptors_mid_flow_ends_that_flow_only(
 ) -> None:
     where = place()
     start, the_plan = echo_plan(where)
-    async with running(the_plan, settings(where)) as runtime:
+    events: list[FlowEvent] = []
+    async with running(the_plan, settings(where), events) as runtime:
         with trio.socket.socket() as sock:
             with no_descriptors_left(spare):
                 await sock.connect((where.frontend, start))
@@ -224,6 +225,9 @@ async def test_running_out_of_descriptors_mid_flow_ends_that_flow_only(
             assert (await read_line(sock)).startswith(b"lbsim instance vmss/0 ")
         stats = listener_on(runtime, start).stats
         assert stats.backend_failures == (1 if outcome == "reset" else 0)
+    failed = [e.reason for e in events if e.kind == "unreachable"]
+    # said as what it is: lbsim's shortage, not the backend's fault
+    assert failed == (["out-of-descriptors"] if outcome == "reset" else [])
 
 
 async def test_a_cancelled_runtime_closes_its_listeners_itself() -> None:

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 import pytest
 import trio
 import trio.testing
+from waiting import eventually
 
 from lbsim.dataplane import reactor
 from lbsim.dataplane.fastpath import FastPath
@@ -237,3 +238,36 @@ async def test_unreachable_backend_port_is_counted_not_fatal() -> None:
     sock.close()
     with pytest.raises(OSError, match="Bad file descriptor"):
         relay.address  # noqa: B018  (the frontend socket is closed with the relay)
+
+
+async def test_datagrams_the_kernel_drops_on_a_full_buffer_are_counted() -> None:
+    """A burst larger than the frontend socket's buffer, sent before the relay reads: every
+    datagram is either forwarded or counted as dropped (the kernel's own count)."""
+    rule = RuleStats()
+    backend = Backend()
+    frontend = open_udp_socket(LOOPBACK, 0)
+    frontend.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a few datagrams only
+    sent = 300
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        for index in range(sent):
+            client.sendto(index.to_bytes(4, "big") * 128, frontend.getsockname())
+        try:
+            async with trio.open_nursery() as nursery:
+                relay = UdpRelay(
+                    frontend,
+                    backend.address,
+                    idle_timeout_s=60,
+                    rule=rule,
+                    reactor=await _reactor(nursery),
+                )
+                nursery.start_soon(backend.serve)
+                await nursery.start(relay.serve)
+                await eventually(lambda: rule.inbound.packets > 0)
+                await trio.sleep(0.2)  # everything queued has been read
+                # The kernel's count comes with the datagrams queued after the drops.
+                client.sendto(b"after", frontend.getsockname())
+                await eventually(lambda: rule.inbound.packets + rule.dropped == sent + 1)
+                nursery.cancel_scope.cancel()
+        finally:
+            backend.sock.close()
+    assert rule.dropped > sent // 2  # the buffer held far fewer than were sent
