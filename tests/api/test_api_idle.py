@@ -37,28 +37,34 @@ async def test_idle_connections_do_not_block_healthz_and_are_closed(
     monkeypatch.setattr(http, "KEEP_ALIVE_S", KEEP_ALIVE_S)
     served = await serve(nursery, None)
     port = int(served.url.rsplit(":", 1)[1])
-    silent = [await _connect(port) for _ in range(IDLE // 2)]
-    trickling = [await _connect(port) for _ in range(IDLE - len(silent))]
-    for stream in trickling:  # a request head that never ends (slowloris)
-        await stream.send_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-    opened = trio.current_time()
+    started = trio.current_time()  # before the first one opens: it is closed first
+    streams: list[trio.SocketStream] = []
+    try:
+        silent = [await _connect(port) for _ in range(IDLE // 2)]
+        streams += silent
+        trickling = [await _connect(port) for _ in range(IDLE - len(silent))]
+        streams += trickling
+        for stream in trickling:  # a request head that never ends (slowloris)
+            await stream.send_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        opened = trio.current_time()
 
-    got = await served.request("GET", "/healthz")
-    assert got.status == 200
-    assert trio.current_time() - opened < KEEP_ALIVE_S  # answered while all 200 were open
+        got = await served.request("GET", "/healthz")
+        assert got.status == 200
+        assert trio.current_time() - opened < KEEP_ALIVE_S  # answered while all 200 were open
 
-    closed = []
-    async with trio.open_nursery() as waiting:
-        for stream in silent + trickling:
+        closed = []
+        async with trio.open_nursery() as waiting:
+            for stream in streams:
 
-            async def wait(stream: trio.SocketStream = stream) -> None:
-                closed.append(await _closed_by_server(stream))
+                async def wait(stream: trio.SocketStream = stream) -> None:
+                    closed.append(await _closed_by_server(stream))
 
-            waiting.start_soon(wait)
-    assert closed == [True] * IDLE
-    assert trio.current_time() - opened >= KEEP_ALIVE_S * 0.9  # not before the timeout
-    for stream in silent + trickling:
-        await stream.aclose()
+                waiting.start_soon(wait)
+        assert closed == [True] * IDLE
+        assert trio.current_time() - started >= KEEP_ALIVE_S * 0.9  # not before the timeout
+    finally:
+        for stream in streams:  # (also when an assertion failed: no socket left behind)
+            await trio.aclose_forcefully(stream)
 
 
 async def test_the_timeouts_are_set() -> None:
