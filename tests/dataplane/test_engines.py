@@ -217,7 +217,7 @@ async def _hears_nothing(stream: trio.SocketStream, seconds: float) -> bool:
 async def test_an_idle_flow_without_reset_is_held_silent_then_reset(engine: Engine) -> None:
     """Azure drops an idle flow without a word: the flow ends (once) at the idle timeout,
     then both peers hear nothing for the hold, then both are reset."""
-    async with relayed(engine, idle_timeout_s=0.3, tcp_reset=False, idle_hold_s=0.3) as pair:
+    async with relayed(engine, idle_timeout_s=0.3, tcp_reset=False, idle_hold_s=1.0) as pair:
         await pair.client.send_all(b"hello")
         with trio.fail_after(5):
             assert await pair.backend.receive_some(10) == b"hello"
@@ -228,7 +228,7 @@ async def test_an_idle_flow_without_reset_is_held_silent_then_reset(engine: Engi
         silent: dict[str, bool] = {}
 
         async def listen(name: str, stream: trio.SocketStream) -> None:
-            silent[name] = await _hears_nothing(stream, 0.2)
+            silent[name] = await _hears_nothing(stream, 0.3)  # well within the 1 s hold
 
         async with trio.open_nursery() as nursery:  # both at once: within the hold
             nursery.start_soon(listen, "client", pair.client)
