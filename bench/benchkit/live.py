@@ -8,7 +8,7 @@ from benchkit.report import Section, below
 
 # Azure takes minutes to scale a scale set; here a change should cost a test no more than a
 # blink, and stay far from growing with the square of the fleet: 250 ms is about five times
-# what 100 on 1,000 takes today, room for a shared machine's noise.
+# what 100 more on 900 takes today, room for a shared machine's noise.
 _CHANGE_MS = 250
 
 
