@@ -151,6 +151,13 @@ class Runtime:
         self.engine.abort_all()  # what the drain left open ends as cancelled
         self._toxic.abort_all()
 
+    def count_kernel_drops(self) -> None:
+        """Bring the UDP listeners' dropped counts up to date with the kernel's (its drops on
+        full receive buffers are read off the hot path: the metrics collector calls this)."""
+        for serving in self._serving.values():
+            if serving.udp is not None:
+                serving.udp.count_kernel_drops()
+
     @property
     def open_flows(self) -> int:
         """How many relayed TCP flows are open (on the engine, and faulted ones)."""

@@ -13,8 +13,9 @@ others a turn). Where the runtime has a reactor (:mod:`lbsim.dataplane.reactor`)
 the relay when a socket is ready, and a datagram relayed costs no trio task and no pass of
 trio's scheduler; otherwise a task per socket waits with trio. A datagram that cannot be
 sent at once is dropped and counted (``dropped``), as a router would do, and so is every
-datagram the kernel dropped because the frontend socket's buffer was full (``SO_RXQ_OVFL``:
-the kernel's count arrives with the next datagram read, the first of each burst); a "port
+datagram the kernel dropped because the frontend socket's buffer was full (the socket's own
+drop count, ``SO_MEMINFO``, read off the hot path by :meth:`UdpRelay.count_kernel_drops`:
+when metrics are scraped, and when the relay stops); a "port
 unreachable" from the backend counts as a backend failure (``backend_failures``).
 """
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import math
 import socket
+import struct
 import sys
 from collections import OrderedDict
 from collections.abc import Callable
@@ -59,9 +61,10 @@ class _NoFaults:
 _NO_FAULTS = _NoFaults()
 
 _BURST = 64  # datagrams handled in a row before letting other tasks run
-# The kernel's count of datagrams it dropped on a full receive buffer (Linux, socket(7)).
-SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40 if sys.platform == "linux" else None)
-_DROPS_SPACE = socket.CMSG_SPACE(4) if hasattr(socket, "CMSG_SPACE") else 0
+# A socket's memory figures (Linux, sock_diag.h): the ninth is the datagrams it dropped.
+_SO_MEMINFO = getattr(socket, "SO_MEMINFO", 55 if sys.platform == "linux" else None)
+_MEMINFO = struct.Struct("9I")
+_MEMINFO_DROPS = 8
 
 
 def _family(host: str) -> socket.AddressFamily:
@@ -74,8 +77,6 @@ def open_udp_socket(host: str, port: int) -> socket.socket:
     sock = socket.socket(_family(host), socket.SOCK_DGRAM)
     try:
         sock.setblocking(False)
-        if SO_RXQ_OVFL is not None:  # the kernel says how many it dropped on a full buffer
-            sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
         sock.bind((host, port))
     except BaseException:
         sock.close()
@@ -189,6 +190,7 @@ class UdpRelay:
                 reactor.unwatch(fd)
             for flow in list(self._flows.values()):
                 self._close(flow, CloseReason.CANCELLED)
+            self.count_kernel_drops()  # the last of them, before the socket goes
             self._sock.close()
 
     def drop(self, gone: Callable[[Address], bool]) -> None:
@@ -206,12 +208,9 @@ class UdpRelay:
         """Forward datagrams from clients, each through its flow, up to a burst; whether
         the burst ran out before the socket had nothing left."""
         sock, buffer, view = self._sock, self._buffer, self._view
-        for turn in range(_BURST):
+        for _ in range(_BURST):
             try:
-                if turn == 0 and _DROPS_SPACE:
-                    n, client = self._first_of_burst(sock, buffer)
-                else:
-                    n, client = sock.recvfrom_into(buffer)
+                n, client = sock.recvfrom_into(buffer)
             except BlockingIOError:
                 return False
             except OSError:  # an error queued on the socket: nothing to forward
@@ -221,17 +220,19 @@ class UdpRelay:
             self._forward(client[:2], view[:n], n)
         return True
 
-    def _first_of_burst(self, sock: socket.socket, buffer: bytearray) -> tuple[int, Address]:
-        """Read a datagram with the kernel's count of those it dropped on a full buffer so
-        far (it comes only once there are some), and count the new ones as dropped."""
-        n, ancillary, _, client = sock.recvmsg_into([buffer], _DROPS_SPACE)
-        for level, kind, data in ancillary:
-            if level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL and len(data) >= 4:
-                total = int.from_bytes(data[:4], sys.byteorder)
-                if total > self._kernel_drops:
-                    self.rule.dropped += total - self._kernel_drops
-                    self._kernel_drops = total
-        return n, client
+    def count_kernel_drops(self) -> None:
+        """Count, as dropped, the datagrams the kernel dropped on the frontend socket's full
+        receive buffer since the last call (its own count; nothing where it keeps none)."""
+        if _SO_MEMINFO is None or self._sock.fileno() < 0:
+            return
+        try:
+            raw = self._sock.getsockopt(socket.SOL_SOCKET, _SO_MEMINFO, _MEMINFO.size)
+        except OSError:
+            return
+        total = _MEMINFO.unpack(raw[: _MEMINFO.size])[_MEMINFO_DROPS]
+        if total > self._kernel_drops:
+            self.rule.dropped += total - self._kernel_drops
+            self._kernel_drops = total
 
     def _forward(self, client: Address, data: memoryview, n: int) -> None:
         """Send one client datagram to the backend through the client's flow."""

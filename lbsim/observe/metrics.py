@@ -46,6 +46,7 @@ class RuntimeCollector(Collector):
         self.runtime = runtime
 
     def collect(self) -> Iterator[Metric]:
+        self.runtime.count_kernel_drops()  # (read at scrape time, not per datagram)
         yield from self._traffic()
         yield from self._flows()
         yield self._nsg()
