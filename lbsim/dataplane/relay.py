@@ -37,16 +37,24 @@ from lbsim.dataplane.stats import FlowStats, RuleStats, Traffic
 from lbsim.errors import LbsimError
 
 __all__ = [
+    "BACKEND",
+    "CLIENT",
+    "STREAM_ERRORS",
     "BackendUnreachableError",
     "CloseReason",
+    "Flow",
     "IdleDrop",
     "OutOfDescriptorsError",
     "RelayResult",
+    "Way",
     "begin_connect",
+    "close_stream",
     "connect_backend",
     "connect_or_reset",
     "connect_raw",
+    "copy_stream",
     "finish_connect",
+    "relay_flow",
     "relay_sockets",
     "relay_streams",
     "reset_socket",
@@ -91,7 +99,7 @@ _EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 
 S = TypeVar("S")
-_STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
 
 @attrs.frozen
@@ -106,17 +114,17 @@ class Way:
     dst_error: CloseReason
 
 
-_CLIENT, _BACKEND = 0, 1
+CLIENT, BACKEND = 0, 1
 _IN = Way(
-    _CLIENT,
-    _BACKEND,
+    CLIENT,
+    BACKEND,
     CloseReason.CLIENT_CLOSED,
     CloseReason.CLIENT_ERROR,
     CloseReason.BACKEND_ERROR,
 )
 _OUT = Way(
-    _BACKEND,
-    _CLIENT,
+    BACKEND,
+    CLIENT,
     CloseReason.BACKEND_CLOSED,
     CloseReason.BACKEND_ERROR,
     CloseReason.CLIENT_ERROR,
@@ -150,7 +158,7 @@ class Flow(Connection, Generic[S]):
 
     def traffic(self, way: Way) -> tuple[Traffic, Traffic]:
         """The flow's and the rule's counters for one direction."""
-        if way.src == _CLIENT:
+        if way.src == CLIENT:
             return self.stats.inbound, self.stats.rule.inbound
         return self.stats.outbound, self.stats.rule.outbound
 
@@ -195,7 +203,7 @@ class IdleDrop:
                 await trio.sleep_forever()
 
 
-async def _relay(
+async def relay_flow(
     flow: Flow[S],
     pump: Callable[[Flow[S], Way], Awaitable[None]],
     close: Callable[[S, bool], Awaitable[None]],
@@ -281,13 +289,13 @@ async def relay_streams(
         tcp_reset=tcp_reset,
         idle_hold_s=idle_drop.hold_s,
     )
-    copy = partial(_copy_stream, chunk_size=chunk_size)
-    return await _relay(
-        flow, copy, _close_stream, idle_drop=idle_drop, on_close=on_close, reaper=reaper
+    copy = partial(copy_stream, chunk_size=chunk_size)
+    return await relay_flow(
+        flow, copy, close_stream, idle_drop=idle_drop, on_close=on_close, reaper=reaper
     )
 
 
-async def _close_stream(stream: trio.abc.HalfCloseableStream, abort: bool) -> None:
+async def close_stream(stream: trio.abc.HalfCloseableStream, abort: bool) -> None:
     """Reset or quietly close one side of a stream flow."""
     if abort:
         await reset_stream(stream)
@@ -295,7 +303,7 @@ async def _close_stream(stream: trio.abc.HalfCloseableStream, abort: bool) -> No
         await trio.aclose_forcefully(stream)
 
 
-async def _copy_stream(
+async def copy_stream(
     flow: Flow[trio.abc.HalfCloseableStream], way: Way, *, chunk_size: int
 ) -> None:
     """Copy one way a chunk at a time, then half-close the writer; failures end the flow."""
@@ -304,20 +312,20 @@ async def _copy_stream(
     while True:
         try:
             data = await src.receive_some(chunk_size)
-        except _STREAM_ERRORS:
+        except STREAM_ERRORS:
             flow.end(way.src_error)
             return
         if not data:
             break
         try:
             await dst.send_all(data)
-        except _STREAM_ERRORS:
+        except STREAM_ERRORS:
             flow.end(way.dst_error)
             return
         flow.moved(mine, agg, len(data))
     try:
         await dst.send_eof()
-    except _STREAM_ERRORS:
+    except STREAM_ERRORS:
         flow.end(way.dst_error)
         return
     flow.eof(way.closed)

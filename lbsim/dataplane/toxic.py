@@ -31,15 +31,15 @@ from lbsim.dataplane.connection import QUIET, RESET, CloseReason, State
 from lbsim.dataplane.engines import StreamsEngine
 from lbsim.dataplane.faults import FaultType, Toxic, Toxics
 from lbsim.dataplane.relay import (
-    _CLIENT,
-    _STREAM_ERRORS,
+    CLIENT,
+    STREAM_ERRORS,
     Flow,
     IdleDrop,
     RelayResult,
     Way,
-    _close_stream,
-    _copy_stream,
-    _relay,
+    close_stream,
+    copy_stream,
+    relay_flow,
 )
 from lbsim.dataplane.socketflow import reset_socket
 from lbsim.dataplane.stats import FlowStats
@@ -122,10 +122,10 @@ class ToxicEngine(StreamsEngine):
             async with trio.open_nursery() as timers:
                 for toxic in timed:
                     timers.start_soon(_cut_later, flow, toxic)
-                await _relay(
+                await relay_flow(
                     flow,
                     _pump,
-                    _close_stream,
+                    close_stream,
                     idle_drop=IdleDrop(flow.idle_hold_s),
                     on_close=closed,
                     reaper=self.reaper,
@@ -153,9 +153,9 @@ async def _cut_later(flow: ToxicFlow, toxic: Toxic) -> None:
 async def _pump(plain: Flow[trio.abc.HalfCloseableStream], way: Way) -> None:
     """One direction: a plain copy without toxics, else a reader and a toxic writer."""
     flow = cast(ToxicFlow, plain)
-    toxics = flow.toxics.upstream if way.src == _CLIENT else flow.toxics.downstream
+    toxics = flow.toxics.upstream if way.src == CLIENT else flow.toxics.downstream
     if not toxics:
-        await _copy_stream(flow, way, chunk_size=_CHUNK)
+        await copy_stream(flow, way, chunk_size=_CHUNK)
         return
     send, receive = trio.open_memory_channel[Chunk](_QUEUE)
     async with trio.open_nursery() as nursery:
@@ -171,7 +171,7 @@ async def _read(flow: ToxicFlow, way: Way, send: trio.MemorySendChannel[Chunk]) 
         while True:
             try:
                 data = await src.receive_some(_CHUNK)
-            except _STREAM_ERRORS:
+            except STREAM_ERRORS:
                 flow.end(way.src_error)
                 return
             if not data:
@@ -210,7 +210,7 @@ class _Writer:
         await trio.sleep(slow / 1000)
         try:
             await self.flow.sides[self.way.dst].send_eof()
-        except _STREAM_ERRORS:
+        except STREAM_ERRORS:
             self.flow.end(self.way.dst_error)
             return
         self.flow.eof(self.way.closed)
@@ -270,7 +270,7 @@ class _Writer:
             await trio.sleep_until(self.paced)
         try:
             await self.flow.sides[self.way.dst].send_all(piece)
-        except _STREAM_ERRORS:
+        except STREAM_ERRORS:
             self.flow.end(self.way.dst_error)
             return False
         self.flow.moved(self.mine, self.agg, len(piece))
