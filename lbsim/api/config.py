@@ -334,6 +334,7 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
     # an alias reads as its setting too, so code that knows the older key keeps working
     values |= {alias: values[s.key] for s in SETTINGS for alias in s.aliases}
     maps = {name: _map(name, args, env, file) for name in _MAPS}
+    port_map = _port_map(values["port_map"])  # (a default is the text, not yet a map)
     runtime = RuntimeSettings(
         deny_mode=DenyMode(values["deny_mode"]),
         deny_hold_s=values["deny_hold_seconds"],
@@ -346,8 +347,8 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
         sources=SourceMap.parse(maps["sources"]),
         explain_nsg=values["flow_log_dir"] is not None,
         tcp_engine=TcpEngine(values["tcp_engine"]),
-        port_map=_port_map(values["port_map"]),
-        instance_network=_port_map(values["port_map"]).instance_network,
+        port_map=port_map,
+        instance_network=port_map.instance_network,
     )
     faults = _faults(file["faults"], args.config) if "faults" in file else ()
     return UpConfig(values, maps["frontends"], runtime, maps["links"], faults)

@@ -78,6 +78,5 @@ def _held_by_us(
 
 def label(listener: Listener) -> str:
     """A listener's frontend, and where the port map put it when that is elsewhere."""
-    host, port = listener.listen_address
-    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    where = listener.listen_label
     return listener.label if where == listener.label else f"{listener.label} (at {where})"
