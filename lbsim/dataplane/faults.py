@@ -30,6 +30,7 @@ from lbsim.pointer import Pointer
 
 __all__ = [
     "ATTRIBUTES",
+    "ATTRIBUTE_MAX",
     "Fault",
     "FaultType",
     "Faults",
@@ -71,6 +72,10 @@ class Attribute:
     default: float | None = 0
     integer: bool = True
 
+
+# The largest attribute value (a 64-bit integer): more is no useful delay, rate or size, and
+# would overflow a sleep's deadline.
+ATTRIBUTE_MAX = 2**63 - 1
 
 # Toxiproxy's attribute names and units, per type (loss, duplicate and down take none).
 ATTRIBUTES: dict[FaultType, dict[str, Attribute]] = {
@@ -175,13 +180,12 @@ def make_fault(
     is derived from the name, so two faults do not draw the same numbers."""
     fault_type = _parse(FaultType, kind, "type")
     way = _parse(Stream, stream, "stream")
-    if isinstance(toxicity, bool) or not isinstance(toxicity, int | float):
-        raise _invalid("toxicity", f"{toxicity!r} is not a number")
-    if not 0 <= toxicity <= 1:
-        raise _invalid("toxicity", f"{toxicity} is not between 0 and 1")
+    _check_toxicity(fault_type, toxicity)
     name = name or f"{fault_type.value}_{way.value}"
     if seed is None:
         seed = zlib.crc32(name.encode())
+    if isinstance(seed, bool) or not isinstance(seed, int | float) or not _whole(seed):
+        raise _invalid("seed", f"{seed!r} is not a whole number")
     known = ATTRIBUTES[fault_type]
     given = dict(attributes or {})
     values: dict[str, float] = {}
@@ -201,6 +205,24 @@ def make_fault(
     return Fault(name, fault_type, way, float(toxicity), int(seed), values, target)
 
 
+def _check_toxicity(fault_type: FaultType, toxicity: Any) -> None:
+    """A probability; ``down`` takes 0 or 1 only: an instance is down for every flow, every
+    datagram and its probes alike, or not at all (a crashed VM answers none of them)."""
+    if isinstance(toxicity, bool) or not isinstance(toxicity, int | float):
+        raise _invalid("toxicity", f"{toxicity!r} is not a number")
+    if not 0 <= toxicity <= 1:
+        raise _invalid("toxicity", f"{toxicity} is not between 0 and 1")
+    if fault_type is FaultType.DOWN and toxicity not in (0, 1):
+        raise _invalid(
+            "toxicity", f"down takes 0 or 1 (an instance is down or not), not {toxicity}"
+        )
+
+
+def _whole(value: float) -> bool:
+    """Whether ``value`` is a whole number (never infinity or NaN, which ``int()`` refuses)."""
+    return isinstance(value, int) or (math.isfinite(value) and value.is_integer())
+
+
 def _parse(kind: type[enum.StrEnum], value: Any, field: str) -> Any:
     try:
         return kind(str(value).lower())
@@ -210,11 +232,17 @@ def _parse(kind: type[enum.StrEnum], value: Any, field: str) -> Any:
 
 
 def _number(value: Any, spec: Attribute, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+    """An attribute's value: a finite number from 0 to :data:`ATTRIBUTE_MAX` (infinity would
+    overflow a sleep or a byte count; NaN compares false with everything)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise _invalid(field, f"{value!r} is not a number ({spec.unit})")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _invalid(field, f"{value} is not a finite number ({spec.unit})")
     if value < 0:
         raise _invalid(field, f"{value} is negative")
-    if spec.integer and value != int(value):
+    if value > ATTRIBUTE_MAX:
+        raise _invalid(field, f"{value} is above {ATTRIBUTE_MAX} {spec.unit}")
+    if spec.integer and not _whole(value):
         raise _invalid(field, f"{value} is not a whole number of {spec.unit}")
     return int(value) if spec.integer else float(value)
 

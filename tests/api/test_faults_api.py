@@ -18,7 +18,7 @@ import trio
 import lbsim
 from lbsim.api.session import Session
 from lbsim.cli import main
-from lbsim.errors import ConfigError
+from lbsim.errors import ConfigError, LbsimError
 
 EXAMPLE = Path(__file__).parents[2] / "arm-examples" / "vmss-linux-ssh"
 FRONTEND = "127.77.12.1"
@@ -102,6 +102,7 @@ async def test_add_list_and_remove_through_the_control_api() -> None:
             "InvalidRequestContent",
             "$.attributes.latency",
         ),
+        ({"type": "down", "toxicity": 0.5}, 400, "InvalidRequestContent", "$.toxicity"),
         ({"type": "down", "target": {"instance": "web/9"}}, 404, "ResourceNotFound", None),
         ({"type": "down", "target": {"rule": "nope"}}, 404, "ResourceNotFound", None),
         ({"type": "down", "target": {"frontendPort": 1}}, 404, "ResourceNotFound", None),
@@ -138,6 +139,19 @@ async def test_the_context_manager_removes_its_fault_on_exit() -> None:
             await failing(lb)
         assert lb.faults() == []
         assert await _banner_after(lb, 2) < 0.1
+
+
+async def test_the_python_api_refuses_what_no_fault_can_be() -> None:
+    async with _serve() as lb:
+        for kind, options, at in [
+            ("latency", {"latency": float("inf")}, "/attributes/latency"),
+            ("bandwidth", {"rate": float("nan")}, "/attributes/rate"),
+            ("down", {"toxicity": 0.5, "instance": "web/0"}, "/toxicity"),
+        ]:
+            with pytest.raises(LbsimError) as error:
+                lb.add_fault(kind, **options)
+            assert (error.value.code, str(error.value.at)) == ("InvalidFault", at)
+        assert lb.faults() == []
 
 
 def test_the_threaded_handle_has_the_same_faults() -> None:

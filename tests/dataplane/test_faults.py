@@ -306,21 +306,48 @@ async def test_udp_duplicate_sends_each_reply_twice() -> None:
         assert replies == [b"vmss/0: hello"] * 2
 
 
-def test_faults_refuse_bad_values_naming_the_field() -> None:
-    cases: list[tuple[dict[str, Any], str]] = [
-        ({"kind": "lag"}, "type: 'lag' is not one of"),
-        ({"kind": "latency", "stream": "sideways"}, "stream:"),
-        ({"kind": "latency", "toxicity": 1.5}, "toxicity: 1.5 is not between 0 and 1"),
-        ({"kind": "latency", "attributes": {"rate": 1}}, "attributes.rate: latency takes no"),
-        ({"kind": "latency", "attributes": {"latency": -1}}, "attributes.latency: -1 is"),
-        ({"kind": "bandwidth"}, "attributes.rate: bandwidth requires rate"),
-        ({"kind": "slicer", "attributes": {"average_size": 0}}, "attributes.average_size"),
-    ]
-    for options, message in cases:
-        with pytest.raises(LbsimError) as error:
-            make_fault(**options)
-        assert error.value.code == "InvalidFault"
-        assert error.value.message.startswith(message), error.value.message
+INF, NAN = float("inf"), float("nan")
+
+
+@pytest.mark.parametrize(
+    ("options", "at", "message"),
+    [
+        ({"kind": "lag"}, "/type", "type: 'lag' is not one of"),
+        ({"kind": "latency", "stream": "sideways"}, "/stream", "stream:"),
+        ({"kind": "latency", "toxicity": 1.5}, "/toxicity", "toxicity: 1.5 is not between"),
+        ({"kind": "latency", "toxicity": NAN}, "/toxicity", "toxicity: nan is not between"),
+        ({"kind": "latency", "attributes": {"rate": 1}}, "/attributes/rate", "attributes.rate:"),
+        ({"kind": "latency", "attributes": {"latency": -1}}, "/attributes/latency", "attributes"),
+        ({"kind": "bandwidth"}, "/attributes/rate", "attributes.rate: bandwidth requires rate"),
+        ({"kind": "slicer", "attributes": {"average_size": 0}}, "/attributes/average_size", ""),
+        # Infinity and NaN are no delay, rate or size (int() of them raised OverflowError)
+        ({"kind": "latency", "attributes": {"latency": INF}}, "/attributes/latency", "attrib"),
+        ({"kind": "latency", "attributes": {"jitter": -INF}}, "/attributes/jitter", "attrib"),
+        ({"kind": "bandwidth", "attributes": {"rate": NAN}}, "/attributes/rate", "attributes"),
+        ({"kind": "limit_data", "attributes": {"bytes": 2**64}}, "/attributes/bytes", "attr"),
+        ({"kind": "latency", "seed": INF}, "/seed", "seed: inf is not a whole number"),
+        ({"kind": "latency", "seed": 1.5}, "/seed", "seed: 1.5 is not a whole number"),
+        # an instance is down for every flow, datagram and probe, or for none
+        ({"kind": "down", "toxicity": 0.5}, "/toxicity", "toxicity: down takes 0 or 1"),
+        ({"kind": "down", "toxicity": 0.999}, "/toxicity", "toxicity: down takes 0 or 1"),
+    ],
+)
+def test_faults_refuse_bad_values_naming_the_field(
+    options: dict[str, Any], at: str, message: str
+) -> None:
+    with pytest.raises(LbsimError) as error:
+        make_fault(**options)
+    assert (error.value.code, str(error.value.at)) == ("InvalidFault", at)
+    assert error.value.message.startswith(message), error.value.message
+
+
+def test_a_down_fault_takes_toxicity_0_or_1() -> None:
+    assert make_fault("down", toxicity=0).toxicity == 0
+    assert make_fault("down", toxicity=1).toxicity == 1
+    assert make_fault("latency", attributes={"latency": 2.0, "jitter": 0}, seed=3.0).seed == 3
+
+
+def test_a_fault_name_is_set_once() -> None:
     faults = Faults()
     faults.add(make_fault("latency"))
     with pytest.raises(LbsimError) as twice:
