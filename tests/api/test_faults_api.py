@@ -143,11 +143,12 @@ async def test_the_context_manager_removes_its_fault_on_exit() -> None:
 
 async def test_the_python_api_refuses_what_no_fault_can_be() -> None:
     async with _serve() as lb:
-        for kind, options, at in [
+        cases: list[tuple[str, dict[str, Any], str]] = [
             ("latency", {"latency": float("inf")}, "/attributes/latency"),
             ("bandwidth", {"rate": float("nan")}, "/attributes/rate"),
             ("down", {"toxicity": 0.5, "instance": "web/0"}, "/toxicity"),
-        ]:
+        ]
+        for kind, options, at in cases:
             with pytest.raises(LbsimError) as error:
                 lb.add_fault(kind, **options)
             assert (error.value.code, str(error.value.at)) == ("InvalidFault", at)
