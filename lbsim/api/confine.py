@@ -10,9 +10,11 @@ device, a folder) is refused with one error whose text depends only on the link 
 that it tells nothing about the file it named: not whether it exists, nor its size or content.
 
 A path is first checked as text, before the file system is asked anything about it; then
-with its symlinks resolved; then the file is opened without following a last symlink and its
-type and size are checked on the open descriptor (``fstat``), so that a file swapped between
-the check and the open is still caught. At most :data:`MAX_TEMPLATE_BYTES` + 1 bytes are read.
+with its symlinks resolved. Any part of it may be swapped for a symlink between that check and
+the open (a folder as well as the file), so the check is made again on what was opened: where
+the open descriptor really is (``/proc/self/fd`` on Linux), or, without ``/proc``, the path is
+opened one segment at a time from its root, following no symlink. Type and size are checked on
+the open descriptor (``fstat``). At most :data:`MAX_TEMPLATE_BYTES` + 1 bytes are read.
 """
 
 from __future__ import annotations
@@ -42,6 +44,16 @@ _OPEN_FLAGS = (
     | getattr(os, "O_NONBLOCK", 0)  # a FIFO opens at once instead of waiting for a writer
     | getattr(os, "O_CLOEXEC", 0)
 )
+_FOLDER_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_DIRECTORY", 0)
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
+# a symlink opened with O_NOFOLLOW: ELOOP (Linux, macOS) or EMLINK (FreeBSD); with O_DIRECTORY
+# Linux says ENOTDIR, as for a plain file, so a folder's is told apart with lstat
+_SYMLINK_ERRNOS = (errno.ELOOP, errno.EMLINK)
+_PROC_FD = "/proc/self/fd"  # where each open descriptor's file is, on Linux
 
 
 @attrs.frozen
@@ -66,9 +78,17 @@ class Roots:
         if not any(_within(plain, p) or _within(plain, r) for p, r in self.folders):
             raise outside(link)
         real = os.path.realpath(os.path.abspath(path))
-        if not any(_within(real, r) for _, r in self.folders):
+        if not self.holds(real):
             raise outside(link)
         return real
+
+    def holds(self, real: str) -> bool:
+        """Whether ``real``, a path with its symlinks resolved, lies inside the roots."""
+        return any(_within(real, r) for _, r in self.folders)
+
+    def base_of(self, real: str) -> str | None:
+        """The resolved root folder ``real`` lies in, where a walk to it starts."""
+        return next((r for _, r in self.folders if _within(real, r)), None)
 
 
 def _within(path: str, folder: str) -> bool:
@@ -111,15 +131,16 @@ def shown(link: str) -> str:
     return f"'{text}'" + ("..." if len(link) > _SHOWN else "")
 
 
-def read_linked(real: str, name: str, link: str) -> Any | None:
-    """The template in the confined file ``real`` (errors name it ``name``), or None when
-    there is no such file. Only a regular file is read, and only up to the size cap."""
+def read_linked(real: str, name: str, link: str, roots: Roots) -> Any | None:
+    """The template in the file ``real`` that ``roots`` confined (errors name it ``name``),
+    or None when there is no such file. Only a regular file inside the roots is read, and
+    only up to the size cap."""
     try:
-        fd = os.open(real, _OPEN_FLAGS)
+        fd = _open_inside(real, roots, link)
     except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as error:
-        if error.errno == errno.ELOOP:  # the last segment became a symlink after the check
+        if error.errno in _SYMLINK_ERRNOS:  # the last segment became a symlink after the check
             raise outside(link) from None
         raise _unreadable(name, error) from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):  # checked on what was opened, not on a name
@@ -127,6 +148,61 @@ def read_linked(real: str, name: str, link: str) -> Any | None:
         raise outside(link)
     with os.fdopen(fd, "rb") as file:
         return load_json_text(_capped(file, name), name)
+
+
+def _open_inside(real: str, roots: Roots, link: str) -> int:
+    """A descriptor for ``real``, refused unless the file it opened lies inside the roots.
+    ``real`` was checked by name, but a folder on its way may have become a symlink since, and
+    an open follows it; so where the descriptor is, not its name, is what is checked."""
+    if not os.path.isdir(_PROC_FD):
+        return _walk_open(real, roots, link)
+    fd = os.open(real, _OPEN_FLAGS)
+    try:
+        where = os.readlink(f"{_PROC_FD}/{fd}")
+    except OSError:
+        os.close(fd)
+        return _walk_open(real, roots, link)
+    if not roots.holds(where):
+        os.close(fd)
+        raise outside(link)
+    return fd
+
+
+def _walk_open(real: str, roots: Roots, link: str) -> int:
+    """``real`` opened without ``/proc``: from the root folder it lies in, one segment at a
+    time relative to the folder opened before, following no symlink on the way."""
+    base = roots.base_of(real)
+    if base is None:
+        raise outside(link)
+    parts = [part for part in os.path.relpath(real, base).split(os.sep) if part not in ("", ".")]
+    if not parts:  # the root folder itself, which fstat refuses
+        return os.open(real, _OPEN_FLAGS)
+    folder = os.open(base, _FOLDER_FLAGS & ~getattr(os, "O_NOFOLLOW", 0))
+    try:
+        for part in parts[:-1]:
+            inner = _open_folder(part, folder, link)
+            os.close(folder)
+            folder = inner
+        return os.open(parts[-1], _OPEN_FLAGS, dir_fd=folder)
+    finally:
+        os.close(folder)
+
+
+def _open_folder(part: str, folder: int, link: str) -> int:
+    """The folder ``part`` inside the open ``folder``; a symlink there is refused."""
+    try:
+        return os.open(part, _FOLDER_FLAGS, dir_fd=folder)
+    except OSError as error:
+        if error.errno in (*_SYMLINK_ERRNOS, errno.ENOTDIR) and _is_symlink(part, folder):
+            raise outside(link) from None
+        raise
+
+
+def _is_symlink(part: str, folder: int) -> bool:
+    try:
+        return stat.S_ISLNK(os.lstat(part, dir_fd=folder).st_mode)
+    except OSError:
+        return False
 
 
 def read_capped(path: str) -> bytes:

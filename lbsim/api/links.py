@@ -94,7 +94,8 @@ class LinkResolver:
         self, path: Path, base: tuple[str, Path] | None, target: str, from_file: str | None
     ) -> Found:
         bare = _bare(target)
-        document = read_linked(self._roots(from_file).confine(path, target), str(path), target)
+        roots = self._roots(from_file)
+        document = read_linked(roots.confine(path, target), str(path), target, roots)
         if document is None:
             raise ConfigError(
                 "LinkedTemplateFileNotFound",
@@ -105,10 +106,11 @@ class LinkResolver:
     def _read_if_file(self, path: Path, target: str, from_file: str | None) -> Found | None:
         """The template in ``path``, a candidate for ``target``, unless it is missing or is
         the linking template itself; an error if it lies outside the roots."""
-        real = self._roots(from_file).confine(path, target)
+        roots = self._roots(from_file)
+        real = roots.confine(path, target)
         if from_file and real == str(Path(from_file).resolve()):
             return None
-        document = read_linked(real, str(path), target)
+        document = read_linked(real, str(path), target, roots)
         return None if document is None else (document, str(path))
 
     def _roots(self, from_file: str | None) -> Roots:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from lbsim.api import confine
 from lbsim.api.confine import MAX_TEMPLATE_BYTES
 from lbsim.cli import main
 
@@ -260,3 +261,51 @@ def test_a_template_spec_id_is_not_taken_for_an_absolute_path(
     assert status == 0
     assert f"{AT}: LinkedTemplateNotFound: " in err
     assert OUTSIDE not in err
+
+
+def _swap_unseen(monkeypatch: pytest.MonkeyPatch, folder: str) -> None:
+    """The check by name sees ``folder`` as a plain folder, as it was before an attacker swapped
+    it for a symlink: ``realpath`` leaves that segment as it is, while the open that follows
+    goes through the symlink, out of the roots."""
+    resolve = os.path.realpath
+
+    def unswapped(path: str, *, strict: bool = False) -> str:
+        head, mark, tail = os.fspath(path).partition(os.sep + folder)
+        if not mark:
+            return resolve(path, strict=strict)
+        return resolve(head) + mark + tail
+
+    monkeypatch.setattr(os.path, "realpath", unswapped)
+
+
+def _without_proc(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A system without ``/proc``: the file is opened one segment at a time instead."""
+    monkeypatch.setattr(confine, "_PROC_FD", str(tmp_path / "no-proc"))
+
+
+@pytest.mark.parametrize("proc", [True, False], ids=["proc", "walk"])
+def test_a_folder_swapped_for_a_symlink_after_the_check_is_refused(
+    site: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    proc: bool,
+) -> None:
+    """O_NOFOLLOW guards only the last segment: the descriptor's own place is checked."""
+    (site / "site" / "deploy" / "modules").symlink_to(site / "outside")
+    if not proc:
+        _without_proc(monkeypatch, site)
+    _swap_unseen(monkeypatch, "modules")
+    line = _refused(capsys, _root(site, {"relativePath": "modules/secret.json"}))
+    assert "'modules/secret.json'" in line
+
+
+def test_without_proc_a_nested_file_inside_is_still_read(
+    site: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _without_proc(monkeypatch, site)
+    value = {"type": "string", "value": "walked-output"}
+    _write(site / "site" / "deploy" / "a" / "b" / "c.json", _template(outputs={"v": value}))
+    status, out, err = _run(capsys, _root(site, {"relativePath": "a/b/c.json"}))
+    assert (status, err) == (0, "")
+    assert "walked-output" in out
+    _refused(capsys, _root(site, {"relativePath": "a/b"}))  # a folder, reached by the walk
