@@ -3,14 +3,20 @@ https://github.com/Shopify/toxiproxy#toxics): values, and the live set a runtime
 
 A fault has a name, a type, a stream (``upstream``: client to backend; ``downstream``: backend
 to client), a toxicity (the probability that it acts on a new flow, or on a datagram for
-UDP's ``loss`` and ``duplicate``: 0 never, 1 always), a seed (each fault draws from a
-``random.Random`` of its own, so a run reproduces), its attributes, and a target: a frontend
+UDP's ``loss`` and ``duplicate``: 0 never, 1 always), a seed (so a run reproduces: see
+below), its attributes, and a target: a frontend
 port, a rule (a NAT rule or pool, or a load-balancing rule, by name), an instance
 (``web/1``), any of them together, or none (everything).
 
 The runtime asks :attr:`Faults.on` once per new flow (and once per UDP datagram): while no
 fault is set that is all a flow costs, and it takes the engine's fast path. Faults act on new
 flows (and on new datagrams): a flow keeps the toxics it started with.
+
+A seed reproduces a run whatever the timing: a fault's own ``random.Random`` makes its
+toxicity draws only, one per new flow it matches (or per datagram), in the order they come;
+the n-th of those flows draws its jitter and slice sizes from a ``random.Random`` of its own,
+seeded by the fault's seed and n. So how many chunks one flow had (which depends on timing)
+never changes which later flows are hit, nor their jitter.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ __all__ = [
     "Target",
     "Toxic",
     "Toxics",
+    "flow_rng",
     "make_fault",
 ]
 
@@ -256,10 +263,17 @@ def _invalid(field: str, message: str) -> LbsimError:
 
 @attrs.define(eq=False)
 class Toxic:
-    """A fault acting on one flow: the fault, and its random numbers (jitter, slices)."""
+    """A fault acting on one flow: the fault, and the flow's own random numbers (jitter,
+    slices), from :func:`flow_rng`."""
 
     fault: Fault
     rng: random.Random
+
+
+def flow_rng(seed: int, index: int) -> random.Random:
+    """The random numbers of the ``index``-th flow (from 0) a fault seeded ``seed`` matched:
+    the same for that flow in every run, whatever the other flows drew meanwhile."""
+    return random.Random(f"{seed}/{index}")  # noqa: S311 (no secret; a str seeds stably)
 
 
 @attrs.frozen
@@ -274,13 +288,24 @@ class Toxics:
 
 @attrs.define(eq=False)
 class _Active:
+    """A fault set now: its toxicity draws (``rng``), how many new flows it has matched, and
+    the event set when it goes."""
+
     fault: Fault
     rng: random.Random
+    flows: int = 0
     gone: trio.Event = attrs.Factory(trio.Event)
 
     def fires(self) -> bool:
         """One draw: ``random()`` is below 1 always and below 0 never."""
         return self.rng.random() < self.fault.toxicity
+
+    def new_flow(self) -> Toxic | None:
+        """One toxicity draw for a new flow it matches: the flow's toxic, or None."""
+        index, self.flows = self.flows, self.flows + 1
+        if not self.fires():
+            return None
+        return Toxic(self.fault, flow_rng(self.fault.seed, index))
 
 
 class Faults:
@@ -324,12 +349,12 @@ class Faults:
             fault = active.fault
             if fault.type in DATAGRAM_TYPES or not fault.target.matches(port, rules, instance):
                 continue
-            if not active.fires():
+            toxic = active.new_flow()
+            if toxic is None:
                 continue
             if fault.type is FaultType.DOWN:
                 held = held or active.gone
                 continue
-            toxic = Toxic(fault, active.rng)
             (up if fault.stream is Stream.UPSTREAM else down).append(toxic)
         if not up and not down and held is None:
             return None

@@ -247,6 +247,40 @@ async def test_down_fails_the_instances_probes() -> None:
         assert await probes.check(states["web/0"])
 
 
+def _flows_through(seed: int, chunks_of: list[int]) -> list[list[float] | None]:
+    """For new flows one after another through a latency fault (toxicity 0.5, jitter 40 ms),
+    each flow's jitter for its chunks (``chunks_of[n]`` of them for the n-th), or None for
+    a flow the fault spared: the draws a run of it makes, without its timing."""
+    faults = Faults()
+    fault = make_fault(
+        "latency", toxicity=0.5, seed=seed, attributes={"latency": 100, "jitter": 40}
+    )
+    faults.add(fault)
+    seen: list[list[float] | None] = []
+    for chunks in chunks_of:
+        toxics = faults.tcp(1, ("r",), "web/0")
+        if toxics is None:
+            seen.append(None)
+            continue
+        (toxic,) = toxics.downstream
+        seen.append([toxic.rng.uniform(-40, 40) for _ in range(chunks)])
+    return seen
+
+
+def test_a_seed_gives_each_flow_the_same_decision_and_jitter_whatever_others_drew() -> None:
+    quiet = _flows_through(7, [1] * 40)
+    busy = _flows_through(7, [1 + 9 * (n % 3) for n in range(40)])  # more chunks, other timing
+    assert [flow is None for flow in busy] == [flow is None for flow in quiet]
+    assert 5 <= sum(flow is None for flow in quiet) <= 35  # toxicity 0.5 both ways
+    for before, after in zip(quiet, busy, strict=True):
+        if before is not None and after is not None:
+            assert after[: len(before)] == before  # the n-th flow's first jitter, the same
+    assert _flows_through(7, [3] * 40) == _flows_through(7, [3] * 40)
+    assert _flows_through(8, [3] * 40) != _flows_through(7, [3] * 40)
+    hit = [flow for flow in quiet if flow is not None]
+    assert len({flow[0] for flow in hit}) == len(hit)  # each flow draws its own jitter
+
+
 def _udp_plan(where: Place) -> tuple[int, Any]:
     start = free_ports(where.frontend, 1)
     pool = nat_pool("dns", start, 5300, protocol="Udp", size=1)
