@@ -1,10 +1,12 @@
-"""Reading a linked template without reading anything else: the folder trees it may come from,
-and a read that is bounded in size and refuses whatever is not a regular file.
+"""Reading a linked template without reading anything else: the folder trees and files it may
+come from, and a read that is bounded in size and refuses whatever is not a regular file.
 
 A template is often downloaded from anywhere and loaded in CI, sometimes as root, and its
 ``templateLink`` is text its author chose. So a link may only name a file inside the *roots*:
-the folder tree of the root template, and the folders the user names (``--template-root DIR``,
-and those of ``--link URL=FILE`` or the config file's ``[links]``). Everything else (``..`` that
+the folder tree of the root template, and the paths the user names: the folder trees of
+``--template-root DIR`` and of a folder mapping (``--link URL/=DIR`` or the config file's
+``[links]``), and the file of a file mapping (``--link URL=FILE``), that file alone and not its
+folder, which may be ``~/Downloads``. Everything else (``..`` that
 climbs out, an absolute path or ``file:`` URI elsewhere, a symlink that points out, a FIFO, a
 device, a folder) is refused with one error whose text depends only on the link as written, so
 that it tells nothing about the file it named: not whether it exists, nor its size or content.
@@ -58,37 +60,51 @@ _PROC_FD = "/proc/self/fd"  # where each open descriptor's file is, on Linux
 
 @attrs.frozen
 class Roots:
-    """The folder trees linked templates may be read from, each as given and as resolved."""
+    """The folder trees and single files linked templates may be read from, each as given and
+    as resolved (a file the user named may be a symlink to anywhere: that is their choice)."""
 
     folders: tuple[tuple[str, str], ...]  # (absolute and normalised, symlinks resolved)
+    files: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def of(cls, folders: Iterable[str | Path]) -> Roots:
-        pairs = []
-        for folder in folders:
-            plain = os.path.normpath(os.path.abspath(folder))
-            pairs.append((plain, os.path.realpath(plain)))
-        return cls(tuple(dict.fromkeys(pairs)))
+    def of(cls, folders: Iterable[str | Path], files: Iterable[str | Path] = ()) -> Roots:
+        return cls(_pairs(folders), _pairs(files))
 
     def confine(self, path: Path, link: str) -> str:
         """The real path of ``path``, a candidate for ``link``, if it lies inside the roots;
         else :func:`outside`. Nothing outside the roots is looked at."""
         check_length(path, link)
         plain = os.path.normpath(os.path.abspath(path))
-        if not any(_within(plain, p) or _within(plain, r) for p, r in self.folders):
+        if not self.holds(plain, as_given=True):
             raise outside(link)
         real = os.path.realpath(os.path.abspath(path))
         if not self.holds(real):
             raise outside(link)
         return real
 
-    def holds(self, real: str) -> bool:
-        """Whether ``real``, a path with its symlinks resolved, lies inside the roots."""
-        return any(_within(real, r) for _, r in self.folders)
+    def holds(self, path: str, *, as_given: bool = False) -> bool:
+        """Whether ``path``, with its symlinks resolved, lies inside the roots: in a folder
+        tree, or one of the files. ``as_given`` also compares with the roots as the user
+        wrote them, for a path whose symlinks are not resolved yet."""
+        files, folders = _names(self.files, as_given), _names(self.folders, as_given)
+        return path in files or any(_within(path, folder) for folder in folders)
 
     def base_of(self, real: str) -> str | None:
-        """The resolved root folder ``real`` lies in, where a walk to it starts."""
+        """The resolved root folder ``real`` lies in, where a walk to it starts (for a file
+        root, the folder that holds it)."""
+        if any(real == r for _, r in self.files):
+            return os.path.dirname(real)
         return next((r for _, r in self.folders if _within(real, r)), None)
+
+
+def _pairs(paths: Iterable[str | Path]) -> tuple[tuple[str, str], ...]:
+    """Each path absolute and normalised, with its symlinks resolved; no pair twice."""
+    plain = [os.path.normpath(os.path.abspath(path)) for path in paths]
+    return tuple(dict.fromkeys((path, os.path.realpath(path)) for path in plain))
+
+
+def _names(pairs: tuple[tuple[str, str], ...], as_given: bool) -> list[str]:
+    return [name for plain, real in pairs for name in ((plain, real) if as_given else (real,))]
 
 
 def _within(path: str, folder: str) -> bool:
@@ -101,8 +117,8 @@ def outside(link: str) -> LbsimError:
     return LbsimError(
         "LinkedTemplateOutsideRoot",
         f"The linked template {shown(link)} is not a regular file inside the template's "
-        "folder tree or a folder named with --template-root or --link; lbsim reads no other "
-        "file.",
+        "folder tree or a folder or file named with --template-root or --link; lbsim reads "
+        "no other file.",
     )
 
 

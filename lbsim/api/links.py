@@ -14,12 +14,13 @@ reason to believe is that template, never merely a file of the same name:
 
 The query (a SAS token) and fragment of a URL play no part in finding its copy. Every file
 tried lies inside the roots (:mod:`lbsim.api.confine`): the root template's folder tree, the
-folders given as ``roots`` (``--template-root``) and those the link map names.
+folders given as ``roots`` (``--template-root``), the folders of the link map's folder mappings
+and the files of its file mappings (a file alone: the folder it lies in is not a root).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -117,7 +118,8 @@ class LinkResolver:
         """The roots, fixed at the first link (which the root template makes)."""
         if self._confined is None:
             first = [] if self.roots else [Path(from_file).parent if from_file else Path.cwd()]
-            self._confined = Roots.of([*self.roots, *first, *_link_folders(self.links)])
+            folders, files = _link_roots(self.links)
+            self._confined = Roots.of([*self.roots, *first, *folders], files)
         return self._confined
 
     def _known(self, from_file: str | None) -> list[tuple[str, Path]]:
@@ -159,15 +161,13 @@ def read_json(path: str) -> Any:
     return load_json_text(read_capped(path), path)
 
 
-def _link_folders(links: Mapping[str, str]) -> Iterator[Path]:
-    """The folders the link map names: a folder mapping's own, a file mapping's parent (as
-    written and with symlinks resolved, since the user named that file)."""
-    for url, path in links.items():
-        if url.endswith("/"):
-            yield Path(path)
-        else:
-            yield Path(path).parent
-            yield Path(path).resolve().parent
+def _link_roots(links: Mapping[str, str]) -> tuple[list[Path], list[Path]]:
+    """The paths the link map names, as roots: a folder mapping's folder, and a file mapping's
+    file alone. The user named that file, not its folder (often ``~/Downloads``), so a link
+    to a file beside it, which they did not name, is refused."""
+    folders = [Path(path) for url, path in links.items() if _bare(url).endswith("/")]
+    files = [Path(path) for url, path in links.items() if not _bare(url).endswith("/")]
+    return folders, files
 
 
 def _segments(path: str) -> list[str]:

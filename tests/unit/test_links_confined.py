@@ -309,3 +309,28 @@ def test_without_proc_a_nested_file_inside_is_still_read(
     assert (status, err) == (0, "")
     assert "walked-output" in out
     _refused(capsys, _root(site, {"relativePath": "a/b"}))  # a folder, reached by the walk
+
+
+def test_a_mapped_file_is_read_but_not_the_files_beside_it(
+    site: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--link URL=outside/named.json`` names that file, not its folder: ``named.json`` is
+    read, and its links to ``secret.json`` beside it (by relative path, or by a URL under the
+    one it came from) are refused, since the user never named ``secret.json``."""
+    value = {"type": "string", "value": "named-output"}
+    named = _write(site / "outside" / "named.json", _template(outputs={"v": value}))
+    main_file = _root(site, {"uri": "https://example.invalid/base/named.json"})
+    link = f"https://example.invalid/base/named.json={named}"
+    status, out, err = _run(capsys, main_file, "--link", link)
+    assert status == 0
+    assert "named-output" in out
+    for inner in (
+        {"relativePath": "secret.json"},
+        {"uri": "https://example.invalid/base/secret.json"},
+    ):
+        _write(named, _linking(inner))
+        status, out, err = _run(capsys, main_file, "--link", link)
+        assert status == 2
+        assert SECRET not in out + err
+        (line,) = [line for line in err.splitlines() if OUTSIDE in line]
+        assert line.startswith(f"{named}#{AT}: {OUTSIDE}: ")
