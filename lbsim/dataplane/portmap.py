@@ -125,8 +125,12 @@ def _worker_address(address: str, worker: int) -> str:
 
 
 def _number(text: str, form: str) -> int:
-    if not text.isdigit():
-        raise ValueError(f"{form} takes a whole number, not {text!r}")
+    """A whole number in ASCII digits, at most 5 of them (a port or an offset is below
+    100000). ``str.isdigit`` alone takes other scripts' digits and superscripts, and
+    ``int()`` of those or of thousands of digits fails with Python's own message."""
+    if not (text.isascii() and text.isdigit() and len(text) <= 5):
+        shown = text if len(text) <= 20 else f"{text[:20]}... ({len(text)} characters)"
+        raise ValueError(f"{form} takes a whole number of at most 5 ASCII digits, not {shown!r}")
     return int(text)
 
 

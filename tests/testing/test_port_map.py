@@ -74,6 +74,22 @@ def test_a_bad_port_map_is_a_clear_setting_error(text: str, why: str) -> None:
     assert why in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "number",
+    ["\u0663", "\u00b2", "\uff17", "9" * 5000, "123456", "1_0", " 7", "+7"],
+    ids=["arabic-indic", "superscript", "fullwidth", "5000-digits", "6-digits", "_", "space", "+"],
+)
+@pytest.mark.parametrize("form", ["offset", "per-worker"])
+def test_a_port_map_number_is_ascii_digits_only(form: str, number: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        resolve(_config_args({"port_map": f"{form}:{number}"}), {})
+    assert caught.value.code == "InvalidSetting"
+    message = str(caught.value)
+    assert "--port-map" in message
+    assert f"{form}:N takes a whole number of at most 5 ASCII digits" in message
+    assert len(message) < 300  # a 5,000-digit value is cut short
+
+
 def _banner(address: tuple[str, int]) -> bytes:
     with socket.create_connection(address, timeout=5) as sock:
         return sock.recv(200)
