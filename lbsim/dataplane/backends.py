@@ -4,6 +4,7 @@ the listeners built over them."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
@@ -129,7 +130,10 @@ class Backends:
                 running.scope.cancel()
                 del self._servers[key]
             host = _host(pending.hosts, backend, pending.settings, self._hosts)
-            start = partial(self._start_one, shape[0], protocol, port, host, probed=shape[1])
+            free = _shared(pending.settings)  # one address for all: each on a port of its own
+            start = partial(
+                self._start_one, shape[0], protocol, port, host, probed=shape[1], free=free
+            )
             assert self._nursery is not None
             started: _Running[list[InstanceServer]] = await self._nursery.start(
                 _scoped, start, shape
@@ -146,13 +150,16 @@ class Backends:
         nursery: trio.Nursery,
         *,
         probed: ProbeProtocol | None,
+        free: bool = False,
     ) -> list[InstanceServer]:
-        try:
-            return await start_instance(nursery, identity, protocol, port, host=host, probed=probed)
-        except OSError:  # a privileged or busy port: any free port stands in for it
-            return await start_instance(
-                nursery, identity, protocol, port, host=host, port=0, probed=probed
-            )
+        if not free:  # a privileged or busy port: any free port stands in for it
+            with contextlib.suppress(OSError):
+                return await start_instance(
+                    nursery, identity, protocol, port, host=host, probed=probed
+                )
+        return await start_instance(
+            nursery, identity, protocol, port, host=host, port=0, probed=probed
+        )
 
     async def _prepare_probes(self, pending: Pending) -> None:
         """One prober per (probe, backend): those whose probe is unchanged are kept (their
@@ -247,14 +254,20 @@ def _host(
 ) -> str:
     """The backend's loopback address: the one it has, else the lowest free address of the
     instance network (not one of the addresses in use now, even if its instance goes in
-    this change: its server still runs until the change is committed)."""
+    this change: its server still runs until the change is committed). A network of one
+    address (``offset:N``, ``ephemeral``) is every instance's, each on a free port."""
     host = hosts.get(backend.key)
     if host is None:
         network = ipaddress.ip_network(settings.instance_network)
-        taken = {*hosts.values(), *current.values()}
+        taken = set() if _shared(settings) else {*hosts.values(), *current.values()}
         host = next(str(a) for a in network.hosts() if str(a) not in taken)
         hosts[backend.key] = host
     return host
+
+
+def _shared(settings: RuntimeSettings) -> bool:
+    """Whether built-in instances share one address (each then on a free port)."""
+    return ipaddress.ip_network(settings.instance_network).num_addresses == 1
 
 
 def _entries(plan: Plan) -> Iterator[NatEntry | BalancingEntry]:

@@ -12,12 +12,18 @@ never fight over one address and port:
   ``PYTEST_XDIST_WORKER``, ``gwN``; 0 outside xdist). Frontends stay inside 127.0.0.0/16
   because 127.1.0.0/16 is where ``lbsim up``'s built-in instances live: another lbsim on
   the machine never serves on a worker's address;
-- ``offset:N``: every frontend port plus N, on the usual addresses;
-- ``ephemeral``: any free port the system gives (bind to port 0).
+- ``offset:N``: every frontend port plus N, all on 127.0.0.1;
+- ``ephemeral``: any free port the system gives (bind to port 0), all on 127.0.0.1.
+
+The last two are for machines where only 127.0.0.1 is usable (macOS, some containers): every
+frontend of 127.0.0.x listens on 127.0.0.1 and every built-in instance serves on 127.0.0.1,
+each on a free port of its own (``instance_network`` is then the one address 127.0.0.1/32).
+Under ``offset:N`` two frontends with one Azure port (two public IPs with a rule on port 80
+each) both want 127.0.0.1:80+N, so the second fails to bind (``FrontendBindFailed``).
 
 Frontends that are not on ``127.0.0.x`` (``::1``, or an address given with ``--frontend``)
-keep their address under ``per-worker``. The handle (``endpoint``, ``ports``) always says
-where a listener is bound.
+keep their address under every map. The handle (``endpoint``, ``ports``) always says where a
+listener is bound.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from enum import Enum
 import attrs
 
 DEFAULT_INSTANCE_NETWORK = "127.1.0.0/16"
+SHARED_LOOPBACK = "127.0.0.1"  # offset:N and ephemeral: every listener and instance here
 MAX_WORKER = 155  # worker N's instances are in 127.<100+N>.0.0/16
 _WORKER = re.compile(r"gw(\d+)")
 
@@ -83,6 +90,8 @@ class PortMap:
         """Where built-in instances take their loopback addresses from."""
         if self.kind is PortMapKind.PER_WORKER:
             return f"127.{100 + self.value}.0.0/16"
+        if self.kind in (PortMapKind.OFFSET, PortMapKind.EPHEMERAL):
+            return f"{SHARED_LOOPBACK}/32"  # one address: every instance on a free port
         return DEFAULT_INSTANCE_NETWORK
 
     def listen(self, address: str, port: int) -> tuple[str, int]:
@@ -90,9 +99,9 @@ class PortMap:
         port past 65535 (``offset:N`` too large) is returned as it is: binding it fails
         with a clear message (:func:`check_port`)."""
         if self.kind is PortMapKind.OFFSET:
-            return address, port + self.value
+            return _shared_address(address), port + self.value
         if self.kind is PortMapKind.EPHEMERAL:
-            return address, 0
+            return _shared_address(address), 0
         if self.kind is PortMapKind.PER_WORKER:
             return _worker_address(address, self.value), port
         return address, port
@@ -115,13 +124,24 @@ def xdist_worker(environ: Mapping[str, str] | None = None) -> int:
 
 
 def _worker_address(address: str, worker: int) -> str:
+    ip = _azure_loopback(address)
+    return address if ip is None else f"127.0.{worker + 1}.{ip.packed[3]}"
+
+
+def _shared_address(address: str) -> str:
+    """127.0.0.1 for a frontend lbsim numbered in 127.0.0.0/24; any other as it is."""
+    return address if _azure_loopback(address) is None else SHARED_LOOPBACK
+
+
+def _azure_loopback(address: str) -> ipaddress.IPv4Address | None:
+    """The address when it is one of the loopback addresses lbsim gives frontends."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
-        return address
+        return None
     if not isinstance(ip, ipaddress.IPv4Address) or ip not in _AZURE_LOOPBACK:
-        return address
-    return f"127.0.{worker + 1}.{ip.packed[3]}"
+        return None
+    return ip
 
 
 def _number(text: str, form: str) -> int:

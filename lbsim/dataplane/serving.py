@@ -47,7 +47,7 @@ def bind(
             sock = listener.open_socket()
         except OSError as error:
             what = f"{listener.protocol.value} {label(listener)} ({entry.rule_name})"
-            held = _held_by_us(listener, serving, servers)
+            held = _held_by_us(listener, [*(s.listener for s in serving), *dict(bound)], servers)
             failures.append(f"{what}: {error.strerror}{held}")
             if error.errno == errno.EADDRINUSE:
                 in_use.append(listener.listen_address[1])
@@ -63,13 +63,17 @@ def bind(
 
 
 def _held_by_us(
-    listener: Listener, serving: Iterable[Serving], servers: Iterable[InstanceServer]
+    listener: Listener, listeners: Iterable[Listener], servers: Iterable[InstanceServer]
 ) -> str:
-    """Which of lbsim's own listeners or built-in servers holds ``listener``'s address."""
-    address = listener.address
-    for other in serving:
-        if other.listener.address == address and other.listener.protocol is listener.protocol:
-            return f" (held by lbsim's own listener for {other.listener.entry.rule_name})"
+    """Which of lbsim's own listeners or built-in servers holds where ``listener`` binds.
+    Under ``offset:N`` that may be another frontend's: every one listens on 127.0.0.1."""
+    address = listener.listen_address
+    for other in listeners:
+        if other.listen_address == address and other.protocol is listener.protocol:
+            held = f" (held by lbsim's own listener for {other.entry.rule_name}"
+            if other.label != listener.label:
+                held += f", frontend {other.label}: port map {listener.port_map} puts both there"
+            return held + ")"
     for server in servers:
         if server.address == address and server.protocol is listener.protocol:
             return f" (held by lbsim's built-in server of {server.identity.name})"
