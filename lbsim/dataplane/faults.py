@@ -263,11 +263,13 @@ def _invalid(field: str, message: str) -> LbsimError:
 
 @attrs.define(eq=False)
 class Toxic:
-    """A fault acting on one flow: the fault, and the flow's own random numbers (jitter,
-    slices), from :func:`flow_rng`."""
+    """A fault acting on one flow: the fault, the flow's own random numbers (jitter,
+    slices, from :func:`flow_rng`), and the event set when the fault goes (a ``timeout``
+    ends its flows then)."""
 
     fault: Fault
     rng: random.Random
+    gone: trio.Event
 
 
 def flow_rng(seed: int, index: int) -> random.Random:
@@ -305,7 +307,7 @@ class _Active:
         index, self.flows = self.flows, self.flows + 1
         if not self.fires():
             return None
-        return Toxic(self.fault, flow_rng(self.fault.seed, index))
+        return Toxic(self.fault, flow_rng(self.fault.seed, index), self.gone)
 
 
 class Faults:

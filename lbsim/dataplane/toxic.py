@@ -13,7 +13,9 @@ read, as Toxiproxy's does, and never adds up). Each toxic's meaning, per directi
 - ``limit_data``: once ``bytes`` bytes went this way, the connection is closed (both sides);
 - ``slow_close``: the end of stream waits ``delay`` ms before it is passed on;
 - ``timeout``: nothing goes this way (bytes are read and dropped); after ``timeout`` ms the
-  connection is closed, or never with 0;
+  connection is closed, or with 0 when the fault is removed (then too with a timeout not yet
+  reached: bytes were dropped, so the stream cannot go on intact; Toxiproxy closes them
+  likewise, https://github.com/Shopify/toxiproxy/pull/168);
 - ``reset_peer``: after ``timeout`` ms both sides are reset.
 
 A flow closed by a fault ends with the close reason ``fault``. ``down`` holds a new
@@ -22,6 +24,7 @@ connection silently instead (:func:`hold_down`).
 
 from __future__ import annotations
 
+import math
 import socket
 from typing import Any, cast
 
@@ -138,16 +141,21 @@ def _stream(sock: socket.socket) -> trio.SocketStream:
 
 
 def _timer(toxic: Toxic) -> bool:
-    """Whether ``toxic`` ends the flow at a time: ``reset_peer``, or ``timeout`` above 0."""
-    kind = toxic.fault.type
-    return kind is FaultType.RESET_PEER or (
-        kind is FaultType.TIMEOUT and toxic.fault["timeout"] > 0
-    )
+    """Whether ``toxic`` ends the flow at a time: ``reset_peer``, or ``timeout``."""
+    return toxic.fault.type in (FaultType.RESET_PEER, FaultType.TIMEOUT)
 
 
 async def _cut_later(flow: ToxicFlow, toxic: Toxic) -> None:
-    await trio.sleep(toxic.fault["timeout"] / 1000)
-    flow.cut(RESET if toxic.fault.type is FaultType.RESET_PEER else QUIET)
+    """``reset_peer`` resets the flow after its timeout; ``timeout`` closes it after its
+    timeout (never, for 0) or once the fault is removed, whichever comes first."""
+    seconds = toxic.fault["timeout"] / 1000
+    if toxic.fault.type is FaultType.RESET_PEER:
+        await trio.sleep(seconds)
+        flow.cut(RESET)
+        return
+    with trio.move_on_after(seconds or math.inf):
+        await toxic.gone.wait()
+    flow.cut(QUIET)
 
 
 async def _pump(plain: Flow[trio.abc.HalfCloseableStream], way: Way) -> None:

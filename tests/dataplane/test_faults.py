@@ -150,15 +150,26 @@ async def test_timeout_stops_forwarding_then_closes() -> None:
             assert 0.18 <= trio.current_time() - started <= 2.0
 
 
-async def test_timeout_zero_holds_the_connection_open() -> None:
+@pytest.mark.parametrize("timeout_ms", [0, 600_000])
+async def test_timeout_holds_the_connection_until_the_fault_goes_then_closes_it(
+    timeout_ms: int,
+) -> None:
+    """Bytes were dropped, so the stream cannot go on intact: removing the fault closes the
+    connections it held (0: held until then; otherwise, before the timeout came)."""
     async with echo() as (runtime, address):
-        runtime.add_fault(make_fault("timeout", stream="upstream"))
+        timeout = {"timeout": timeout_ms}
+        runtime.add_fault(make_fault("timeout", name="hang", stream="upstream", attributes=timeout))
         with await connect(address) as sock:
             await read_line(sock)
             await sock.send(b"dropped\n")
             with trio.move_on_after(0.4) as waited:
                 await sock.recv(1)
             assert waited.cancelled_caught  # no byte, no close
+            runtime.remove_fault("hang")
+            assert await ending(sock) == "eof"
+        stats = listener_on(runtime, address[1]).stats
+        await eventually(lambda: stats.flows_active == 0)
+        assert stats.closes == {"fault": 1}
 
 
 async def test_slow_close_delays_the_end_of_stream() -> None:
