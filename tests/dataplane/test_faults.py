@@ -51,7 +51,7 @@ async def echo(**overrides: Any) -> AsyncIterator[tuple[Runtime, Address]]:
         yield runtime, (where.frontend, start)
 
 
-async def receive_exactly(sock: trio.socket.SocketType, n: int, within: float = 3.0) -> bytes:
+async def receive_exactly(sock: trio.socket.SocketType, n: int, within: float = 10.0) -> bytes:
     data = b""
     with trio.fail_after(within):
         while len(data) < n:
@@ -74,7 +74,7 @@ async def test_latency_delays_each_round_trip_within_bounds() -> None:
         with await connect(address) as sock:
             await read_line(sock)
             times = [await round_trip(sock) for _ in range(3)]
-        assert all(0.1 <= t <= 1.0 for t in times), times  # at least the latency added
+        assert all(0.1 <= t <= 5.0 for t in times), times  # at least the latency added
 
 
 async def test_jitter_varies_the_delay_within_its_range() -> None:
@@ -84,7 +84,7 @@ async def test_jitter_varies_the_delay_within_its_range() -> None:
         with await connect(address) as sock:
             await read_line(sock)
             times = [await round_trip(sock) for _ in range(6)]
-        assert all(0.02 <= t <= 1.0 for t in times), times  # 60 ms give or take 40, at least
+        assert all(0.02 <= t <= 5.0 for t in times), times  # 60 ms give or take 40, at least
         assert max(times) - min(times) > 0.01  # not one fixed delay
 
 
@@ -105,7 +105,7 @@ async def test_reset_peer_resets_the_client_after_its_timeout() -> None:
             started = trio.current_time()
             await read_line(sock)
             assert await ending(sock) == "reset"
-            assert 0.13 <= trio.current_time() - started <= 0.5
+            assert 0.13 <= trio.current_time() - started <= 5.0
         stats = listener_on(runtime, address[1]).stats
         await eventually(lambda: stats.flows_active == 0)
         assert stats.closes == {"fault": 1}
@@ -187,12 +187,12 @@ async def test_toxicity_zero_never_fires_and_the_flow_keeps_the_fast_path(
     tcp_engine: TcpEngine,
 ) -> None:
     async with echo() as (runtime, address):
-        runtime.add_fault(make_fault("latency", toxicity=0, attributes={"latency": 500}))
+        runtime.add_fault(make_fault("latency", toxicity=0, attributes={"latency": 1000}))
         runtime.add_fault(make_fault("reset_peer", target=Target(instance="vmss/9")))
         with await connect(address) as sock:
             await read_line(sock)
             for _ in range(20):
-                assert await round_trip(sock) < 0.1
+                assert await round_trip(sock) < 0.5  # not the second the latency would add
             assert runtime.open_flows == runtime.engine.open_flows == 1
             if tcp_engine is TcpEngine.REACTOR:
                 assert isinstance(runtime.engine, ReactorEngine)
@@ -203,15 +203,15 @@ async def test_a_fault_acts_on_new_flows_only_and_goes_when_removed() -> None:
     async with echo() as (runtime, address):
         with await connect(address) as before:
             await read_line(before)
-            runtime.add_fault(make_fault("latency", name="slow", attributes={"latency": 150}))
-            assert await round_trip(before) < 0.1  # started before the fault: unchanged
+            runtime.add_fault(make_fault("latency", name="slow", attributes={"latency": 1000}))
+            assert await round_trip(before) < 0.5  # started before the fault: unchanged
             with await connect(address) as during:
                 await read_line(during)
-                assert await round_trip(during) >= 0.15
+                assert await round_trip(during) >= 1.0
             assert runtime.remove_fault("slow").name == "slow"
             with await connect(address) as after:
                 await read_line(after)
-                assert await round_trip(after) < 0.1
+                assert await round_trip(after) < 0.5
         with pytest.raises(LbsimError) as missing:
             runtime.remove_fault("slow")
         assert missing.value.code == "ResourceNotFound"
@@ -224,12 +224,13 @@ async def test_a_target_picks_its_frontend_port_rule_and_instance() -> None:
         scale_set([nat_pool("echo", start, 7000, size=2)], capacity=2), where.frontend
     )
     async with running(the_plan, settings(where)) as runtime:
-        runtime.add_fault(make_fault("latency", attributes={"latency": 150},
+        runtime.add_fault(make_fault("latency", attributes={"latency": 1000},
                                      target=Target(rule="echo", instance="VMSS/1")))  # fmt: skip
         for port, slow in ((start, False), (start + 1, True)):
             with await connect((where.frontend, port)) as sock:
                 await read_line(sock)
-                assert (await round_trip(sock) >= 0.15) == slow
+                took = await round_trip(sock)
+                assert took >= 1.0 if slow else took < 0.5, (port, took)
 
 
 async def test_down_holds_new_connections_silently_until_the_fault_goes() -> None:
