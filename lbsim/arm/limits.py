@@ -164,20 +164,31 @@ def _items(value: Any) -> int:
 
 
 def too_deep(value: Any) -> tuple[str | int, ...] | None:
-    """The path of the first container nested deeper than MAX_JSON_DEPTH, or None. Iterative:
-    it never recurses however deep ``value`` is."""
-    stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, ())]
-    while stack:
-        node, path = stack.pop()
-        if not isinstance(node, dict | list):
-            continue
-        if len(path) >= MAX_JSON_DEPTH:
-            return path
-        pairs = node.items() if isinstance(node, dict) else enumerate(node)
-        stack.extend(
-            (child, (*path, key)) for key, child in pairs if isinstance(child, dict | list)
-        )
+    """The path of the first container (in document order) nested deeper than MAX_JSON_DEPTH,
+    or None. Iterative, and its memory is the depth, not the width: it holds one iterator per
+    open container and one path, never a path for each container waiting its turn (a wide
+    value of a million small arrays would need gigabytes of those)."""
+    if not isinstance(value, dict | list):
+        return None
+    path: list[str | int] = []
+    pending: list[Iterator[tuple[Any, Any]]] = [_pairs(value)]
+    while pending:
+        for key, child in pending[-1]:
+            if isinstance(child, dict | list):
+                path.append(key)
+                if len(path) >= MAX_JSON_DEPTH:
+                    return tuple(path)
+                pending.append(_pairs(child))
+                break
+        else:  # this container is done: back to its parent
+            pending.pop()
+            if path:
+                path.pop()
     return None
+
+
+def _pairs(node: dict[str, Any] | list[Any]) -> Iterator[tuple[Any, Any]]:
+    return iter(node.items()) if isinstance(node, dict) else enumerate(node)
 
 
 def deep_value_error(path: tuple[str | int, ...], base: Pointer) -> LimitExceeded:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from lbsim.arm import limits
 from lbsim.arm.jsontext import load_json_text
 from lbsim.arm.loader import LoadOptions, load_template
 from lbsim.errors import Problem, TemplateInvalid
@@ -296,3 +297,55 @@ def test_hostile_param_values_are_clear_errors(name: str, given: str, why: str) 
     cli = {"o": "{}", "n": "1", name: given}
     problem = first_problem(template, options=LoadOptions(cli_parameters=cli))
     assert_problem(problem, "InvalidTemplate", f"/parameters/{name}", why)
+
+
+def _wide_and_deep(width: int, depth: int, item: str = "[]") -> str:
+    """JSON text: ``width`` small containers in one array nested ``depth`` deep."""
+    return "[" * depth + "[" + ",".join([item] * width) + "]" + "]" * depth
+
+
+@pytest.mark.parametrize("item", ["[]", "{}", '{"a":[]}'])
+def test_wide_json_nested_100_deep_parses_in_a_small_multiple_of_its_size(item: str) -> None:
+    # 200,000 small containers, each once with its path held in full: ~200 MB before
+    text = _wide_and_deep(200_000, 100, item)
+    tracemalloc.start()
+    try:
+        start = time.monotonic()
+        value = load_json_text(text, "t.json")
+        elapsed = time.monotonic() - start
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(_innermost(value, 101)) == 200_000
+    # what is parsed is itself ~20x the text ([] is 3 characters, an empty list 56 bytes)
+    assert peak < 40 * len(text), f"{peak:,} bytes for {len(text):,} characters"
+    assert elapsed < 5
+
+
+def test_the_depth_check_holds_memory_for_the_depth_not_the_width() -> None:
+    value = json.loads(_wide_and_deep(200_000, 120))
+    tracemalloc.start()
+    try:
+        assert limits.too_deep(value) is None
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 100_000, f"{peak:,} bytes"
+
+
+def test_the_depth_check_finds_the_first_deep_branch_of_a_wide_value() -> None:
+    deep: Any = [[]]
+    for _ in range(130):
+        deep = [deep]
+    value = {"a": [[[]] * 50_000, {"b": deep}, deep]}
+    path = limits.too_deep(value)
+    assert path == ("a", 1, "b", *[0] * 125)
+    with pytest.raises(TemplateInvalid) as caught:
+        load_json_text(json.dumps(value), "t.json")
+    assert caught.value.problems[0].at == Pointer(("a", "1", "b", *["0"] * 125))
+
+
+def _innermost(value: Any, depth: int) -> Any:
+    for _ in range(depth - 1):
+        value = value[0]
+    return value
