@@ -9,6 +9,7 @@ message`` and each detail below).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -79,6 +80,9 @@ def _fault_parser(sub: Sub) -> None:
     fault = _verb(sub, "fault", "add, remove (rm) or list faults: latency, bandwidth, down, ...")
     fault.add_argument("action", choices=("add", "rm", "list"), help="what to do")
     fault.add_argument("name", metavar="NAME", nargs="?", help="the fault's name (rm: required)")
+    fault.add_argument(
+        "-n", "--name", dest="name_option", metavar="NAME", help="the fault's name, as NAME does"
+    )
     fault.add_argument("-t", "--type", help="add: latency, bandwidth, timeout, reset_peer, ...")
     fault.add_argument(
         "-a",
@@ -94,7 +98,7 @@ def _fault_parser(sub: Sub) -> None:
         default="downstream",
         help="add: upstream (client to backend) or downstream (backend to client)",
     )
-    fault.add_argument("--toxicity", type=float, default=1.0, help="0 never acts, 1 always")
+    fault.add_argument("--toxicity", type=_finite, default=1.0, help="0 never acts, 1 always")
     fault.add_argument("--seed", type=int, help="seed of the fault's random draws")
     fault.add_argument("--frontend-port", type=int, metavar="PORT", help="target: a port")
     fault.add_argument("--rule", help="target: a NAT rule or pool, or a load-balancing rule")
@@ -239,6 +243,7 @@ def cmd_instance(args: argparse.Namespace, client: Client) -> int:
 
 @_guarded
 def cmd_fault(args: argparse.Namespace, client: Client) -> int:
+    args.name = _fault_name(args.name, args.name_option)
     if args.action == "list":
         faults = client.get("/v1/faults", FAULTS)
         if args.output == "json":
@@ -265,13 +270,31 @@ def cmd_fault(args: argparse.Namespace, client: Client) -> int:
     return _said(args, made, "added")
 
 
+def _finite(text: str) -> float:
+    """A number JSON can carry (not nan or inf), or argparse's usage error."""
+    try:
+        number = float(text)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return number
+
+
+def _fault_name(positional: str | None, option: str | None) -> str | None:
+    """The fault's name, given as NAME or as ``-n NAME`` (Toxiproxy's CLI spells it so)."""
+    if positional and option and positional != option:
+        raise ApiError("InvalidArgument", f"lbsim fault: two names, {positional!r} and {option!r}")
+    return positional or option
+
+
 def _attribute(text: str) -> tuple[str, float]:
     key, sep, value = text.partition("=")
     try:
         number = float(value)
     except ValueError:
         number = None
-    if not sep or not key or number is None:
+    if not sep or not key or number is None or not math.isfinite(number):
         raise ApiError("InvalidArgument", f"--attribute {text!r}: give KEY=NUMBER (latency=100)")
     return key, int(number) if number.is_integer() else number
 

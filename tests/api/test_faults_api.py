@@ -219,3 +219,33 @@ async def test_the_cli_adds_lists_and_removes_faults(capsys: pytest.CaptureFixtu
         assert err.startswith("lbsim: ResourceNotFound: no fault named 'latency_downstream'")
         code, _, err = await _cli(capsys, "fault", "add", "-a", "latency=x", "-t", "latency", *api)
         assert (code, err.split(":")[1].strip()) == (2, "InvalidArgument")
+
+
+async def test_the_cli_takes_a_fault_name_as_n_or_positional(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with _serve(api_port=0) as lb:
+        api = ("--api", str(lb.api_url))
+        code, out, err = await _cli(
+            capsys, "fault", "add", "-n", "crash", "-t", "down", "--instance", "web/2", *api
+        )
+        assert (code, err, out.startswith("fault crash added: down")) == (0, "", True)
+        code, out, _ = await _cli(capsys, "fault", "add", "slow", "-t", "latency", *api)
+        assert (code, out.startswith("fault slow added: latency")) == (0, True)
+        assert [f["name"] for f in lb.faults()] == ["crash", "slow"]
+        code, _, err = await _cli(capsys, "fault", "add", "a", "--name", "b", "-t", "down", *api)
+        assert (code, err) == (2, "lbsim: InvalidArgument: lbsim fault: two names, 'a' and 'b'\n")
+        code, out, _ = await _cli(capsys, "fault", "rm", "--name", "crash", *api)
+        assert (code, out.startswith("fault crash removed")) == (0, True)
+        code, _, err = await _cli(
+            capsys, "fault", "add", "-t", "latency", "-a", "latency=inf", *api
+        )
+        assert (code, err.split(":")[1].strip()) == (2, "InvalidArgument")
+        assert [f["name"] for f in lb.faults()] == ["slow"]
+
+
+def test_the_cli_refuses_a_toxicity_json_cannot_carry(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as usage:
+        main(["fault", "add", "-t", "loss", "--toxicity", "nan"])
+    assert usage.value.code == 2
+    assert "--toxicity: 'nan' is not a finite number" in capsys.readouterr().err
