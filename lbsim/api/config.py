@@ -350,7 +350,9 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
         port_map=port_map,
         instance_network=port_map.instance_network,
     )
-    faults = _faults(file["faults"], args.config) if "faults" in file else ()
+    # the file's [[faults]], else the library's config={"faults": [...]} (lbsim.serve)
+    tables = file["faults"] if "faults" in file else getattr(args, "faults", None)
+    faults = _faults(tables, args.config or "config") if tables is not None else ()
     return UpConfig(values, maps["frontends"], runtime, maps["links"], faults)
 
 
