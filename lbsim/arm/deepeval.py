@@ -16,15 +16,25 @@ if TYPE_CHECKING:
 
 
 def evaluate_value(value: Any, scope: Scope, at: Pointer) -> Any:
-    """``value`` with every expression in it evaluated in ``scope``."""
+    """``value`` with every expression in it evaluated in ``scope``; the result is registered
+    in the source map at ``at``."""
+    result = _evaluated(value, scope, at)
+    if isinstance(result, dict | list):
+        scope.sourcemap.register(result, at)
+    return result
+
+
+def _evaluated(value: Any, scope: Scope, at: Pointer) -> Any:
+    """``value`` evaluated. The containers inside it are registered in the source map only
+    where their place differs from their parent's place and their key (a key made by an
+    expression, a copy loop's elements): elsewhere the map derives it. A pointer kept for
+    every container would cost width x depth memory (a million small arrays 100 deep: a GB)."""
     if isinstance(value, str):
         return _evaluate_text(value, scope, at)
     if isinstance(value, dict):
         return _evaluate_object(value, scope, at)
     if isinstance(value, list):
-        out = [evaluate_value(item, scope, at / i) for i, item in enumerate(value)]
-        scope.sourcemap.register(out, at)
-        return out
+        return [_evaluated(item, scope, at / i) for i, item in enumerate(value)]
     return value
 
 
@@ -40,13 +50,13 @@ def _evaluate_text(text: str, scope: Scope, at: Pointer) -> Any:
 
 def _evaluate_object(value: Mapping[str, Any], scope: Scope, at: Pointer) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    scope.sourcemap.register(out, at)
     loops = value.get("copy")
     for key, item in value.items():
         if key == "copy" and is_property_copy(loops):
             continue
         name = _evaluate_text(key, scope, at / key) if key.startswith("[") else key
-        out[str(name)] = evaluate_value(item, scope, at / key)
+        same = name == key  # out[name] is where the map looks for it
+        out[str(name)] = (_evaluated if same else evaluate_value)(item, scope, at / key)
     if isinstance(loops, list) and is_property_copy(loops):
         for i, loop in enumerate(loops):
             name, items = expand_copy_loop(loop, scope, at / "copy" / i)

@@ -349,3 +349,38 @@ def _innermost(value: Any, depth: int) -> Any:
     for _ in range(depth - 1):
         value = value[0]
     return value
+
+
+def test_evaluating_a_wide_value_nested_100_deep_keeps_no_pointer_per_container() -> None:
+    value = json.loads(_wide_and_deep(20_000, 100))
+    template = doc(resources=[{**nsg(), "properties": {"x": value}}])
+    size = len(json.dumps(template, separators=(",", ":")))
+    tracemalloc.start()
+    try:
+        assert load_template(template, "t.json")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # the template is copied a few times (evaluated, checked); a pointer of ~100 parts for
+    # each of the 20,000 arrays was ~450x its size
+    assert peak < 120 * size, f"{peak:,} bytes for {size:,} characters"
+
+
+@pytest.mark.parametrize("key", ["securityRules", "[concat('security', 'Rules')]"])
+def test_a_problem_inside_evaluated_containers_points_at_the_template(key: str) -> None:
+    rule = {
+        "name": "r",
+        "properties": {
+            "protocol": "Bogus",
+            "access": "Allow",
+            "direction": "Inbound",
+            "priority": 100,
+            "sourceAddressPrefix": "*",
+            "sourcePortRange": "*",
+            "destinationAddressPrefix": "*",
+            "destinationPortRange": "22",
+        },
+    }
+    problem = first_problem(doc(resources=[{**nsg(), "properties": {key: [rule]}}]))
+    expected = f"/resources/0/properties/{key}/0/properties/protocol"
+    assert_problem(problem, "SecurityRuleInvalidProtocol", expected)
