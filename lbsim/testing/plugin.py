@@ -116,26 +116,23 @@ def lbsim_config() -> Mapping[str, Any]:
 
 
 @pytest.fixture(scope=_scope)
-def lbsim(
-    request: pytest.FixtureRequest,
-    lbsim_template: Path,
-    lbsim_parameters: Parameters,
-    lbsim_config: Mapping[str, Any],
-) -> Iterator[ThreadedLoadBalancer]:
-    """The running load balancer; ``@pytest.mark.lbsim(...)`` gives a test its own."""
+def lbsim(request: pytest.FixtureRequest) -> Iterator[ThreadedLoadBalancer]:
+    """The running load balancer; ``@pytest.mark.lbsim(...)`` gives a test its own. The
+    suite's ``lbsim_template``, ``lbsim_parameters`` and ``lbsim_config`` are asked for only
+    when the marker does not name them, so a suite whose tests all name a template in their
+    marker needs no ``lbsim_template``."""
     marked: dict[str, Any] = getattr(request, "param", None) or {}
-    template, parameters, config = lbsim_template, lbsim_parameters, lbsim_config
-    if marked:
-        folder = Path(marked["folder"])
-        if marked.get("template") is not None:
-            template = folder / marked["template"]
-            parameters, config = None, {}  # another template: none of the suite's own
-        if marked.get("parameters") is not None:
-            parameters = marked["parameters"]
-            if isinstance(parameters, str | Path):
-                parameters = folder / parameters
-        if marked.get("config") is not None:
-            config = marked["config"]
+    folder = Path(marked.get("folder", "."))
+    own = marked.get("template") is not None  # another template: none of the suite's own
+    template = folder / marked["template"] if own else request.getfixturevalue("lbsim_template")
+    parameters: Parameters = marked.get("parameters")
+    if isinstance(parameters, str | Path):
+        parameters = folder / parameters
+    elif parameters is None and not own:
+        parameters = request.getfixturevalue("lbsim_parameters")
+    config: Mapping[str, Any] | None = marked.get("config")
+    if config is None:
+        config = {} if own else request.getfixturevalue("lbsim_config")
     with start(request.config, template, parameters, config) as lb:
         yield lb
 

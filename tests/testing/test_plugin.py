@@ -174,3 +174,21 @@ def test_a_config_that_is_no_mapping_is_a_clear_usage_error(suite: pytest.Pytest
     result = suite.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*lbsim_config: a mapping of lbsim.toml's keys, not str*"])
+
+
+def test_a_marker_s_template_needs_no_suite_template(pytester: pytest.Pytester) -> None:
+    shutil.copy(TOPOLOGY, pytester.path / "topology.json")
+    pytester.makepyfile(
+        test_marked="""
+        import pytest
+
+        OFFICE = {"sources": {"127.0.0.1": "203.0.113.7"}}
+
+        @pytest.mark.lbsim(template="topology.json", config=OFFICE)
+        def test_its_own(lbsim):
+            assert len(lbsim.instances()) == 2
+            lbsim.assert_reachable("web", 1, 22)
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "--lbsim-port-map=per-worker:74")
+    result.assert_outcomes(passed=1)
