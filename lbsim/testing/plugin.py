@@ -29,6 +29,7 @@ import pytest
 
 if TYPE_CHECKING:
     from lbsim.api.library import ThreadedLoadBalancer
+    from lbsim.errors import LbsimError
 
 Parameters = Mapping[str, Any] | str | Path | None
 Factory = Callable[..., "ThreadedLoadBalancer"]
@@ -157,16 +158,37 @@ def lbsim_factory(request: pytest.FixtureRequest) -> Iterator[Factory]:
         yield make
 
 
+@contextlib.contextmanager
 def start(
     pytest_config: pytest.Config,
     template: Path,
     parameters: Parameters,
     config: Mapping[str, Any] | None,
-) -> contextlib.AbstractContextManager[ThreadedLoadBalancer]:
+) -> Iterator[ThreadedLoadBalancer]:
     """:func:`lbsim.run_in_thread` with the plugin's settings: its port map, a free port
-    for a control API asked for."""
+    for a control API asked for. A template or setting lbsim refuses fails the test with
+    every problem, one per line, and no traceback."""
     from lbsim.api.library import run_in_thread  # noqa: PLC0415 (only once a test needs it)
+    from lbsim.errors import LbsimError  # noqa: PLC0415
 
+    settings = _settings(pytest_config, config)
+    options: dict[str, Any] = {"config": settings}
+    options["params" if isinstance(parameters, Mapping) else "parameters"] = parameters
+    with contextlib.ExitStack() as stack:
+        try:
+            handle = stack.enter_context(run_in_thread(template, **options))
+        except LbsimError as error:
+            refused: str | None = _refusal(error, template)
+        else:
+            refused = None
+        if refused is not None:  # (out of the except: no "during handling" chain shown)
+            pytest.fail(refused, pytrace=False)
+        yield handle
+
+
+def _settings(pytest_config: pytest.Config, config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The settings lbsim runs with: the suite's, the plugin's port map unless they name
+    one, and port 0 (a free one) for a control API asked for."""
     if config is not None and not isinstance(config, Mapping):
         raise pytest.UsageError(
             f"lbsim_config: a mapping of lbsim.toml's keys, not {type(config).__name__} "
@@ -176,9 +198,19 @@ def start(
     settings.setdefault("port_map", port_map(pytest_config))
     if str(settings.get("api_port", "off")).lower() != "off":
         settings["api_port"] = 0
-    if isinstance(parameters, Mapping):
-        return run_in_thread(template, params=parameters, config=settings)
-    return run_in_thread(template, parameters=parameters, config=settings)
+    return settings
+
+
+def _refusal(error: LbsimError, template: Path) -> str:
+    """What lbsim refused, one problem a line (``file#/pointer: Code: message``)."""
+    from lbsim.errors import TemplateInvalid  # noqa: PLC0415
+
+    if isinstance(error, TemplateInvalid):
+        problems = [str(problem.located(str(template))) for problem in error.problems]
+    else:
+        problems = [str(error.problem())]
+    count = f"{len(problems)} problems" if len(problems) > 1 else "a problem"
+    return "\n".join([f"lbsim could not start {template} ({count}):", *problems])
 
 
 def port_map(config: pytest.Config) -> str:

@@ -192,3 +192,59 @@ def test_a_marker_s_template_needs_no_suite_template(pytester: pytest.Pytester) 
     )
     result = pytester.runpytest("-p", "no:cacheprovider", "--lbsim-port-map=per-worker:74")
     result.assert_outcomes(passed=1)
+
+
+BAD_TEMPLATE = """{
+  "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+  "contentVersion": "1.0.0.0",
+  "resources": [
+    {"type": "Microsoft.Network/publicIPAddresses", "apiVersion": "2023-09-01", "name": "pip",
+     "location": "westeurope", "sku": {"name": "Sideways"}},
+    {"type": "Microsoft.Network/networkSecurityGroups", "apiVersion": "2023-09-01",
+     "name": "nsg", "location": "westeurope",
+     "properties": {"securityRules": [{"name": "ssh", "properties": {
+       "priority": 99, "direction": "Inbound", "access": "Allow", "protocol": "Tcp",
+       "sourceAddressPrefix": "*", "sourcePortRange": "*", "destinationAddressPrefix": "*",
+       "destinationPortRange": "22"}}]}}
+  ]
+}"""
+
+
+def test_an_invalid_template_fails_with_every_problem_and_no_traceback(
+    pytester: pytest.Pytester,
+) -> None:
+    (pytester.path / "bad.json").write_text(BAD_TEMPLATE, encoding="utf-8")
+    pytester.makepyfile(test_bad="def test_it(lbsim):\n    pass\n")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--lbsim-template=bad.json")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*lbsim could not start */bad.json (2 problems):",
+            "*/bad.json#/resources/0/sku/name: InvalidSku: name must be one of Basic, *",
+            "*/bad.json#/resources/1/properties/securityRules/0/properties/priority: "
+            "SecurityRuleInvalidPriority: priority must be an integer from 100 to 4096, not 99.",
+        ]
+    )
+    assert "Traceback" not in result.stdout.str()
+    assert "lbsim/api/library.py" not in result.stdout.str()
+
+
+def test_a_refused_setting_fails_the_test_plainly(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        test_setting="""
+        import pytest
+
+        @pytest.mark.lbsim(config={"idle_timeout_scale": 0})
+        def test_it(lbsim):
+            pass
+        """
+    )
+    result = suite.runpytest("-p", "no:cacheprovider", "--lbsim-port-map=per-worker:75")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*lbsim could not start */topology.json (a problem):",
+            "*InvalidSetting: --idle-timeout-scale: 0: must be greater than 0*",
+        ]
+    )
+    assert "Traceback" not in result.stdout.str()
