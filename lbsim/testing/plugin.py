@@ -13,8 +13,9 @@ fixture.
 balancer of its own (the ``lbsim`` fixture is then function-scoped for that test). Ports: the
 ``port_map`` setting is ``per-worker`` under pytest-xdist (each worker on loopback addresses
 of its own) and ``azure`` otherwise, unless ``--lbsim-port-map`` or the config says; a control
-API asked for (any ``api_port`` but ``off``) takes a free port. Only pytest is imported here
-until a fixture runs, so that the plugin costs nothing to test suites that do not use it.
+API asked for (any ``api_port``, or its alias ``metrics_port``, but ``off``) takes a free
+port. Only pytest is imported here until a fixture runs, so that the plugin costs nothing to
+test suites that do not use it.
 """
 
 from __future__ import annotations
@@ -166,8 +167,8 @@ def start(
     config: Mapping[str, Any] | None,
 ) -> Iterator[ThreadedLoadBalancer]:
     """:func:`lbsim.run_in_thread` with the plugin's settings: its port map, a free port
-    for a control API asked for. A template or setting lbsim refuses fails the test with
-    every problem, one per line, and no traceback."""
+    for a control API asked for (under any of ``api_port``'s keys). A template or setting
+    lbsim refuses fails the test with every problem, one per line, and no traceback."""
     from lbsim.api.library import run_in_thread  # noqa: PLC0415 (only once a test needs it)
     from lbsim.errors import LbsimError  # noqa: PLC0415
 
@@ -188,7 +189,10 @@ def start(
 
 def _settings(pytest_config: pytest.Config, config: Mapping[str, Any] | None) -> dict[str, Any]:
     """The settings lbsim runs with: the suite's, the plugin's port map unless they name
-    one, and port 0 (a free one) for a control API asked for."""
+    one, and port 0 (a free one) for a control API asked for under any key of the setting
+    (``api_port`` or its alias ``metrics_port``): fixed ports collide under xdist."""
+    from lbsim.api.config import SETTINGS  # noqa: PLC0415 (only once a test needs it)
+
     if config is not None and not isinstance(config, Mapping):
         raise pytest.UsageError(
             f"lbsim_config: a mapping of lbsim.toml's keys, not {type(config).__name__} "
@@ -196,8 +200,10 @@ def _settings(pytest_config: pytest.Config, config: Mapping[str, Any] | None) ->
         )
     settings = dict(config or {})
     settings.setdefault("port_map", port_map(pytest_config))
-    if str(settings.get("api_port", "off")).lower() != "off":
-        settings["api_port"] = 0
+    api_keys = next((s.keys for s in SETTINGS if s.key == "api_port"), ("api_port",))
+    for key in api_keys:
+        if key in settings and str(settings[key]).lower() != "off":
+            settings[key] = 0
     return settings
 
 

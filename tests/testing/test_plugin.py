@@ -5,6 +5,7 @@ test of lbsim's suite listens where these do (per-worker:70 and up, or xdist's o
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -248,3 +249,28 @@ def test_a_refused_setting_fails_the_test_plainly(suite: pytest.Pytester) -> Non
         ]
     )
     assert "Traceback" not in result.stdout.str()
+
+
+@pytest.mark.parametrize("key", ["api_port", "metrics_port"])
+def test_a_control_api_at_a_fixed_port_takes_a_free_one(suite: pytest.Pytester, key: str) -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]  # held: a fixed port would collide here
+    suite.makepyfile(
+        test_api=f"""
+        import urllib.request
+
+        import pytest
+
+        @pytest.mark.lbsim(config={{"{key}": {port}}})
+        def test_it(lbsim):
+            assert lbsim.api_url is not None
+            assert not lbsim.api_url.endswith(":{port}")
+            with urllib.request.urlopen(lbsim.api_url + "/healthz", timeout=5) as answer:
+                assert answer.status == 200
+        """
+    )
+    with taken:
+        result = suite.runpytest("-p", "no:cacheprovider", "--lbsim-port-map=per-worker:76")
+    result.assert_outcomes(passed=1)
