@@ -2,19 +2,24 @@
 
 A TCP connection that gets a first byte, or that stays open for a moment, reached its
 instance; one that is reset (a denied flow under ``deny_mode = "reset"``, a stopped instance)
-or refused did not. A UDP datagram reached its instance when an answer comes back (the
-built-in UDP servers echo). When an assertion fails its message says what lbsim decided and
-why: the NAT entry used, the deciding NSG rule and which of its parts matched the flow, as
-``lbsim check`` shows them.
+or refused did not, and neither did one held silently by a ``down`` fault on its instance (a
+crashed VM answers nothing: the connection stays open, but nothing is reached). A UDP
+datagram reached its instance when an answer comes back (the built-in UDP servers echo).
+When an assertion fails its message says what lbsim decided and why: the NAT entry used, the
+deciding NSG rule and which of its parts matched the flow, as ``lbsim check`` shows them.
 """
 
 from __future__ import annotations
 
 import errno
 import socket
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
+
+from lbsim.control.types import NatEntry, Plan
+from lbsim.dataplane.faults import Fault, FaultType, rules_of
 
 HOLD_S = 0.3  # how long a silent TCP connection must stay open to count as reachable
 _PARTS = ("protocol", "source", "sourcePort", "destination", "destinationPort")
@@ -63,6 +68,50 @@ def _tcp(client: str, target: tuple[str, int], hold_s: float) -> tuple[bool, str
         except OSError as error:
             return False, f"failed: {error.strerror or error}"
         return (True, "first byte") if data else (False, "closed before a first byte")
+
+
+def silent(tried: Attempt) -> bool:
+    """Whether a TCP attempt counted as reached only for staying open (no first byte)."""
+    return tried.reached and tried.outcome.startswith("open for")
+
+
+def nat_entry(
+    plan: Plan, scale_set: str, instance_id: int, backend_port: int, protocol: str
+) -> NatEntry | None:
+    """The NAT entry that reaches ``backend_port`` of the instance, as ``endpoint`` finds it."""
+    label = f"{scale_set}/{instance_id}".lower()
+    for entry in plan.nat:
+        backend = entry.backend
+        if (
+            backend is not None
+            and backend.label.lower() == label
+            and entry.backend_port == backend_port
+            and entry.protocol.value.lower() == protocol.lower()
+        ):
+            return entry
+    return None
+
+
+def holding_fault(faults: Iterable[Fault], entry: NatEntry | None) -> Fault | None:
+    """The ``down`` fault that may hold a new TCP flow through ``entry`` silently (its
+    target matches the entry's frontend port, rule and instance), if one is set."""
+    if entry is None or entry.backend is None:
+        return None
+    rules, label = rules_of(entry), entry.backend.label
+    for fault in faults:
+        if (
+            fault.type is FaultType.DOWN
+            and fault.toxicity > 0
+            and fault.target.matches(entry.frontend_port, rules, label)
+        ):
+            return fault
+    return None
+
+
+def held(tried: Attempt, fault: Fault) -> Attempt:
+    """A silent attempt, as the ``down`` fault that held it: not reached."""
+    why = f"held silently by the down fault {fault.name!r} (a crashed instance answers nothing)"
+    return attrs.evolve(tried, reached=False, outcome=why)
 
 
 def _udp(client: str, target: tuple[str, int], hold_s: float) -> tuple[bool, str]:

@@ -321,8 +321,14 @@ class ThreadedLoadBalancer:
         if source is not None:
             client = trio.from_thread.run(self.session.client_for, source, trio_token=self._token)
         tried = assertions.attempt(client, target, protocol, assertions.HOLD_S)
+        if assertions.silent(tried):  # open, no byte: a down fault holds it, or a quiet server
+            fault = self._call(self._holding, scale_set, instance_id, backend_port, protocol)
+            if fault is not None:
+                tried = assertions.held(tried, fault)
         if tried.reached == reach:
             return
+        what = f"{protocol} port {backend_port} of {scale_set}/{instance_id}"
+        expected = "reachable" if reach else "denied"
         entry = next(
             row
             for row in self.ports()
@@ -336,9 +342,16 @@ class ThreadedLoadBalancer:
             frontend=entry["frontendIPAddress"],
             protocol=protocol,
         )
-        what = f"{protocol} port {backend_port} of {scale_set}/{instance_id}"
-        expected = "reachable" if reach else "denied"
         raise AssertionError(assertions.explain(expected, what, tried, entry, verdict))
+
+    def _holding(
+        self, scale_set: str, instance_id: int, backend_port: int, protocol: str
+    ) -> Fault | None:
+        """The ``down`` fault that holds new flows to the instance's port, if any (called
+        in lbsim's thread: the faults and the plan are read there)."""
+        session = self.session
+        entry = assertions.nat_entry(session.plan, scale_set, instance_id, backend_port, protocol)
+        return assertions.holding_fault(session.runtime.faults, entry)
 
 
 @contextmanager
