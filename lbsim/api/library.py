@@ -330,11 +330,22 @@ class ThreadedLoadBalancer:
         what = f"{protocol} port {backend_port} of {scale_set}/{instance_id}"
         expected = "reachable" if reach else "denied"
         entry = next(
-            row
-            for row in self.ports()
-            if (row.get("listenAddress"), row.get("listenPort")) == target
-            and row["protocol"].lower() == protocol.lower()
+            (
+                row
+                for row in self.ports()
+                if (row.get("listenAddress"), row.get("listenPort")) == target
+                and row["protocol"].lower() == protocol.lower()
+            ),
+            None,
         )
+        if entry is None:  # the plan changed while the attempt was made
+            host, port = target
+            raise LbsimError(
+                "ResourceNotFound",
+                f"{what}: expected {expected}; from {client} to {host}:{port}: "
+                f"{tried.outcome}; and no {protocol} NAT entry listens at {host}:{port} now "
+                "to explain it (did the plan change while the assertion ran?)",
+            )
         presented = source or self._call(self.session.runtime.settings.sources.present, client)
         verdict = self.check(
             source=presented,

@@ -1,4 +1,5 @@
-"""The handle's reachability assertions: a ``down`` fault's silent hold is not reachable."""
+"""The handle's reachability assertions: a ``down`` fault's silent hold is not reachable,
+and a failure that can no longer be explained (the port row is gone) is a clear error."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import lbsim
+from lbsim.errors import LbsimError
 
 TOPOLOGY = Path(__file__).with_name("topology.json")
 CONFIG = {"port_map": "ephemeral", "sources": {"127.0.0.1": "203.0.113.7"}}
@@ -33,3 +35,17 @@ def test_a_down_fault_on_another_rule_holds_nothing_here() -> None:
         lb.fault("down", instance="web/1", rule="http"),
     ):
         lb.assert_reachable("web", 1, 22)
+
+
+def test_a_port_row_gone_before_the_explanation_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with lbsim.run_in_thread(TOPOLOGY, config=CONFIG) as lb:
+        host, port = lb.endpoint("web", 0, 22)
+        monkeypatch.setattr(lb, "ports", list)  # as if the entry went while connecting
+        with pytest.raises(LbsimError) as caught:
+            lb.assert_reachable("web", 0, 22, source="198.51.100.20")
+    assert caught.value.code == "ResourceNotFound"
+    message = str(caught.value)
+    assert "Tcp port 22 of web/0: expected reachable; from 127.250.0." in message
+    assert f"to {host}:{port}: reset; and no Tcp NAT entry listens at {host}:{port} now" in message
