@@ -33,7 +33,7 @@ def nested_template(
     target = None
     if isinstance(link, Mapping):
         target = link.get("relativePath") or link.get("uri") or link.get("id")
-    if not isinstance(target, str):
+    if not isinstance(target, str) or not _readable(loader, deployment, target):
         return None
     found = _resolve(loader, deployment, target)
     if found is None:
@@ -53,6 +53,20 @@ def is_remote(target: str) -> bool:
     """A link by URL (https://...), as opposed to a ``file:`` URI or a relative path."""
     scheme = urlsplit(target).scheme.lower()
     return "://" in target and scheme not in ("", "file")
+
+
+def _readable(loader: Loader, deployment: ExpandedResource, target: str) -> bool:
+    """Whether ``target`` parses as a URL (a path always does). ``http://[::1`` does not:
+    every resolver would fail on it, so it is an error here, at the link, for all of them."""
+    try:
+        urlsplit(target)
+    except ValueError as error:
+        shown = repr(target[:200]) + ("..." if len(target) > 200 else "")
+        message = f"The linked template {shown} is not a URL lbsim can read: {error}."
+        at = deployment.at / "properties" / "templateLink"
+        loader.problems.append(Problem("LinkedTemplatePathInvalid", message, at, deployment.file))
+        return False
+    return True
 
 
 def _resolve(loader: Loader, deployment: ExpandedResource, target: str) -> tuple[Any, str] | None:

@@ -384,3 +384,15 @@ def test_a_problem_inside_evaluated_containers_points_at_the_template(key: str) 
     problem = first_problem(doc(resources=[{**nsg(), "properties": {key: [rule]}}]))
     expected = f"/resources/0/properties/{key}/0/properties/protocol"
     assert_problem(problem, "SecurityRuleInvalidProtocol", expected)
+
+
+@pytest.mark.parametrize("uri", ["http://[::1", "https://[not-an-address]/t.json"])
+def test_a_template_link_that_is_not_a_url_is_a_clear_error(uri: str) -> None:
+    link = {
+        "type": DEPLOYMENTS,
+        "apiVersion": "2022-09-01",
+        "name": "d",
+        "properties": {"mode": "Incremental", "templateLink": {"uri": uri}},
+    }
+    problem = first_problem(doc(resources=[link]))
+    assert_problem(problem, "LinkedTemplatePathInvalid", "/resources/0/properties/templateLink")
