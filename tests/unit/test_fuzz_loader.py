@@ -1,7 +1,9 @@
-"""Fuzzing the loader and the expression evaluator with mutations of lbsim's own example
-templates (arm-examples/): deleted keys, swapped types, huge and deep values, hostile
-expressions and broken JSON text. Whatever the input, loading gives a Deployment or an
-LbsimError (a clear error with a code), never another exception, within a time bound.
+"""Fuzzing what lbsim reads: the loader and the expression evaluator with mutations of lbsim's
+own example templates (arm-examples/): deleted keys, swapped types, huge, deep and wide
+values, hostile expressions and broken JSON text; the settings file ``lbsim up`` reads
+(fuzz_config.py); and linked templates behind hostile ``templateLink`` values (fuzz_links.py).
+Whatever the input, reading it gives a result or a clear error with a code, never another
+exception, within a time bound and a memory bound (tracemalloc's peak) for each input.
 
 The suite runs a bounded number of examples; ``scripts/fuzz --minutes N`` runs the same
 strategies for longer (``LBSIM_FUZZ_EXAMPLES`` sets the count here).
@@ -9,14 +11,21 @@ strategies for longer (``LBSIM_FUZZ_EXAMPLES`` sets the count here).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
+import tempfile
 import time
+import tracemalloc
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+from fuzz_config import config_texts, read_config
+from fuzz_links import linking_templates, load_linking, make_tree
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -30,6 +39,8 @@ TEMPLATES = {
     for path in sorted(EXAMPLES.glob("*/azuredeploy.json"))
 }
 TIME_BOUND_S = 15.0  # the loader's own deadline is 10 s
+MEMORY_BOUND = 64 * 1024 * 1024  # bytes allocated at the peak of one input (tracemalloc)
+WIDE = 20_000  # small arrays side by side in a wide value (memory once grew with width x depth)
 HOSTILE_EXPRESSIONS = [
     "[padLeft('x', 2000000000)]",
     "[map(range(0,10000), lambda('i', range(0,10000)))]",
@@ -58,35 +69,37 @@ def _deep(depth: int) -> Any:
     return value
 
 
-def _paths(value: Any) -> list[tuple[Any, ...]]:
-    """Every path to a node of ``value`` (not the root)."""
-    out: list[tuple[Any, ...]] = []
-    stack: list[tuple[Any, tuple[Any, ...]]] = [(value, ())]
-    while stack:
-        node, path = stack.pop()
-        pairs = (
-            node.items()
-            if isinstance(node, dict)
-            else enumerate(node)
-            if isinstance(node, list)
-            else ()
-        )
-        for key, child in pairs:
-            out.append((*path, key))
-            stack.append((child, (*path, key)))
-    return out
+def _wide(width: int, depth: int) -> Any:
+    """``width`` empty arrays in one array, nested ``depth`` deep."""
+    value: Any = [[] for _ in range(width)]
+    for _ in range(depth):
+        value = [value]
+    return value
 
 
-def _parent(document: Any, path: tuple[Any, ...]) -> Any:
-    for key in path[:-1]:
-        document = document[key]
-    return document
+MAX_WALK = 300  # steps of one walk into a document (deeper than any limit of lbsim)
+
+
+def _node(draw: st.DrawFn, document: Any) -> tuple[Any, Any] | None:
+    """(parent, key) of a node of ``document`` (not the root), found by a random walk from
+    the root: a list of every path would cost width x depth once a wide value is in."""
+    parent, key, node = None, None, document
+    for _ in range(MAX_WALK):
+        keys = list(node) if isinstance(node, dict) else range(len(node))
+        if not keys or (parent is not None and draw(st.integers(0, 3)) == 0):
+            break
+        parent, key = node, keys[draw(st.integers(0, len(keys) - 1))]
+        node = parent[key]
+        if not isinstance(node, dict | list):
+            break
+    return None if parent is None else (parent, key)
 
 
 replacements = st.one_of(
     st.sampled_from(HOSTILE_EXPRESSIONS),
     st.sampled_from(HUGE),
     st.builds(_deep, st.integers(100, 600)),
+    st.builds(_wide, st.integers(1, WIDE), st.integers(1, 140)),
     st.none(),
     st.booleans(),
     st.integers(),
@@ -103,15 +116,14 @@ def mutated(draw: st.DrawFn) -> tuple[str, Any]:
     name = draw(st.sampled_from(sorted(TEMPLATES)))
     document = copy.deepcopy(TEMPLATES[name])
     for _ in range(draw(st.integers(1, 4))):
-        paths = _paths(document)
-        if not paths:
+        found = _node(draw, document)
+        if found is None:
             break
-        path = draw(st.sampled_from(paths))
-        parent = _parent(document, path)
+        parent, key = found
         if draw(st.booleans()):
-            del parent[path[-1]]
+            del parent[key]
         else:
-            parent[path[-1]] = draw(replacements)
+            parent[key] = draw(replacements)
     if not draw(st.booleans()):
         return "value", document
     text = json.dumps(document)
@@ -121,33 +133,106 @@ def mutated(draw: st.DrawFn) -> tuple[str, Any]:
     return "text", text[:start] + insert + text[end:]
 
 
-def outcome(kind: str, given: Any) -> str:
-    """Load one input; its outcome ("valid" or the error's code). Any other exception, or a
-    load that takes longer than the bound, fails."""
+@contextlib.contextmanager
+def bounded() -> Iterator[None]:
+    """The code inside must end within TIME_BOUND_S and allocate at most MEMORY_BOUND at its
+    peak (tracemalloc's count: Python's own allocations, which are what a hostile input
+    multiplies)."""
+    tracing = tracemalloc.is_tracing()
+    if not tracing:
+        tracemalloc.start()
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
     start = time.monotonic()
     try:
-        value = load_json_text(given, "fuzz.json") if kind == "text" else given
-        load_template(value, "fuzz.json", LoadOptions(fill_missing=True))
-        result = "valid"
-    except LbsimError as error:
-        result = error.code
+        yield
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        if not tracing:
+            tracemalloc.stop()
     elapsed = time.monotonic() - start
     assert elapsed < TIME_BOUND_S, f"took {elapsed:.1f} s"
+    assert peak < MEMORY_BOUND, f"allocated {peak:,} bytes at its peak"
+
+
+def outcome(kind: str, given: Any) -> str:
+    """Load one input; its outcome ("valid" or the error's code). Any other exception, or a
+    load past the time or memory bound, fails."""
+    with bounded():
+        try:
+            value = load_json_text(given, "fuzz.json") if kind == "text" else given
+            load_template(value, "fuzz.json", LoadOptions(fill_missing=True))
+            result = "valid"
+        except LbsimError as error:
+            result = error.code
     return result
 
 
+def config_outcome(folder: Path, data: bytes) -> str:
+    """Read one settings file as ``lbsim up --config`` does: "valid" or a ConfigError's code."""
+    with bounded():
+        return read_config(folder / "lbsim.toml", data)
+
+
+def link_outcome(root: Path, template: dict[str, Any]) -> str:
+    """Load one template of hostile links in the tree of fuzz_links.py rooted at ``root``."""
+    with bounded():
+        return load_linking(root, template)
+
+
+@contextlib.contextmanager
+def fuzz_folder() -> Iterator[Path]:
+    """A fresh folder holding the link tree (``links/root``) and room for settings files."""
+    with tempfile.TemporaryDirectory(prefix="lbsim-fuzz-") as folder:
+        make_tree(Path(folder) / "links")
+        yield Path(folder)
+
+
+def strategies(folder: Path) -> dict[str, tuple[st.SearchStrategy[Any], Callable[[Any], str]]]:
+    """Each kind of input fuzzed: its strategy and how one input is read (scripts/fuzz runs
+    them all)."""
+    root = folder / "links" / "root"
+    return {
+        "template": (mutated(), lambda case: outcome(*case)),
+        "config": (config_texts(), lambda data: config_outcome(folder, data)),
+        "links": (linking_templates(), lambda template: link_outcome(root, template)),
+    }
+
+
 SEEN: Counter[str] = Counter()
-
-
-@settings(
-    max_examples=int(os.environ.get("LBSIM_FUZZ_EXAMPLES", "200")),
+EXAMPLES_RUN = int(os.environ.get("LBSIM_FUZZ_EXAMPLES", "200"))
+fuzzing = settings(
+    max_examples=EXAMPLES_RUN,
     deadline=None,  # each example is bounded by TIME_BOUND_S instead
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     database=None,
 )
+
+
+@fuzzing
 @given(mutated())
 def test_every_mutated_template_loads_or_fails_cleanly(case: tuple[str, Any]) -> None:
     SEEN[outcome(*case)] += 1
+
+
+@pytest.fixture(scope="module")
+def folder() -> Iterator[Path]:
+    with fuzz_folder() as made:
+        yield made
+
+
+@fuzzing
+@given(data=config_texts())
+def test_every_settings_file_is_read_or_refused_cleanly(folder: Path, data: bytes) -> None:
+    SEEN["config " + config_outcome(folder, data)] += 1
+
+
+@settings(fuzzing, max_examples=max(1, EXAMPLES_RUN // 2))  # each loads up to 4 files
+@given(template=linking_templates())
+def test_every_hostile_link_is_followed_or_refused_cleanly(
+    folder: Path, template: dict[str, Any]
+) -> None:
+    SEEN["links " + link_outcome(folder / "links" / "root", template)] += 1
 
 
 def test_the_examples_themselves_load() -> None:
