@@ -20,6 +20,7 @@ and the files of its file mappings (a file alone: the folder it lies in is not a
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -67,9 +68,12 @@ class LinkResolver:
                 if found is not None:
                     return self._learn(found, bare, from_file, (prefix, base))
         parts = _segments(url.path)
+        entries = _entries(folder)  # a tail can only start at a name the folder has
         for start in range(len(parts)):
             if start and len(parts) - start < MIN_TAIL:
                 break
+            if parts[start] not in entries and parts[start] not in (".", ".."):
+                continue  # (a tail that climbs is tried: confinement refuses it, by name)
             found = self._read_if_file(folder.joinpath(*parts[start:]), target, from_file)
             if found is not None:
                 prefix = urlunsplit(
@@ -168,6 +172,16 @@ def _link_roots(links: Mapping[str, str]) -> tuple[list[Path], list[Path]]:
     folders = [Path(path) for url, path in links.items() if _bare(url).endswith("/")]
     files = [Path(path) for url, path in links.items() if not _bare(url).endswith("/")]
     return folders, files
+
+
+def _entries(folder: Path) -> frozenset[str]:
+    """The names in ``folder`` (none when it cannot be listed): the first segment of a local
+    copy's path must be one, so a URL of many segments costs a lookup each, not a path
+    resolution each (which grew with the square of its length)."""
+    try:
+        return frozenset(os.listdir(folder))
+    except OSError:
+        return frozenset()
 
 
 def _segments(path: str) -> list[str]:

@@ -370,6 +370,31 @@ def test_the_resolver_never_returns_the_linking_template_itself(tmp_path: Path) 
     assert resolver(f"{URL}/site/azuredeploy.json", str(main)) is None
 
 
+def test_a_url_of_many_segments_tries_only_tails_that_start_at_a_name_the_folder_has(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each tail of a URL's path used to be resolved on disk: 2,000 segments took seconds.
+    A tail whose first segment the folder lacks is not tried; one that starts at a name
+    there still is, and still resolves."""
+    main = _write(tmp_path / "main.json", template())
+    module = _write(tmp_path / "modules" / "nsg.json", NSG_TEMPLATE)
+    tried: list[Path] = []
+    read = LinkResolver._read_if_file
+
+    def counted(self: LinkResolver, path: Path, target: str, from_file: str | None) -> Any:
+        tried.append(path)
+        return read(self, path, target, from_file)
+
+    monkeypatch.setattr(LinkResolver, "_read_if_file", counted)
+    many = "/".join(["a"] * 2000)
+    assert LinkResolver()(f"{URL}/{many}/nsg.json", str(main)) is None
+    assert tried == []
+    found = LinkResolver()(f"{URL}/{many}/modules/nsg.json", str(main))
+    assert found is not None
+    assert found[1] == str(module)
+    assert tried == [module]
+
+
 # --- errors inside nested and linked deployments ------------------------------------------------
 def test_an_error_in_a_linked_template_names_its_file_and_the_deployment_chain(
     tmp_path: Path,
