@@ -7,9 +7,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import ipaddress
-import math
 import os
-import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,8 +16,18 @@ import attrs
 
 from lbsim.api.bodies import fault_problems
 from lbsim.api.configfile import check_values, read_toml
+from lbsim.api.settingvalues import (
+    address,
+    choice,
+    decimal,
+    file_path,
+    integer,
+    parse_port_map,
+    port_or_off,
+    positive,
+    switch,
+)
 from lbsim.dataplane.faults import Fault
-from lbsim.dataplane.portmap import PortMap
 from lbsim.dataplane.settings import (
     DEFAULT_TCP_ENGINE,
     BackendPattern,
@@ -30,110 +38,6 @@ from lbsim.dataplane.settings import (
     split_address,
 )
 from lbsim.errors import ConfigError, LbsimError
-
-_INTEGER = re.compile(r"[+-]?[0-9]{1,18}")
-_DECIMAL = re.compile(r"[+-]?([0-9]{1,18}(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,3})?")
-# a host name as DNS spells one: labels of 1-63 letters, digits and hyphens (RFC 1035)
-_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
-
-
-def _digits(value: Any, pattern: re.Pattern[str], what: str) -> str:
-    """The text of a number written in ASCII digits. Python's int() and float() also take
-    other scripts' digits (Arabic-Indic, fullwidth), underscores and any length: a setting
-    takes 0-9 only, so that what a user reads is what lbsim uses."""
-    text = str(value).strip()
-    if not pattern.fullmatch(text):
-        raise ValueError(f"not {what} (ASCII digits 0-9)")
-    return text
-
-
-def _integer(value: Any) -> int:
-    return int(_digits(value, _INTEGER, "an integer"))
-
-
-def _decimal(value: Any) -> float:
-    result = float(_digits(value, _DECIMAL, "a number"))
-    if not math.isfinite(result):
-        raise ValueError("not a finite number")
-    return result
-
-
-def _positive(
-    kind: Callable[[Any], Any], *, above: float | None = None, why: str = ""
-) -> Callable[[Any], Any]:
-    """A number not below 0 (with ``above``: greater than it, ``why`` saying why)."""
-
-    def parse(value: Any) -> Any:
-        result = kind(value)
-        if above is not None and result <= above:
-            raise ValueError(f"must be greater than {above:g}{why}")
-        if result < 0:
-            raise ValueError("must not be negative")
-        return result
-
-    return parse
-
-
-def _choice(*options: str) -> Callable[[Any], str]:
-    def parse(value: Any) -> str:
-        text = str(value).lower()
-        if text not in options:
-            raise ValueError(f"choose one of {', '.join(options)}")
-        return text
-
-    return parse
-
-
-def _switch(value: Any) -> bool:
-    text = str(value).lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("choose true or false")
-
-
-def _port(value: Any) -> int:
-    port = _integer(value)
-    if not 0 <= port <= 65535:
-        raise ValueError("not a port number")
-    return port
-
-
-def _port_or_off(value: Any) -> int | None:
-    """A port to listen on: 0 picks a free one, ``off`` serves nothing."""
-    if str(value).lower() == "off":
-        return None
-    return _port(value)
-
-
-def _address(value: Any) -> str:
-    """An IP address or a host name that can be looked up: a name whose label is over 63
-    characters (or not ASCII) fails inside the resolver's IDNA codec, at bind time."""
-    text = str(value).strip()
-    try:
-        return str(ipaddress.ip_address(text.strip("[]")))
-    except ValueError:
-        pass
-    labels = text.removesuffix(".").split(".")
-    if len(text) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
-        raise ValueError(
-            "not an IP address or a host name (labels of 1-63 letters, digits and hyphens)"
-        )
-    return text
-
-
-def _path(value: Any) -> str:
-    """A file or folder name: the operating system takes no NUL in one."""
-    text = str(value)
-    if not text or "\0" in text:
-        raise ValueError("not a file name (empty, or holds a NUL character)")
-    return text
-
-
-def _port_map(value: Any) -> PortMap:
-    """A port map (lbsim.dataplane.portmap); a bare per-worker reads PYTEST_XDIST_WORKER."""
-    return value if isinstance(value, PortMap) else PortMap.parse(str(value))
 
 
 @attrs.frozen
@@ -165,14 +69,14 @@ SETTINGS = (
     Setting(
         "api_port",
         9150,
-        _port_or_off,
+        port_or_off,
         "port of the control API and its /metrics (0: a free port; off: none)",
         aliases=("metrics_port",),
     ),
     Setting(
         "api_address",
         "127.0.0.1",
-        _address,
+        address,
         "address of the control API (not loopback: api_token is required)",
         aliases=("metrics_address",),
     ),
@@ -185,89 +89,91 @@ SETTINGS = (
     Setting(
         "deny_mode",
         "reset",
-        _choice("reset", "drop"),
+        choice("reset", "drop"),
         "denied TCP: reset at once, or drop (hold silently, then close)",
     ),
     Setting(
         "deny_hold_seconds",
         30.0,
-        _positive(_decimal),
+        positive(decimal),
         "how long --deny-mode drop holds a denied connection",
     ),
     Setting(
         "idle_hold_seconds",
         0.0,
-        _positive(_decimal),
+        positive(decimal),
         "after an idle timeout without TCP reset: hold both sides silently, then reset (0: close)",
     ),
     Setting(
         "idle_timeout_scale",
         1.0,
-        _positive(_decimal, above=0, why=": at 0 every flow would idle out at once"),
+        positive(decimal, above=0, why=": at 0 every flow would idle out at once"),
         "multiplies every idle timeout (0.01 makes 4 minutes 2.4 s)",
     ),
     Setting(
         "drain_seconds",
         10.0,
-        _positive(_decimal),
+        positive(decimal),
         "on SIGINT/SIGTERM, how long open connections may finish",
     ),
     Setting(
         "connect_timeout_seconds",
         5.0,
-        _positive(_decimal),
+        positive(decimal),
         "how long to wait for a backend to accept",
     ),
     Setting(
         "max_udp_flows",
         4096,
-        _positive(_integer, above=0, why=": a listener needs room for one flow"),
+        positive(integer, above=0, why=": a listener needs room for one flow"),
         "UDP flows per listener before the idlest is evicted",
     ),
     Setting(
         "tcp_engine",
         DEFAULT_TCP_ENGINE.value,
-        _choice("reactor", "streams"),
+        choice("reactor", "streams"),
         "TCP relay: reactor (one epoll set, Linux) or streams (a task per direction, portable)",
     ),
-    Setting("log_format", "text", _choice("text", "json"), "flow log lines: text or JSON lines"),
+    Setting("log_format", "text", choice("text", "json"), "flow log lines: text or JSON lines"),
     Setting(
         "log_flows",
         True,
-        _switch,
+        switch,
         "log every flow decision and close",
     ),
     Setting(
         "ready_file",
         None,
-        _path,
+        file_path,
         "write the listener table as JSON here once every listener is bound",
     ),
-    Setting("flow_log_dir", None, _path, "write NSG flow logs (version 2) under this directory"),
+    Setting(
+        "flow_log_dir", None, file_path, "write NSG flow logs (version 2) under this directory"
+    ),
     Setting(
         "flow_log_interval_seconds",
         60.0,
-        _positive(_decimal),
+        positive(decimal),
         "how often flow-log records are appended (Azure: every minute)",
     ),
     Setting(
         "overprovision",
         False,
-        _switch,
+        switch,
         "emulate Azure's overprovisioning for scale sets whose overprovision is true: extra "
         "instances made and deleted leave gaps in ids and NAT ports",
     ),
-    Setting("overprovision_seed", 0, _integer, "seed of which overprovisioned extras go"),
+    Setting("overprovision_seed", 0, integer, "seed of which overprovisioned extras go"),
     Setting(
         "watch",
         False,
-        _switch,
+        switch,
         "reload when the template, parameters, config or a linked template file changes",
     ),
     Setting(
         "port_map",
         "azure",
-        _port_map,
+        parse_port_map,
         "where frontends listen: azure (Azure's ports), per-worker[:N] (Azure's ports on "
         "loopback addresses of worker N), offset:N (every port + N), ephemeral (free ports)",
     ),
@@ -334,7 +240,7 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
     # an alias reads as its setting too, so code that knows the older key keeps working
     values |= {alias: values[s.key] for s in SETTINGS for alias in s.aliases}
     maps = {name: _map(name, args, env, file) for name in _MAPS}
-    port_map = _port_map(values["port_map"])  # (a default is the text, not yet a map)
+    port_map = parse_port_map(values["port_map"])  # (a default is the text, not yet a map)
     runtime = RuntimeSettings(
         deny_mode=DenyMode(values["deny_mode"]),
         deny_hold_s=values["deny_hold_seconds"],
@@ -430,12 +336,12 @@ def _map(
     merged.update(_pairs([p for p in env_text.split(",") if p.strip()], f"LBSIM_{name.upper()}"))
     merged.update(_pairs(getattr(args, name, []) or [], "--" + name.rstrip("s")))
     if name == "frontends":  # a name the resolver cannot take fails at bind time otherwise
-        for frontend, address in merged.items():
+        for frontend, where in merged.items():
             try:
-                _address(address)
+                address(where)
             except ValueError as error:
                 raise ConfigError(
-                    "InvalidSetting", f"frontends: {frontend} = {_shown(address)}: {error}"
+                    "InvalidSetting", f"frontends: {frontend} = {_shown(where)}: {error}"
                 ) from None
     return merged
 
