@@ -115,10 +115,10 @@ def test_two_workers_run_one_template_at_once_without_a_collision() -> None:
 
 
 def test_offset_moves_every_frontend_port() -> None:
-    with lbsim.run_in_thread(TOPOLOGY, config=_config("offset:1237")) as lb:
-        assert lb.endpoint("web", 1, 22) == ("127.0.0.1", 51238)
+    with lbsim.run_in_thread(TOPOLOGY, config=_config("offset:11237")) as lb:
+        assert lb.endpoint("web", 1, 22) == ("127.0.0.1", 61238)
         listening = {(r["frontendPort"], r["listenPort"]) for r in lb.ports()}
-        assert listening == {(50000, 51237), (50001, 51238), (80, 1317)}
+        assert listening == {(50000, 61237), (50001, 61238), (80, 11317)}
         assert _banner(lb.endpoint("web", 1, 22)).startswith(b"SSH-2.0-lbsim_web_1")
 
 

@@ -103,12 +103,16 @@ def _all_on_one_address(lb: ThreadedLoadBalancer) -> None:
 
 def test_offset_puts_every_frontend_and_instance_on_127_0_0_1(tmp_path: Path) -> None:
     template = _two_frontends(tmp_path, second_http_port=81)
-    with lbsim.run_in_thread(template, config={"port_map": "offset:2311", "sources": OFFICE}) as lb:
+    # An offset that puts the NAT ports above Linux's ephemeral range (32768-60999): no
+    # other program's recent connection can hold one of them in TIME_WAIT.
+    offset = 11100
+    config = {"port_map": f"offset:{offset}", "sources": OFFICE}
+    with lbsim.run_in_thread(template, config=config) as lb:
         _all_on_one_address(lb)
-        assert lb.endpoint("web", 1, 22) == ("127.0.0.1", 52312)
-        assert lb.endpoint("web", 1, 2222) == ("127.0.0.1", 54312)
+        assert lb.endpoint("web", 1, 22) == ("127.0.0.1", 50001 + offset)
+        assert lb.endpoint("web", 1, 2222) == ("127.0.0.1", 52001 + offset)
         rule = {(r["frontendIPAddress"], r["frontendPort"], r["listenPort"]) for r in lb.ports()}
-        assert {("127.0.0.1", 80, 2391), ("127.0.0.2", 81, 2392)} <= rule
+        assert {("127.0.0.1", 80, 80 + offset), ("127.0.0.2", 81, 81 + offset)} <= rule
 
 
 def test_ephemeral_puts_every_frontend_and_instance_on_127_0_0_1(tmp_path: Path) -> None:
