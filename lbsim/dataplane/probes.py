@@ -17,7 +17,10 @@ import trio
 
 from lbsim.control.types import Backend, PlannedProbe
 from lbsim.dataplane import tls
-from lbsim.dataplane.relay import BackendUnreachableError, connect_backend
+from lbsim.dataplane.connect import (
+    BackendUnreachableError,
+    connect_backend,
+)
 from lbsim.model import ProbeProtocol
 
 _MAX_WAIT_S = 30.0

@@ -26,6 +26,12 @@ from lbsim.control.check import Guard
 from lbsim.control.diff import ListenKey, PlanChange, diff, listen_table
 from lbsim.control.types import BalancingEntry, NatEntry, Plan
 from lbsim.dataplane.backends import Backends, Pending
+from lbsim.dataplane.connect import (
+    BackendUnreachableError,
+    begin_connect,
+    finish_connect,
+    reset_soon,
+)
 from lbsim.dataplane.engines import Engine, engine_for
 from lbsim.dataplane.events import NsgHit, RecordSink, discard
 from lbsim.dataplane.faults import Fault, Faults, Toxics, rules_of
@@ -33,11 +39,7 @@ from lbsim.dataplane.instances import InstanceServer
 from lbsim.dataplane.listeners import Listener, Route, same_family
 from lbsim.dataplane.probes import ProbeState
 from lbsim.dataplane.relay import (
-    BackendUnreachableError,
-    begin_connect,
-    finish_connect,
     reset_socket,
-    reset_soon,
 )
 from lbsim.dataplane.reports import About, FlowReporter
 from lbsim.dataplane.serving import Serving

@@ -25,16 +25,18 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lbsim.dataplane.connect import (
+    BackendUnreachableError,
+    connect_backend,
+    connect_or_reset,
+    connect_raw,
+)
 from lbsim.dataplane.fastpath import FastPath
 from lbsim.dataplane.idle import IdleReaper
 from lbsim.dataplane.reactor import Reactor
 from lbsim.dataplane.relay import (
-    BackendUnreachableError,
     CloseReason,
     RelayResult,
-    connect_backend,
-    connect_or_reset,
-    connect_raw,
     relay_sockets,
     relay_streams,
     reset_socket,
