@@ -20,9 +20,12 @@ from lbsim.api.settingvalues import (
     address,
     choice,
     decimal,
+    endpoint_or_off,
     file_path,
     integer,
+    ip_address,
     parse_port_map,
+    port_list,
     port_or_off,
     positive,
     switch,
@@ -34,6 +37,8 @@ from lbsim.dataplane.settings import (
     DenyMode,
     RuntimeSettings,
     SourceMap,
+    SshAuth,
+    SshSettings,
     TcpEngine,
     split_address,
 )
@@ -177,6 +182,50 @@ SETTINGS = (
         "where frontends listen: azure (Azure's ports), per-worker[:N] (Azure's ports on "
         "loopback addresses of worker N), offset:N (every port + N), ephemeral (free ports)",
     ),
+    Setting(
+        "ssh_ports",
+        "22",
+        port_list,
+        "backend ports where built-in instances are SSH servers (comma-separated)",
+    ),
+    Setting(
+        "ssh_auth",
+        "any",
+        choice("any", "password", "publickey"),
+        "SSH authentication built-in instances offer: any (password and public key), "
+        "password or publickey",
+    ),
+    Setting(
+        "ssh_password",
+        None,
+        str,
+        "the one password built-in instances accept (default: any password)",
+    ),
+    Setting(
+        "ssh_authorized_keys",
+        None,
+        file_path,
+        "an authorized_keys file: built-in instances accept only its keys (default: any key)",
+    ),
+    Setting(
+        "host_key_dir",
+        None,
+        file_path,
+        "keep built-in instances' SSH host keys in this folder across runs (default: in memory)",
+    ),
+    Setting(
+        "socks",
+        "off",
+        endpoint_or_off,
+        "ADDRESS:PORT of a SOCKS5 endpoint standing for a VM inside the virtual network",
+    ),
+    Setting(
+        "socks_source",
+        None,
+        ip_address,
+        "the private address the SOCKS endpoint's flows come from (default: one inside the "
+        "virtual network that no NIC holds)",
+    ),
 )
 _MAPS = {
     "frontends": "--frontend NAME=ADDRESS: bind a frontend (LB/NAME or NAME) to an address",
@@ -255,11 +304,45 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
         tcp_engine=TcpEngine(values["tcp_engine"]),
         port_map=port_map,
         instance_network=port_map.instance_network,
+        ssh=_ssh(values),
+        socks=values["socks"],
+        socks_source=values["socks_source"],
     )
     # the file's [[faults]], else the library's config={"faults": [...]} (lbsim.serve)
     tables = file["faults"] if "faults" in file else getattr(args, "faults", None)
     faults = _faults(tables, args.config or "config") if tables is not None else ()
     return UpConfig(values, maps["frontends"], runtime, maps["links"], faults)
+
+
+def _ssh(values: Mapping[str, Any]) -> SshSettings:
+    """The SSH settings; an authorized_keys file is read now, so a bad one fails at start."""
+    keys = None
+    if values["ssh_authorized_keys"] is not None:
+        keys = read_authorized_keys(values["ssh_authorized_keys"])
+    return SshSettings(
+        ports=values["ssh_ports"],
+        auth=SshAuth(values["ssh_auth"]),
+        password=values["ssh_password"],
+        authorized_keys=keys,
+        host_key_dir=values["host_key_dir"],
+    )
+
+
+def read_authorized_keys(path: str) -> tuple[str, ...]:
+    """The key lines of an OpenSSH authorized_keys file (comments and blank lines left out)."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read(1 << 20)
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(
+            "InvalidSetting", f"ssh_authorized_keys: cannot read {path!r}: {error}"
+        ) from None
+    lines = tuple(
+        line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")
+    )
+    if not lines:
+        raise ConfigError("InvalidSetting", f"ssh_authorized_keys: {path!r} holds no key.")
+    return lines
 
 
 def _faults(tables: Any, path: str) -> tuple[Fault, ...]:

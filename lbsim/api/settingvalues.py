@@ -115,3 +115,33 @@ def file_path(value: Any) -> str:
 def parse_port_map(value: Any) -> PortMap:
     """A port map (lbsim.dataplane.portmap); a bare per-worker reads PYTEST_XDIST_WORKER."""
     return value if isinstance(value, PortMap) else PortMap.parse(str(value))
+
+
+def port_list(value: Any) -> frozenset[int]:
+    """Ports 1-65535, comma-separated (``22,2222``) or a list."""
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    ports = frozenset(port(item) for item in items if str(item).strip())
+    if 0 in ports:
+        raise ValueError("port 0 is not a backend port")
+    return ports
+
+
+def endpoint_or_off(value: Any) -> tuple[str, int] | None:
+    """``ADDRESS:PORT`` (``[v6]:PORT``), a bare port (on 127.0.0.1), or ``off``."""
+    text = str(value).strip()
+    if text.lower() == "off":
+        return None
+    if text.isascii() and text.isdigit():
+        return "127.0.0.1", port(text)
+    host, sep, number = text.rpartition(":")
+    if not sep:
+        raise ValueError("not ADDRESS:PORT, a port, or off")
+    return address(host), port(number)
+
+
+def ip_address(value: Any) -> str:
+    """An IP address (no host name)."""
+    try:
+        return str(ipaddress.ip_address(str(value).strip().strip("[]")))
+    except ValueError:
+        raise ValueError("not an IP address") from None

@@ -34,6 +34,7 @@ class Backend:
     virtual_network_prefixes: tuple[str, ...] = ()
     os_type: str | None = None
     running: bool = True  # False for a stopped or deallocated scale-set instance
+    computer_name: str = ""  # its hostname as Azure forms it ("nsgvmss00002D"), "" if unknown
 
     @property
     def key(self) -> str:
@@ -81,6 +82,9 @@ class NatKind(Enum):
     POOL = "InboundNatPool"
     RULE_V1 = "InboundNatRule"
     RULE_V2 = "InboundNatRuleV2"
+    # an instance's own public IP (a VM's NIC, or a scale set's per-instance public IP): no
+    # load balancer, frontend port == backend port, judged by the instance's NSGs
+    INSTANCE_PUBLIC_IP = "InstancePublicIP"
 
 
 @attrs.frozen
@@ -143,6 +147,20 @@ class BalancingEntry:
 
 
 @attrs.frozen
+class BastionHost:
+    """An Azure Bastion host (``Microsoft.Network/bastionHosts``) in its virtual network's
+    ``AzureBastionSubnet``: its tunnels reach instances with ``private_ip_address`` as the
+    source their NSGs see."""
+
+    name: str
+    id: str
+    subnet_id: str
+    private_ip_address: str  # an address of AzureBastionSubnet (the host's own)
+    virtual_network_prefixes: tuple[str, ...] = ()
+    at: Pointer | None = at_field()
+
+
+@attrs.frozen
 class Plan:
     """Everything the data plane needs, computed purely from a Deployment."""
 
@@ -151,6 +169,7 @@ class Plan:
     nat: tuple[NatEntry, ...] = ()
     balancing: tuple[BalancingEntry, ...] = ()
     warnings: tuple[Problem, ...] = ()
+    bastions: tuple[BastionHost, ...] = ()
 
     def application_security_group_members(self) -> dict[str, list[str]]:
         """Lower-cased ASG id -> private addresses of the backends in it."""

@@ -114,7 +114,7 @@ class Backends:
         probed = _probe_protocols(pending.plan)
         for backend, protocol, port in _needs(pending.plan):
             key = (backend.key, protocol.value, port)
-            user = self._user_target(pending.settings, backend, port)
+            user = self.user_target(pending.settings, backend, port)
             if user is not None:
                 pending.targets[key] = user
                 continue
@@ -198,7 +198,7 @@ class Backends:
         return running.value if running is not None else None
 
     @staticmethod
-    def _user_target(
+    def user_target(
         settings: RuntimeSettings, backend: Backend, port: int
     ) -> tuple[str, int] | None:
         names = [backend.scale_set, backend.name] if backend.scale_set else [backend.name]
@@ -295,7 +295,9 @@ def _probe_protocols(plan: Plan) -> dict[tuple[str, int], ProbeProtocol]:
 
 
 def _needs(plan: Plan) -> list[tuple[Backend, TransportProtocol, int]]:
-    """Every (backend, transport, port) that flows or probes reach."""
+    """Every (backend, transport, port) that flows or probes reach, and every running
+    instance's remote-login port (:func:`service_port`), which flows inside the virtual
+    network reach (lbsim.dataplane.vnet)."""
     tcp = TransportProtocol.TCP
     seen: dict[tuple[str, str, int], tuple[Backend, TransportProtocol, int]] = {}
     for entry in _entries(plan):
@@ -304,7 +306,16 @@ def _needs(plan: Plan) -> list[tuple[Backend, TransportProtocol, int]]:
             seen.setdefault(key, (backend, entry.protocol, entry.backend_port))
     for probe, backend in _probed(plan):
         seen.setdefault((backend.key, tcp.value, probe.port), (backend, tcp, probe.port))
+    for backend in plan.backends:
+        port = service_port(backend)
+        seen.setdefault((backend.key, tcp.value, port), (backend, tcp, port))
     return list(seen.values())
+
+
+def service_port(backend: Backend) -> int:
+    """The port a VM's operating system serves remote logins on: 3389 (RDP) on Windows, 22
+    (SSH) otherwise."""
+    return 3389 if (backend.os_type or "").lower() == "windows" else 22
 
 
 def _backends_of(entry: NatEntry | BalancingEntry) -> tuple[Backend, ...]:

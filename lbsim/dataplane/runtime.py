@@ -49,6 +49,7 @@ from lbsim.dataplane.stats import FlowStats
 from lbsim.dataplane.toxic import ToxicEngine, hold_down
 from lbsim.dataplane.udpflows import serve_udp
 from lbsim.dataplane.verdicts import UNJUDGED, Verdicts
+from lbsim.dataplane.vnet import VirtualNetwork
 from lbsim.errors import LbsimError
 from lbsim.model import TransportProtocol
 
@@ -80,6 +81,7 @@ class Runtime:
         self._applying = trio.Lock()
         self.faults = Faults()  # (see add_fault: a flow with no fault set pays one test)
         self._toxic = ToxicEngine()  # relays the flows that faults act on
+        self.vnet = VirtualNetwork(self)  # connections from inside the virtual network
 
     @property
     def engine(self) -> Engine:

@@ -148,6 +148,33 @@ def _cut(text: str, *, quoted: bool = True) -> str:
     return shown if len(shown) <= 60 else f"{shown[:40]}... ({len(text)} characters)"
 
 
+class SshAuth(Enum):
+    """Which SSH authentication methods built-in instances offer."""
+
+    ANY = "any"  # password and public key
+    PASSWORD = "password"  # noqa: S105  (a method's name, not a password)
+    PUBLICKEY = "publickey"
+
+
+@attrs.frozen
+class SshSettings:
+    """How built-in instances speak SSH (lbsim.dataplane.ssh). By default any user logs in
+    with any password or any key, and lbsim says so at start."""
+
+    ports: frozenset[int] = frozenset({22})  # backend ports where built-in instances are SSH
+    auth: SshAuth = SshAuth.ANY
+    password: str | None = None  # None: any password is accepted
+    authorized_keys: tuple[str, ...] | None = None  # OpenSSH public key lines; None: any key
+    host_key_dir: str | None = None  # keep host keys here across runs; None: in memory
+
+    @property
+    def open(self) -> bool:
+        """Whether anyone gets in: any password, or any key."""
+        password = self.auth is not SshAuth.PUBLICKEY and self.password is None
+        key = self.auth is not SshAuth.PASSWORD and self.authorized_keys is None
+        return password or key
+
+
 @attrs.frozen
 class RuntimeSettings:
     deny_mode: DenyMode = DenyMode.RESET
@@ -163,3 +190,6 @@ class RuntimeSettings:
     explain_nsg: bool = False  # evaluate rule by rule, so events name each NSG's rule
     tcp_engine: TcpEngine = DEFAULT_TCP_ENGINE
     port_map: PortMap = AZURE_PORTS  # where listeners bind (lbsim.dataplane.portmap)
+    ssh: SshSettings = SshSettings()
+    socks: tuple[str, int] | None = None  # where the SOCKS5 endpoint listens (None: none)
+    socks_source: str | None = None  # the VM it stands for (None: lbsim.dataplane.vnet picks)

@@ -95,6 +95,8 @@ def test_a_scalar_comes_from_the_highest_layer_that_sets_it(
 
 
 def test_every_setting_reads_its_flag_env_and_file_key(tmp_path: Path) -> None:
+    keys = tmp_path / "authorized_keys"
+    keys.write_text("# mine\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA me@host\n")
     chosen = {
         "api_port": ("0", 0),
         "api_address": ("::1", "::1"),
@@ -116,6 +118,13 @@ def test_every_setting_reads_its_flag_env_and_file_key(tmp_path: Path) -> None:
         "overprovision_seed": ("7", 7),
         "watch": ("yes", True),
         "port_map": ("offset:7", PortMap(PortMapKind.OFFSET, 7)),
+        "ssh_ports": ("22,2222", frozenset({22, 2222})),
+        "ssh_auth": ("PublicKey", "publickey"),
+        "ssh_password": ("hunter2", "hunter2"),
+        "ssh_authorized_keys": (str(keys), str(keys)),
+        "host_key_dir": ("/tmp/keys", "/tmp/keys"),
+        "socks": ("127.0.0.2:1080", ("127.0.0.2", 1080)),
+        "socks_source": ("10.0.0.250", "10.0.0.250"),
     }
     assert set(chosen) == {s.key for s in SETTINGS}
     for setting in SETTINGS:
