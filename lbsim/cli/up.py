@@ -37,6 +37,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     config = resolve(args)
     session = Session(Source.from_args(args), config, config_args=args, environ=os.environ)
     render.problems(session.warnings, prefix="warning: ")
+    session.runtime.notice = _notice
     try:
         if config.runtime.tcp_engine is TcpEngine.REACTOR:
             host.run(_up, session)  # the reactor owns the thread, trio is its guest
@@ -199,3 +200,9 @@ def _write_ready_file(
         temporary.replace(path)
     except OSError as error:
         raise ConfigError("ReadyFileFailed", f"cannot write {path}: {error.strerror}") from None
+
+
+def _notice(line: str) -> None:
+    """A line the running load balancer has for its operator (a refused connection inside
+    the virtual network, a peer that spoke garbage)."""
+    print(f"lbsim: {line}", file=sys.stderr, flush=True)

@@ -35,6 +35,7 @@ class Backend:
     os_type: str | None = None
     running: bool = True  # False for a stopped or deallocated scale-set instance
     computer_name: str = ""  # its hostname as Azure forms it ("nsgvmss00002D"), "" if unknown
+    generation: int = 0  # how many times it was reimaged (a new OS disk: a new SSH host key)
 
     @property
     def key(self) -> str:

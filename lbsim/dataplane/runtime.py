@@ -25,6 +25,7 @@ import trio
 from lbsim.control.check import Guard
 from lbsim.control.diff import ListenKey, PlanChange, diff, listen_table
 from lbsim.control.types import BalancingEntry, NatEntry, Plan
+from lbsim.dataplane import socks
 from lbsim.dataplane.backends import Backends, Pending
 from lbsim.dataplane.connect import (
     BackendUnreachableError,
@@ -45,6 +46,7 @@ from lbsim.dataplane.reports import About, FlowReporter
 from lbsim.dataplane.serving import Serving
 from lbsim.dataplane.serving import bind as bind_listeners
 from lbsim.dataplane.settings import DenyMode, RuntimeSettings
+from lbsim.dataplane.ssh import SshHost
 from lbsim.dataplane.stats import FlowStats
 from lbsim.dataplane.toxic import ToxicEngine, hold_down
 from lbsim.dataplane.udpflows import serve_udp
@@ -81,7 +83,10 @@ class Runtime:
         self._applying = trio.Lock()
         self.faults = Faults()  # (see add_fault: a flow with no fault set pays one test)
         self._toxic = ToxicEngine()  # relays the flows that faults act on
+        self.notice: Callable[[str], None] = _ignore  # one line for the operator (lbsim up)
         self.vnet = VirtualNetwork(self)  # connections from inside the virtual network
+        self.ssh = SshHost(self.settings.ssh, self.vnet)  # built-in instances' SSH servers
+        self.socks_address: tuple[str, int] | None = None  # where the SOCKS endpoint listens
 
     @property
     def engine(self) -> Engine:
@@ -124,6 +129,11 @@ class Runtime:
         async with trio.open_nursery() as servers:
             await servers.start(self._engine.run)
             await servers.start(self._toxic.run)
+            await servers.start(self.ssh.run)
+            if self.settings.socks is not None:
+                self.socks_address = await servers.start(
+                    socks.serve, self.vnet, self.settings.socks
+                )
             try:
                 await self._serve(servers, task_status)
             finally:  # also when cancelled: no listening socket outlives the runtime
@@ -496,3 +506,7 @@ class Runtime:
 
 
 _RouteKey = tuple[str, int, tuple[str, int] | None]
+
+
+def _ignore(line: str) -> None:
+    """A notice nobody reads."""

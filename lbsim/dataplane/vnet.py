@@ -14,7 +14,6 @@ loop) asks through :meth:`VirtualNetwork.resolve_from_thread`.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import attrs
@@ -69,7 +68,6 @@ class VirtualNetwork:
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
         self.counts: Counter[str] = Counter()
-        self.log: Callable[[str], None] = lambda line: None  # one line per refusal
 
     def default_source(self) -> str | None:
         """The address the SOCKS endpoint stands at unless set: see
@@ -98,7 +96,7 @@ class VirtualNetwork:
         else:
             self.counts[outcome.value] += 1
         if outcome is not Outcome.ALLOWED:
-            self.log(f"vnet: {resolved.reach.describe()}")
+            self._runtime.notice(f"vnet: {resolved.reach.describe()}")
 
     def resolve_from_thread(
         self, token: trio.lowlevel.TrioToken, source: str, destination: str, port: int
