@@ -183,7 +183,9 @@ async def test_backpressure_holds_a_bounded_amount(engine: Engine) -> None:
                 sent += await pair.client.socket.send(chunk)  # (all or nothing if cancelled)
                 continue
             break
-        assert sent < 8 * MiB  # the client was stopped long before 64 MiB
+        # the client was stopped long before 64 MiB (the kernel's own buffers, autotuned up
+        # to tcp_wmem's and tcp_rmem's maximum on each socket, hold the rest)
+        assert sent < 24 * MiB
         received = 0
         with trio.move_on_after(1.0):
             while received < sent:
