@@ -185,7 +185,7 @@ async def test_backpressure_holds_a_bounded_amount(engine: Engine) -> None:
             break
         # the client was stopped long before 64 MiB (the kernel's own buffers, autotuned up
         # to tcp_wmem's and tcp_rmem's maximum on each socket, hold the rest)
-        assert sent < 24 * MiB
+        assert sent < 40 * MiB  # (tcp_rmem at most 32 MiB here, tcp_wmem 4 MiB)
         received = 0
         with trio.move_on_after(1.0):
             while received < sent:
