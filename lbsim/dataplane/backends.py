@@ -19,6 +19,7 @@ from lbsim.dataplane.instances import InstanceIdentity, InstanceServer, start_in
 from lbsim.dataplane.listeners import Listener, Route
 from lbsim.dataplane.probes import ProbeState
 from lbsim.dataplane.settings import RuntimeSettings
+from lbsim.dataplane.ssh import SshHost, SshInstance
 from lbsim.model import ProbeProtocol, TransportProtocol
 
 Target = tuple[str, int]
@@ -33,11 +34,13 @@ class Backends:
     no checkpoint, makes the new plan current and stops what it no longer needs. Each server
     and prober runs in a cancel scope of its own. A built-in instance keeps its loopback
     address for as long as it is in the plan (the lowest free one of ``instance_network``
-    when it first appears), so a change to one scale set never renumbers another's."""
+    when it first appears), so a change to one scale set never renumbers another's. With an
+    ``ssh`` host, a built-in instance's SSH ports (``settings.ssh.ports``) speak real SSH."""
 
-    def __init__(self, plan: Plan, settings: RuntimeSettings) -> None:
+    def __init__(self, plan: Plan, settings: RuntimeSettings, ssh: SshHost | None = None) -> None:
         self.plan = plan
         self.settings = settings
+        self.ssh = ssh
         self.targets: dict[TargetKey, Target] = {}
         self._servers: dict[TargetKey, _Running[list[InstanceServer]]] = {}
         self._probes: dict[ProbeKey, _Running[ProbeState]] = {}
@@ -101,6 +104,8 @@ class Backends:
         self._hosts = {k: v for k, v in pending.hosts.items() if k in present}
         self.targets = pending.targets
         self.plan, self.settings = pending.plan, pending.settings
+        if self.ssh is not None:  # (instances that left the plan forget their host keys)
+            self.ssh.commit(pending.plan)
 
     def target(self, backend: Backend, protocol: TransportProtocol, port: int) -> Target | None:
         """Where flows to ``port`` of ``backend`` go; None while the instance is stopped."""
@@ -120,7 +125,12 @@ class Backends:
                 continue
             if not backend.running:  # a stopped instance has no server
                 continue
-            shape = (_identity(backend), probed.get((backend.key, port)), backend.running)
+            shape = (
+                _identity(backend),
+                probed.get((backend.key, port)),
+                backend.running,
+                backend.generation,  # a reimaged instance starts again, with a new host key
+            )
             pending.wanted.add(key)
             running = self._servers.get(key)
             if running is not None and running.shape == shape:
@@ -131,8 +141,9 @@ class Backends:
                 del self._servers[key]
             host = _host(pending.hosts, backend, pending.settings, self._hosts)
             free = _shared(pending.settings)  # one address for all: each on a port of its own
+            ssh = backend if self._speaks_ssh(pending.settings, protocol, port, shape[1]) else None
             start = partial(
-                self._start_one, shape[0], protocol, port, host, probed=shape[1], free=free
+                self._start_one, shape[0], protocol, port, host, probed=shape[1], free=free, ssh=ssh
             )
             assert self._nursery is not None
             started: _Running[list[InstanceServer]] = await self._nursery.start(
@@ -151,15 +162,32 @@ class Backends:
         *,
         probed: ProbeProtocol | None,
         free: bool = False,
+        ssh: Backend | None = None,
     ) -> list[InstanceServer]:
+        serve = None
+        if ssh is not None:
+            assert self.ssh is not None
+            instance = await self.ssh.start(ssh, identity)
+            nursery.start_soon(_ssh_lifetime, self.ssh, instance)
+            serve = partial(self.ssh.serve, instance)
+        start = partial(start_instance, nursery, identity, protocol, port, host=host)
         if not free:  # a privileged or busy port: any free port stands in for it
             with contextlib.suppress(OSError):
-                return await start_instance(
-                    nursery, identity, protocol, port, host=host, probed=probed
-                )
-        return await start_instance(
-            nursery, identity, protocol, port, host=host, port=0, probed=probed
-        )
+                return await start(probed=probed, ssh=serve)
+        return await start(port=0, probed=probed, ssh=serve)
+
+    def _speaks_ssh(
+        self,
+        settings: RuntimeSettings,
+        protocol: TransportProtocol,
+        port: int,
+        probed: ProbeProtocol | None,
+    ) -> bool:
+        """Whether a built-in server is an SSH server: an SSH port, over TCP, that no HTTP(S)
+        health probe checks (that probe's protocol wins, as for any port)."""
+        web = probed in (ProbeProtocol.HTTP, ProbeProtocol.HTTPS)
+        tcp = TransportProtocol.TCP in protocol.transports()
+        return self.ssh is not None and port in settings.ssh.ports and tcp and not web
 
     async def _prepare_probes(self, pending: Pending) -> None:
         """One prober per (probe, backend): those whose probe is unchanged are kept (their
@@ -324,7 +352,7 @@ def _backends_of(entry: NatEntry | BalancingEntry) -> tuple[Backend, ...]:
     return entry.backends
 
 
-_Shape = tuple[InstanceIdentity, ProbeProtocol | None, bool] | None
+_Shape = tuple[InstanceIdentity, ProbeProtocol | None, bool, int] | None
 T = TypeVar("T")
 
 
@@ -348,6 +376,14 @@ async def _scoped(
         async with trio.open_nursery() as nursery:
             value = await start(nursery)
             task_status.started(_Running(value, scope, shape))
+
+
+async def _ssh_lifetime(ssh: SshHost, instance: SshInstance) -> None:
+    """Live as long as the instance's server: when it stops, so do its SSH connections."""
+    try:
+        await trio.sleep_forever()
+    finally:
+        ssh.stop(instance)
 
 
 async def _run_probe(state: ProbeState, nursery: trio.Nursery) -> ProbeState:

@@ -2,9 +2,9 @@
 
 One server per (instance, backend port, transport). Each says which instance answered:
 
-- TCP port 22: an SSH identification line (RFC 4253 section 4.2) whose software version
-  names the instance, so ``ssh -v`` shows it; then it reads until the peer closes (it
-  speaks no further SSH);
+- an SSH port (22, and any port ``SshSettings.ports`` names), when the caller gives an
+  ``ssh`` server (the runtime's :class:`~lbsim.dataplane.ssh.SshHost`): real SSH, whose
+  identification line (:func:`ssh_banner`) names the instance, so ``ssh -v`` shows it;
 - TCP ports 80 and 8080, and any port an HTTP health probe checks: HTTP/1.1 (parsed by
   h11), every request answered with a JSON body naming the instance, its private IP and
   the connection's client address;
@@ -132,13 +132,6 @@ def _peer(stream: trio.SocketStream) -> tuple[str, int]:
     return host, port
 
 
-async def _ssh(identity: InstanceIdentity, backend_port: int, stream: trio.SocketStream) -> None:
-    """Send the identification line, then read (and ignore) until the peer closes."""
-    await stream.send_all(ssh_banner(identity))
-    while await stream.receive_some(65536):
-        pass
-
-
 async def _echo(identity: InstanceIdentity, backend_port: int, stream: trio.SocketStream) -> None:
     """Send one line naming the instance, then echo until the peer's end of stream."""
     await stream.send_all(f"{_greeting(identity)}\n".encode())
@@ -248,22 +241,31 @@ async def _respond(
 
 
 Handler = Callable[[InstanceIdentity, int, trio.SocketStream], Awaitable[None]]
+SshServe = Callable[[trio.SocketStream], Awaitable[None]]  # speaks SSH on one connection
 
 
-def _handler_for(backend_port: int, probed: ProbeProtocol | None = None) -> Handler:
-    """Which behaviour a TCP backend port gets: what its health probe speaks, else what
-    the port's number usually means."""
+def _handler_for(
+    backend_port: int, probed: ProbeProtocol | None = None, ssh: SshServe | None = None
+) -> Handler:
+    """Which behaviour a TCP backend port gets: what its health probe speaks, else SSH where
+    the caller serves it, else what the port's number usually means."""
     if probed is ProbeProtocol.HTTPS:
         return _https
     if probed is ProbeProtocol.HTTP:
         return _http
-    if backend_port == SSH_PORT:
-        return _ssh
+    if ssh is not None:
+        return partial(_ssh, ssh)
     if backend_port in HTTPS_PORTS:
         return _https
     if backend_port in HTTP_PORTS:
         return _http
     return _echo
+
+
+async def _ssh(
+    ssh: SshServe, identity: InstanceIdentity, backend_port: int, stream: trio.SocketStream
+) -> None:
+    await ssh(stream)
 
 
 async def _serve_connection(
@@ -286,12 +288,14 @@ async def start_tcp_instance(
     host: str = "127.0.0.1",
     port: int | None = None,
     probed: ProbeProtocol | None = None,
+    ssh: SshServe | None = None,
 ) -> InstanceServer:
     """Start a TCP instance server in ``nursery`` on (host, port), port defaulting to
     ``backend_port``; returns once it listens. The protocol of the health probe that checks
-    the port (``probed``), else ``backend_port``, picks the behaviour."""
+    the port (``probed``), else ``ssh`` (given for an SSH port), else ``backend_port``,
+    picks the behaviour."""
     listeners = await trio.open_tcp_listeners(backend_port if port is None else port, host=host)
-    behaviour = _handler_for(backend_port, probed)
+    behaviour = _handler_for(backend_port, probed, ssh)
     if behaviour is _https:
         tls.instance_context()  # made now: the first client should not wait for the key
     handler = partial(_serve_connection, behaviour, identity, backend_port)
@@ -342,17 +346,18 @@ async def start_instance(
     host: str = "127.0.0.1",
     port: int | None = None,
     probed: ProbeProtocol | None = None,
+    ssh: SshServe | None = None,
 ) -> list[InstanceServer]:
     """Start a server for each transport of ``protocol`` (two for ``All``, both on the
-    same port number: with port 0, the one the first server was given); ``probed`` as for
-    :func:`start_tcp_instance`."""
+    same port number: with port 0, the one the first server was given); ``probed`` and
+    ``ssh`` as for :func:`start_tcp_instance`."""
     servers: list[InstanceServer] = []
     for transport in protocol.transports():
         if transport is TransportProtocol.UDP:
             server = await start_udp_instance(nursery, identity, backend_port, host=host, port=port)
         else:
             server = await start_tcp_instance(
-                nursery, identity, backend_port, host=host, port=port, probed=probed
+                nursery, identity, backend_port, host=host, port=port, probed=probed, ssh=ssh
             )
         servers.append(server)
         port = servers[0].port

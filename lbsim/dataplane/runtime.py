@@ -85,7 +85,8 @@ class Runtime:
         self._toxic = ToxicEngine()  # relays the flows that faults act on
         self.notice: Callable[[str], None] = _ignore  # one line for the operator (lbsim up)
         self.vnet = VirtualNetwork(self)  # connections from inside the virtual network
-        self.ssh = SshHost(self.settings.ssh, self.vnet)  # built-in instances' SSH servers
+        tell = lambda line: self.notice(line)  # noqa: E731, PLW0108 (lbsim up sets it later)
+        self.ssh = SshHost(self.settings.ssh, self.vnet, tell)  # built-in instances' SSH servers
         self.socks_address: tuple[str, int] | None = None  # where the SOCKS endpoint listens
 
     @property
@@ -147,7 +148,7 @@ class Runtime:
             async with trio.open_nursery() as accepting:
                 self._accepting = accepting
                 first = self.plan
-                self.backends = Backends(Plan(), self.settings)
+                self.backends = Backends(Plan(), self.settings, self.ssh)
                 await self.backends.start(servers)
                 self.plan = Plan()
                 await self.apply(diff(self.plan, first))

@@ -1,4 +1,4 @@
-"""Built-in instance servers: SSH banner, HTTP JSON, echo, UDP echo."""
+"""Built-in instance servers: the SSH identification line, HTTP JSON, echo, UDP echo."""
 
 from __future__ import annotations
 
@@ -59,21 +59,30 @@ def test_ssh_banner_names_the_instance() -> None:
     assert banner == b"SSH-2.0-lbsim_my_vmss_3 lbsim instance my-vmss/3 at 10.0.0.7\r\n"
 
 
-async def test_ssh_port_sends_the_banner_then_holds_the_connection(nursery: trio.Nursery) -> None:
-    server = await start_tcp_instance(nursery, WEB_1, 22, host="127.0.0.2", port=0)
+async def test_an_ssh_port_is_served_by_the_ssh_server_given(nursery: trio.Nursery) -> None:
+    """The runtime's SSH host speaks SSH (tests/ssh); here, which connections it is given."""
+    served: list[tuple[str, int]] = []
+
+    async def ssh(stream: trio.SocketStream) -> None:
+        served.append(stream.socket.getsockname()[:2])
+        await stream.send_all(b"ssh\n")
+
+    server = await start_tcp_instance(nursery, WEB_1, 22, host="127.0.0.2", port=0, ssh=ssh)
     assert server.address[0] == "127.0.0.2"
     assert server.port != 22
     stream = await _connect(server)
-    line = await _read_line(stream)
-    assert line.startswith(b"SSH-2.0-lbsim_web_1 ")
-    assert BANNER.fullmatch(line)
-    await stream.send_all(b"SSH-2.0-OpenSSH_9.2\r\n")  # read and ignored
-    with trio.move_on_after(0.2) as waited:
-        await stream.receive_some(100)
-    assert waited.cancelled_caught  # still open, nothing more said
-    await stream.send_eof()
-    with trio.fail_after(2):
-        assert await stream.receive_some(100) == b""  # closes once the peer has
+    assert await _read_line(stream) == b"ssh\n"
+    await stream.aclose()
+    assert served == [server.address]
+    web = await start_tcp_instance(nursery, WEB_1, 22, port=0, probed=ProbeProtocol.HTTP, ssh=ssh)
+    async with await _connect(web) as stream:
+        request = h11.Request(method="GET", target="/", headers=[("Host", "x")])
+        answers = await _http_exchange(stream, request)
+    assert answers[0][0] == 200  # an HTTP probe's port answers HTTP, as any port
+    assert len(served) == 1
+    plain = await start_tcp_instance(nursery, WEB_1, 22, port=0)  # no SSH server given
+    stream = await _connect(plain)
+    assert await _read_line(stream) == b"lbsim instance web/1 at 10.0.0.5\n"
     await stream.aclose()
 
 
