@@ -95,6 +95,19 @@ FAULT: dict[str, Any] = {
         for kind in FaultType
     ],
 }
+# A bastion tunnel, as ``az network bastion tunnel`` asks for one: the target instance
+# (web/1, or a VM's name), its port, the local port (0: a free one) and which bastion host.
+TUNNEL: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "target": {"type": "string", "minLength": 1},
+        "resourcePort": _PORT,
+        "port": {"type": "integer", "minimum": 0, "maximum": 65535},
+        "bastion": {"type": "string", "minLength": 1},
+    },
+    "required": ["target", "resourcePort"],
+    "additionalProperties": False,
+}
 RULES_QUERY: dict[str, Any] = {
     "type": "object",
     "properties": {

@@ -215,7 +215,7 @@ SETTINGS = (
     ),
     Setting(
         "socks",
-        "off",
+        None,
         endpoint_or_off,
         "ADDRESS:PORT of a SOCKS5 endpoint standing for a VM inside the virtual network",
     ),

@@ -14,7 +14,7 @@ whose state is then unchanged.
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
@@ -36,6 +36,8 @@ ERROR_STATUS: dict[str, Status] = {
     "InboundNatRuleFrontendPortRangeSmallerThanRequestedPorts": Status.CONFLICT,
     "FrontendBindFailed": Status.CONFLICT,
     "FaultAlreadyExists": Status.CONFLICT,
+    "BastionHostNotFound": Status.NOT_FOUND,
+    "TunnelBindFailed": Status.CONFLICT,
 }
 
 
@@ -139,3 +141,24 @@ class LiveLoadBalancer(Protocol):
 
     def remove_fault(self, name: str) -> dict[str, Any]:
         """Remove a fault by name (``ResourceNotFound`` if none is set by that name)."""
+
+
+@runtime_checkable
+class BastionTunnels(Protocol):
+    """The bastion tunnels of a running load balancer (``lbsim bastion tunnel``, the
+    ``/v1/bastion/tunnels`` endpoints); a handle may offer them beside
+    :class:`LiveLoadBalancer`. A tunnel's JSON: ``id``, ``bastion``, ``target``,
+    ``targetIp``, ``resourcePort``, ``listenAddress``, ``listenPort``."""
+
+    async def open_tunnel(
+        self, target: str, resource_port: int, port: int = 0, bastion: str | None = None
+    ) -> dict[str, Any]:
+        """Open a tunnel on 127.0.0.1:``port`` (0: a free one) to ``resource_port`` of
+        ``target``; ``BastionHostNotFound`` without a bastion host, ``ResourceNotFound``
+        for an unknown target, ``TunnelBindFailed`` when the port is taken."""
+
+    def close_tunnel(self, tunnel_id: str) -> dict[str, Any]:
+        """Close a tunnel (``ResourceNotFound`` if none has that id)."""
+
+    def tunnels(self) -> list[dict[str, Any]]:
+        """The open tunnels, in the order opened."""

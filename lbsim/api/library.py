@@ -181,6 +181,33 @@ class ThreadedLoadBalancer:
             if any(f["name"] == made["name"] for f in self.faults()):
                 self.remove_fault(made["name"])
 
+    def open_tunnel(
+        self, target: str, resource_port: int, port: int = 0, bastion: str | None = None
+    ) -> dict[str, Any]:
+        """As :meth:`lbsim.api.session.Session.open_tunnel`."""
+        made: dict[str, Any] = trio.from_thread.run(
+            self.session.open_tunnel, target, resource_port, port, bastion, trio_token=self._token
+        )
+        return made
+
+    def close_tunnel(self, tunnel_id: str) -> dict[str, Any]:
+        return self._call(self.session.close_tunnel, tunnel_id)
+
+    def tunnels(self) -> list[dict[str, Any]]:
+        return self._call(self.session.tunnels)
+
+    @contextmanager
+    def bastion_tunnel(
+        self, target: str, resource_port: int, port: int = 0, bastion: str | None = None
+    ) -> Iterator[tuple[str, int]]:
+        """``with lb.bastion_tunnel("web/1", 22) as (host, port):`` open inside the block."""
+        made = self.open_tunnel(target, resource_port, port, bastion)
+        try:
+            yield made["listenAddress"], made["listenPort"]
+        finally:
+            if any(t["id"] == made["id"] for t in self.tunnels()):
+                self.close_tunnel(made["id"])
+
     # --- for tests (see lbsim.api.assertions and docs/testing.md) ---------------------------
     def assert_reachable(
         self,

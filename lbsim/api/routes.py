@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 import attrs
 
 from lbsim.api import bodies
-from lbsim.api.handle import ChangeReport, LiveLoadBalancer
+from lbsim.api.handle import BastionTunnels, ChangeReport, LiveLoadBalancer
 from lbsim.api.replies import PROMETHEUS, Detail, Refused, Reply, json_reply, refusal_of
 from lbsim.dataplane.faults import Fault
 from lbsim.errors import LbsimError
@@ -159,6 +159,34 @@ async def _remove_fault(call: Call) -> Reply:
     return json_reply(call.handle.remove_fault(call.params["name"]))
 
 
+# --- bastion tunnels ------------------------------------------------------------------------
+def _bastion(call: Call) -> BastionTunnels:
+    if not isinstance(call.handle, BastionTunnels):
+        raise Refused(404, "NotFound", "this load balancer opens no bastion tunnels")
+    return call.handle
+
+
+async def _tunnels(call: Call) -> Reply:
+    return json_reply(_bastion(call).tunnels())
+
+
+async def _open_tunnel(call: Call) -> Reply:
+    body = bodies.parse_body(call.body, bodies.TUNNEL)
+    handle = _bastion(call)
+    try:
+        made = await handle.open_tunnel(
+            body["target"], body["resourcePort"], body.get("port", 0), body.get("bastion")
+        )
+    except LbsimError as error:
+        raise _in_body(error) from None
+    return json_reply(made, 201)
+
+
+async def _close_tunnel(call: Call) -> Reply:
+    bodies.parse_body(call.body, bodies.NOTHING)
+    return json_reply(_bastion(call).close_tunnel(call.params["id"]))
+
+
 def _in_body(error: LbsimError) -> Refused:
     """A refusal whose target is the body's field as a JSON path (``$.target.rule``)."""
     refused = refusal_of(error)
@@ -191,6 +219,9 @@ ROUTES = (
     _route("GET", "/v1/faults", _faults),
     _route("POST", "/v1/faults", _add_fault),
     _route("DELETE", "/v1/faults/{name}", _remove_fault),
+    _route("GET", "/v1/bastion/tunnels", _tunnels),
+    _route("POST", "/v1/bastion/tunnels", _open_tunnel),
+    _route("DELETE", "/v1/bastion/tunnels/{id}", _close_tunnel),
 )
 
 

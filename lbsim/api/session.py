@@ -22,6 +22,7 @@ from typing import Any
 import trio
 from prometheus_client import CollectorRegistry, generate_latest
 
+from lbsim.api import bastion as bastions
 from lbsim.api import changes, livetable, queries, sources, views
 from lbsim.api.checks import at_start
 from lbsim.api.config import UpConfig, resolve
@@ -38,6 +39,7 @@ from lbsim.dataplane.events import RecordSink, as_events, discard, fanout
 from lbsim.dataplane.faults import Fault, Target, make_fault, rules_of
 from lbsim.dataplane.runtime import Runtime
 from lbsim.dataplane.settings import RuntimeSettings
+from lbsim.dataplane.tunnels import Tunnels
 from lbsim.errors import LbsimError, Problem, TemplateInvalid
 from lbsim.model import Deployment, SecurityRuleDirection, VirtualMachineScaleSet
 from lbsim.observe.flowlogs import FlowLogWriter
@@ -78,6 +80,7 @@ class Session:
         self.fleet: Fleet = fleet
         self.warnings: tuple[Problem, ...] = at_start(loaded, config, source.template)
         self.runtime = Runtime(planned, config.runtime, sink)
+        self._tunnels = Tunnels(self.runtime.vnet)  # bastion tunnels, held by run()
         self.registry = CollectorRegistry()
         self.registry.register(RuntimeCollector(self.runtime))
         self.api_url: str | None = None
@@ -117,6 +120,7 @@ class Session:
                     token=values["api_token"],
                 )
                 self.api_url = await nursery.start(serving)
+            await nursery.start(self._tunnels.run)  # (they close when the runtime ends)
             await nursery.start(self._run_runtime, nursery.cancel_scope)
             self._ready = True
             task_status.started(self)
@@ -278,6 +282,42 @@ class Session:
         labels = {b.label.lower() for b in self.plan.backends}
         if instance is not None and instance.lower() not in labels:
             raise _no_target("instance", f"no instance {instance!r} (as web/1, or a VM's name)")
+
+    # --- bastion tunnels --------------------------------------------------------------------
+    async def open_tunnel(
+        self, target: str, resource_port: int, port: int = 0, bastion: str | None = None
+    ) -> dict[str, Any]:
+        """Open a tunnel, as ``az network bastion tunnel`` does: 127.0.0.1:``port`` (0: a
+        free one) reaches port ``resource_port`` of ``target`` (``web/1`` or a VM's name)
+        from the bastion host, judged by the target's NSGs per connection. Its JSON."""
+        bastions.check_ports(resource_port, port)
+        host, backend = bastions.choose(self.plan, target, bastion)
+        if self.runtime.stopping:
+            raise LbsimError("OperationNotAllowed", "lbsim is stopping: no tunnel opens")
+        address = backend.private_ip_address
+        made = await self._tunnels.open(host, backend.label, address, resource_port, port)
+        return made.to_json()
+
+    def close_tunnel(self, tunnel_id: str) -> dict[str, Any]:
+        """Close a tunnel (its listener and its connections); its JSON."""
+        return self._tunnels.close(tunnel_id).to_json()
+
+    def tunnels(self) -> list[dict[str, Any]]:
+        """The open tunnels, in the order opened."""
+        return [tunnel.to_json() for tunnel in self._tunnels.all()]
+
+    @asynccontextmanager
+    async def bastion_tunnel(
+        self, target: str, resource_port: int, port: int = 0, bastion: str | None = None
+    ) -> AsyncIterator[tuple[str, int]]:
+        """``async with lb.bastion_tunnel("web/1", 22) as (host, port):`` a tunnel open
+        inside the block, closed on the way out."""
+        made = await self.open_tunnel(target, resource_port, port, bastion)
+        try:
+            yield made["listenAddress"], made["listenPort"]
+        finally:
+            if any(t["id"] == made["id"] for t in self.tunnels()):
+                self.close_tunnel(made["id"])
 
     # --- changes ----------------------------------------------------------------------------
     # Each change is a function of the live state, called with the lock held: two changes

@@ -60,6 +60,16 @@ INSTANCES: Shape = [{"scaleSet": object, "instanceId": object, "state": str, "po
 PORTS: Shape = [dict]
 FAULT: Shape = {"name": str, "type": str, "stream": str, "attributes": dict, "target": dict}
 FAULTS: Shape = [FAULT]
+TUNNEL: Shape = {
+    "id": str,
+    "bastion": str,
+    "target": str,
+    "targetIp": str,
+    "resourcePort": int,
+    "listenAddress": str,
+    "listenPort": int,
+}
+TUNNELS: Shape = [TUNNEL]
 REPORT: Shape = {
     "added": [dict],
     "removed": [dict],

@@ -1,5 +1,5 @@
 """The verbs that talk to a running ``lbsim up`` through its control API: ``status``,
-``wait``, ``list``, ``scale``, ``instance``, ``reload`` and ``fault``.
+``wait``, ``list``, ``scale``, ``instance``, ``reload``, ``fault`` and ``bastion tunnel``.
 
 Exit codes: 0 done (ready, for ``status`` and ``wait``), 1 not ready (``status``; ``wait``
 timed out), 2 refused, nobody answered, or what answered is not lbsim (``lbsim: Code:
@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -25,6 +27,8 @@ from lbsim.cli.client import (
     NOT_READY,
     PORTS,
     READY,
+    TUNNEL,
+    TUNNELS,
     Answer,
     ApiError,
     Client,
@@ -35,6 +39,7 @@ from lbsim.cli.client import (
 
 EXIT_OK, EXIT_NOT_READY, EXIT_ERROR = 0, 1, 2
 POLL_S = 0.2
+HOLD_POLL_S = 1.0  # how often a held tunnel asks whether lbsim still has it
 
 if TYPE_CHECKING:  # the parsers' class is the lbsim parser's own
     Sub = argparse._SubParsersAction[Any]
@@ -73,6 +78,7 @@ def add_parsers(sub: Sub) -> None:
     reload = _verb(sub, "reload", "load the template and config again and apply what changed")
     reload.set_defaults(run=cmd_reload)
     _fault_parser(sub)
+    _bastion_parser(sub)
 
 
 def _fault_parser(sub: Sub) -> None:
@@ -104,6 +110,23 @@ def _fault_parser(sub: Sub) -> None:
     fault.add_argument("--rule", help="target: a NAT rule or pool, or a load-balancing rule")
     fault.add_argument("--instance", help="target: an instance (web/1)")
     fault.set_defaults(run=cmd_fault)
+
+
+def _bastion_parser(sub: Sub) -> None:
+    """``lbsim bastion tunnel``: the shape of ``az network bastion tunnel``."""
+    bastion = _verb(sub, "bastion", "open a tunnel through the bastion host to an instance's port")
+    bastion.add_argument("action", choices=("tunnel",), help="tunnel: held until Ctrl + C")
+    bastion.add_argument("--target", required=True, help="the instance: web/1, or a VM's name")
+    bastion.add_argument(
+        "--resource-port", required=True, type=int, metavar="PORT", help="the instance's port"
+    )
+    bastion.add_argument(
+        "--port", type=int, default=0, help="the local port on 127.0.0.1 (0: a free one)"
+    )
+    bastion.add_argument(
+        "-n", "--name", metavar="BASTION", help="the bastion host (default: the target's)"
+    )
+    bastion.set_defaults(run=cmd_bastion)
 
 
 def _verb(sub: Sub, name: str, help_text: str) -> argparse.ArgumentParser:
@@ -318,3 +341,49 @@ def _said(args: argparse.Namespace, fault: dict[str, Any], what: str) -> int:
 @_guarded
 def cmd_reload(args: argparse.Namespace, client: Client) -> int:
     return _report(args, "reload", client.change("POST", "/v1/reload"))
+
+
+@_guarded
+def cmd_bastion(args: argparse.Namespace, client: Client) -> int:
+    """Ask lbsim for a tunnel, say where it listens (as az does), hold it until SIGINT or
+    SIGTERM, then close it; exit 2 if lbsim closes it or stops first."""
+    body = {"target": args.target, "resourcePort": args.resource_port, "port": args.port}
+    body |= {"bastion": args.name} if args.name else {}
+    made = client.expect(client.call("POST", "/v1/bastion/tunnels", body), "POST", TUNNEL)
+    port = made["listenPort"]
+    if args.output == "json":
+        render.dump(made)
+    else:
+        print(f"Opening tunnel on port: {port}", flush=True)
+        print(f"Tunnel is ready, connect on port {port}", flush=True)
+        print("Ctrl + C to close", flush=True)
+    path = f"/v1/bastion/tunnels/{segment(made['id'])}"
+    try:
+        _hold(client, made["id"])
+    finally:
+        _close_tunnel(client, path)
+    return EXIT_OK
+
+
+def _hold(client: Client, tunnel_id: str) -> None:
+    """Wait for SIGINT or SIGTERM; ApiError when the tunnel goes first."""
+    stop = threading.Event()
+    wanted = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, lambda *_: stop.set()) for signum in wanted}
+    try:
+        while not stop.wait(HOLD_POLL_S):
+            tunnels = client.get("/v1/bastion/tunnels", TUNNELS)
+            if all(tunnel["id"] != tunnel_id for tunnel in tunnels):
+                raise ApiError("TunnelClosed", f"lbsim at {client.url} closed tunnel {tunnel_id}")
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _close_tunnel(client: Client, path: str) -> None:
+    """Close the tunnel; one that lbsim closed already (or a lbsim gone) is no error."""
+    try:
+        client.call("DELETE", path)
+    except ApiError as error:
+        if error.code not in ("ResourceNotFound", "ApiUnreachable"):
+            raise
