@@ -319,8 +319,9 @@ def _ssh(values: Mapping[str, Any]) -> SshSettings:
     keys = None
     if values["ssh_authorized_keys"] is not None:
         keys = read_authorized_keys(values["ssh_authorized_keys"])
+    ports = values["ssh_ports"]  # (a default is the text, not yet a set)
     return SshSettings(
-        ports=values["ssh_ports"],
+        ports=port_list(ports) if isinstance(ports, str) else ports,
         auth=SshAuth(values["ssh_auth"]),
         password=values["ssh_password"],
         authorized_keys=keys,
