@@ -29,6 +29,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         (len(d.network_interfaces), "network interface"),
         (len(d.virtual_machines), "virtual machine"),
         (len(d.virtual_machine_scale_sets), "scale set"),
+        (len(d.bastion_hosts), "bastion host"),
     ]
     emulated = ", ".join(f"{n} {_plural(what, n)}" for n, what in counts if n)
     print(f"  emulated: {emulated or 'nothing'}")

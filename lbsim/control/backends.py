@@ -12,7 +12,6 @@ from lbsim.control.addresses import Addresses
 from lbsim.control.fleet import Fleet, Instance, fresh
 from lbsim.control.index import Index
 from lbsim.control.types import Backend
-from lbsim.errors import Problem, Severity
 from lbsim.model import (
     Deployment,
     IPConfiguration,
@@ -44,9 +43,7 @@ def backends(
     the others take the lowest free address."""
     fleet = fleet or fresh(deployment)
     held = _live_held(deployment, fleet, held or {}, addresses)
-    vm_of_nic = {
-        nic.key: vm.name for vm in deployment.virtual_machines for nic in vm.network_interfaces
-    }
+    vm_of_nic = {nic.key: vm for vm in deployment.virtual_machines for nic in vm.network_interfaces}
     members: list[Member] = []
     for nic in deployment.network_interfaces:
         nsg = index.resolve(nic.network_security_group, NetworkSecurityGroup, nic.id)
@@ -57,12 +54,15 @@ def backends(
                 address = held.get(ipc.id.lower()) or addresses.dynamic(
                     _subnet_id(ipc), ipc.at, ipc.private_ip_address_version
                 )
+            vm = vm_of_nic.get(nic.id.lower())
             backend = Backend(
                 ip_configuration_id=ipc.id,
-                name=vm_of_nic.get(nic.id.lower(), nic.name),
+                name=vm.name if vm else nic.name,
                 private_ip_address=address,
                 network_interface=nic.name,
                 nic_nsg=nsg,
+                os_type=vm.os_type if vm else None,
+                computer_name=vm.hostname if vm else "",
                 **facts,
             )
             members.append(Member(backend, ipc))
@@ -154,6 +154,7 @@ def _instances(
                 network_interface=nic_name,
                 nic_nsg=nsg,
                 os_type=vmss.os_type,
+                computer_name=vmss.computer_name(number),
                 **facts,
             )
             yield Member(backend, ipc)
@@ -186,32 +187,3 @@ def _vnet_of(subnet: Subnet | None, index: Index) -> VirtualNetwork | None:
         return None
     found = index.by_id.get(subnet.id.lower().rsplit("/subnets/", 1)[0])
     return found if isinstance(found, VirtualNetwork) else None
-
-
-def instance_public_ips(deployment: Deployment) -> list[Problem]:
-    """A warning for each way into an instance that bypasses the load balancer: a public IP
-    of a VM's NIC, or one per instance of a scale set. lbsim listens only on frontends."""
-    found = [
-        _bypass(f"every instance of scale set '{vmss.name}'", ipc)
-        for vmss in deployment.virtual_machine_scale_sets
-        for config in vmss.network_interface_configurations
-        for ipc in config.ip_configurations
-        if ipc.public_ip_address_configuration
-    ]
-    found += [
-        _bypass(f"network interface '{nic.name}'", ipc)
-        for nic in deployment.network_interfaces
-        for ipc in nic.ip_configurations
-        if ipc.public_ip_address is not None
-    ]
-    return found
-
-
-def _bypass(who: str, ipc: IPConfiguration) -> Problem:
-    return Problem(
-        "InstancePublicIPNotEmulated",
-        f"In Azure {who} also has a public IP of its own (ipConfiguration '{ipc.name}'), a way "
-        "in that bypasses the load balancer; lbsim emulates only the load balancer's frontends.",
-        ipc.at,
-        severity=Severity.WARNING,
-    )

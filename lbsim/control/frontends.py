@@ -25,7 +25,7 @@ def plan_frontends(
     deployment: Deployment, index: Index, addresses: Addresses, overrides: Mapping[str, str]
 ) -> tuple[dict[str, Frontend], list[Problem]]:
     taken = {p.ip_address for p in deployment.public_ip_addresses if p.ip_address}
-    spare = _Spare(taken)
+    spare = Spare(taken)
     out: dict[str, Frontend] = {}
     chained: list[Problem] = []
     for lb in deployment.load_balancers:
@@ -34,7 +34,7 @@ def plan_frontends(
             out[frontend.key] = frontend
             if fe.gateway_load_balancer is not None:
                 chained.append(_gateway(frontend, fe))
-    planned, problems = _apply_overrides(out, overrides)
+    planned, problems = apply_overrides(out, overrides)
     return planned, chained + problems
 
 
@@ -54,7 +54,7 @@ def _frontend(
     fe: FrontendIPConfiguration,
     index: Index,
     addresses: Addresses,
-    spare: _Spare,
+    spare: Spare,
 ) -> Frontend:
     pip = index.resolve(fe.public_ip_address, PublicIPAddress, fe.id)
     if pip is not None and pip.ip_address:
@@ -69,7 +69,10 @@ def _frontend(
     return Frontend(fe.id, lb.name, fe.name, spare.take(), private_ip_address=private, sku=lb.sku)
 
 
-class _Spare:
+class Spare:
+    """Loopback addresses for frontends that no public IP resource numbers: the lowest one
+    that is not ``taken`` (the set is updated as addresses are handed out)."""
+
     def __init__(self, taken: set[str]) -> None:
         self._taken = taken
         self._next = int(ipaddress.ip_address("127.0.0.1"))
@@ -82,9 +85,11 @@ class _Spare:
         return address
 
 
-def _apply_overrides(
+def apply_overrides(
     frontends: dict[str, Frontend], overrides: Mapping[str, str]
 ) -> tuple[dict[str, Frontend], list[Problem]]:
+    """``--frontend NAME=ADDRESS``: each names one frontend (load balancer frontends and
+    instance public IPs alike) by ``LB/NAME`` or ``NAME``; ``frontends`` is updated."""
     problems: list[Problem] = []
     for name, address in overrides.items():
         matches = [

@@ -130,5 +130,7 @@ def held_ports(plan: Plan) -> dict[tuple[str, str], int]:
     return {
         (entry.source_id.lower(), entry.backend.key): entry.frontend_port
         for entry in plan.nat
-        if entry.source_id and entry.backend is not None and entry.kind is not NatKind.RULE_V1
+        if entry.source_id
+        and entry.backend is not None
+        and entry.kind in (NatKind.POOL, NatKind.RULE_V2)
     }

@@ -19,6 +19,8 @@ from lbsim.model.deployment import Deployment, DeploymentContext, NotEmulatedRes
 from lbsim.model.network import (
     ApplicationSecurityGroup,
     BackendAddressPool,
+    BastionHost,
+    BastionHostIPConfiguration,
     FrontendIPConfiguration,
     InboundNatPool,
     InboundNatRule,
@@ -31,6 +33,7 @@ from lbsim.model.network import (
     OutboundRule,
     Probe,
     PublicIPAddress,
+    PublicIPAddressConfiguration,
     SecurityRule,
     Subnet,
     VirtualNetwork,
@@ -39,6 +42,8 @@ from lbsim.model.network import (
 __all__ = [
     "ApplicationSecurityGroup",
     "BackendAddressPool",
+    "BastionHost",
+    "BastionHostIPConfiguration",
     "CaseInsensitiveEnum",
     "Deployment",
     "DeploymentContext",
@@ -57,6 +62,7 @@ __all__ = [
     "Probe",
     "ProbeProtocol",
     "PublicIPAddress",
+    "PublicIPAddressConfiguration",
     "SecurityRule",
     "SecurityRuleAccess",
     "SecurityRuleDirection",

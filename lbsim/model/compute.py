@@ -39,8 +39,16 @@ class VirtualMachineScaleSet:
     scale_in_policy: str = "Default"  # scaleInPolicy.rules[0]: one of SCALE_IN_RULES
     os_type: str | None = None
     zones: tuple[str, ...] = ()
+    computer_name_prefix: str = ""  # osProfile.computerNamePrefix ("" when not given)
     network_interface_configurations: tuple[VirtualMachineScaleSetNetworkConfiguration, ...] = ()
     at: Pointer | None = at_field()
+
+    def computer_name(self, instance: int) -> str:
+        """An instance's computer name (its hostname) as Azure forms it: the prefix and the
+        instance id in base 36, six digits, zero-padded, upper case (``nsgvmss`` and 85 give
+        ``nsgvmss00002D``). lbsim takes the scale set's name for a prefix the template does
+        not give (Azure's documentation says nothing of that case)."""
+        return f"{self.computer_name_prefix or self.name}{base36(instance).rjust(6, '0')}"
 
     def instance_id(self, instance: int) -> str:
         return f"{self.id}/virtualMachines/{instance}"
@@ -52,10 +60,30 @@ class VirtualMachineScaleSet:
         return f"{self.instance_id(instance)}/networkInterfaces/{nic}/ipConfigurations/{ip_config}"
 
 
+def base36(number: int) -> str:
+    """``number`` (0 or more) in base 36, upper case, without padding."""
+    digits = ""
+    while True:
+        number, digit = divmod(number, 36)
+        digits = _BASE36[digit] + digits
+        if number == 0:
+            return digits
+
+
+_BASE36 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
 @attrs.frozen
 class VirtualMachine:
     id: str
     name: str
     network_interfaces: tuple[SubResource, ...] = ()
     os_type: str | None = None
+    computer_name: str = ""  # osProfile.computerName ("" when not given)
     at: Pointer | None = at_field()
+
+    @property
+    def hostname(self) -> str:
+        """The VM's computer name: ``osProfile.computerName``, else (as Azure names a VM
+        created without one) the VM's name."""
+        return self.computer_name or self.name

@@ -11,6 +11,7 @@ from lbsim.model.common import at_field
 from lbsim.model.compute import VirtualMachine, VirtualMachineScaleSet
 from lbsim.model.network import (
     ApplicationSecurityGroup,
+    BastionHost,
     LoadBalancer,
     NetworkInterface,
     NetworkSecurityGroup,
@@ -56,6 +57,7 @@ class Deployment:
     network_interfaces: tuple[NetworkInterface, ...] = ()
     virtual_machine_scale_sets: tuple[VirtualMachineScaleSet, ...] = ()
     virtual_machines: tuple[VirtualMachine, ...] = ()
+    bastion_hosts: tuple[BastionHost, ...] = ()
     not_emulated: tuple[NotEmulatedResource, ...] = ()
     warnings: tuple[Problem, ...] = ()
     outputs: tuple[tuple[str, Any], ...] = ()  # the template's outputs, (name, value)

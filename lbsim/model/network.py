@@ -238,6 +238,18 @@ class PublicIPAddress:
     public_ip_address_version: str = "IPv4"
     ip_address: str | None = None
     domain_name_label: str | None = None
+    idle_timeout_in_minutes: int = 4
+    at: Pointer | None = at_field()
+
+
+@attrs.frozen
+class PublicIPAddressConfiguration:
+    """A scale set's per-instance public IP (``publicIPAddressConfiguration`` of an
+    ipConfiguration): Azure makes one public IP of this name for every instance."""
+
+    name: str
+    sku: str = "Basic"
+    idle_timeout_in_minutes: int = 4
     at: Pointer | None = at_field()
 
 
@@ -253,8 +265,8 @@ class IPConfiguration:
     private_ip_allocation_method: str = "Dynamic"
     private_ip_address_version: str = "IPv4"
     public_ip_address: SubResource | None = None
-    # a scale set's per-instance public IP (publicIPAddressConfiguration): its name
-    public_ip_address_configuration: str | None = None
+    # a scale set's per-instance public IP (publicIPAddressConfiguration)
+    public_ip_address_configuration: PublicIPAddressConfiguration | None = None
     load_balancer_backend_address_pools: tuple[SubResource, ...] = ()
     load_balancer_inbound_nat_pools: tuple[SubResource, ...] = ()
     load_balancer_inbound_nat_rules: tuple[SubResource, ...] = ()
@@ -268,4 +280,27 @@ class NetworkInterface:
     name: str
     ip_configurations: tuple[IPConfiguration, ...] = ()
     network_security_group: SubResource | None = None
+    at: Pointer | None = at_field()
+
+
+# --- bastion hosts ------------------------------------------------------------------------------
+@attrs.frozen
+class BastionHostIPConfiguration:
+    """The ipConfiguration of a bastion host: its subnet (which Azure requires to be named
+    ``AzureBastionSubnet``) and its public IP."""
+
+    name: str
+    subnet: SubResource | None = None
+    public_ip_address: SubResource | None = None
+    at: Pointer | None = at_field()
+
+
+@attrs.frozen
+class BastionHost:
+    """An Azure Bastion host (``Microsoft.Network/bastionHosts``)."""
+
+    id: str
+    name: str
+    sku: str = "Basic"
+    ip_configurations: tuple[BastionHostIPConfiguration, ...] = ()
     at: Pointer | None = at_field()

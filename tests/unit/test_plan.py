@@ -758,7 +758,7 @@ def test_a_rule_whose_pool_is_empty_is_its_own_error() -> None:
     assert "'on-a'" in caught.value.message
 
 
-def test_a_public_ip_per_instance_is_named_as_a_way_in_lbsim_does_not_emulate() -> None:
+def test_a_public_ip_per_instance_gives_each_instance_a_frontend_of_its_own() -> None:
     ipc = ip_configuration(nat_pools=["ssh"], backend_pools=["pool"])
     ipc["properties"]["publicIPAddressConfiguration"] = {
         "name": "pub",
@@ -766,10 +766,17 @@ def test_a_public_ip_per_instance_is_named_as_a_way_in_lbsim_does_not_emulate() 
     }
     doc = behind_lb(scale_set("vmss", 2, ipc), nat_pools=[nat_pool("ssh", 50000, 50119, 22)])
     result = plan_of(doc)
-    (warning,) = [w for w in result.warnings if w.code == "InstancePublicIPNotEmulated"]
-    assert "scale set 'vmss'" in warning.message
-    assert str(warning.at).endswith("/ipConfigurations/0")
-    assert len(result.nat) == 2  # the load balancer's NAT pool still works
+    own = [e for e in result.nat if e.kind is NatKind.INSTANCE_PUBLIC_IP]
+    assert [(e.frontend.label, e.rule_name, e.frontend_port, e.backend_port) for e in own] == [
+        ("pub/vmss_0", "pub.22", 22, 22),  # a Basic public IP that no NSG guards: Linux's SSH
+        ("pub/vmss_1", "pub.22", 22, 22),
+    ]
+    assert {e.idle_timeout_s for e in own} == {900.0}
+    assert str(own[0].at).endswith("/ipConfigurations/0")
+    pool = [e for e in result.nat if e.kind is NatKind.POOL]
+    assert len(pool) == 2  # the load balancer's NAT pool still works
+    addresses = [e.frontend.address for e in (*pool, *own)]
+    assert addresses == ["127.0.0.1", "127.0.0.1", "127.0.0.2", "127.0.0.3"]
 
 
 def test_a_global_tier_load_balancer_is_left_out_with_a_warning() -> None:

@@ -83,6 +83,7 @@ class _Builder:
             network_interfaces=tuple(f[NET + "networkinterfaces"]),
             virtual_machine_scale_sets=tuple(f["microsoft.compute/virtualmachinescalesets"]),
             virtual_machines=tuple(f["microsoft.compute/virtualmachines"]),
+            bastion_hosts=tuple(f[NET + "bastionhosts"]),
             not_emulated=tuple(self.not_emulated),
         )
         return deployment, self.problems
@@ -125,6 +126,7 @@ _MAKERS: dict[str, Callable[[str, str, Node], Any]] = {
     NET + "virtualnetworks": network.virtual_network,
     NET + "networkinterfaces": network.network_interface,
     NET + "applicationsecuritygroups": network.application_security_group,
+    NET + "bastionhosts": network.bastion_host,
     "microsoft.compute/virtualmachinescalesets": compute.virtual_machine_scale_set,
     "microsoft.compute/virtualmachines": compute.virtual_machine,
 }

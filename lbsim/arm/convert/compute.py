@@ -63,6 +63,7 @@ def virtual_machine_scale_set(rid: str, name: str, node: Node) -> VirtualMachine
         scale_in_policy=_scale_in_rule(props.path("scaleInPolicy", "rules").strings()),
         os_type=os_type(profile),
         zones=node.get("zones").strings(),
+        computer_name_prefix=profile.path("osProfile", "computerNamePrefix").text(""),
         network_interface_configurations=tuple(_nic_configuration(rid, n) for n in configs),
         at=node.at,
     )
@@ -97,5 +98,6 @@ def virtual_machine(rid: str, name: str, node: Node) -> VirtualMachine:
         name=name,
         network_interfaces=props.path("networkProfile", "networkInterfaces").refs(),
         os_type=os_type(props),
+        computer_name=props.path("osProfile", "computerName").text(""),
         at=node.at,
     )

@@ -10,6 +10,8 @@ from lbsim.arm.convert.reader import Node
 from lbsim.model import (
     ApplicationSecurityGroup,
     BackendAddressPool,
+    BastionHost,
+    BastionHostIPConfiguration,
     FrontendIPConfiguration,
     InboundNatPool,
     InboundNatRule,
@@ -24,6 +26,7 @@ from lbsim.model import (
     Probe,
     ProbeProtocol,
     PublicIPAddress,
+    PublicIPAddressConfiguration,
     SecurityRule,
     SecurityRuleAccess,
     SecurityRuleDirection,
@@ -275,6 +278,7 @@ def public_ip_address(rid: str, name: str, node: Node, address: str) -> PublicIP
         public_ip_address_version=props.get("publicIPAddressVersion").text("IPv4"),
         ip_address=address,
         domain_name_label=props.path("dnsSettings", "domainNameLabel").text(),
+        idle_timeout_in_minutes=props.get("idleTimeoutInMinutes").integer(4) or 4,
         at=node.at,
     )
 
@@ -292,11 +296,25 @@ def ip_configuration(owner_id: str, node: Node) -> IPConfiguration:
         private_ip_allocation_method=props.get("privateIPAllocationMethod").text("Dynamic"),
         private_ip_address_version=props.get("privateIPAddressVersion").text("IPv4"),
         public_ip_address=props.get("publicIPAddress").ref(),
-        public_ip_address_configuration=props.path("publicIPAddressConfiguration", "name").text(),
+        public_ip_address_configuration=_public_ip_configuration(
+            props.get("publicIPAddressConfiguration")
+        ),
         load_balancer_backend_address_pools=props.get("loadBalancerBackendAddressPools").refs(),
         load_balancer_inbound_nat_pools=props.get("loadBalancerInboundNatPools").refs(),
         load_balancer_inbound_nat_rules=props.get("loadBalancerInboundNatRules").refs(),
         application_security_groups=props.get("applicationSecurityGroups").refs(),
+        at=node.at,
+    )
+
+
+def _public_ip_configuration(node: Node) -> PublicIPAddressConfiguration | None:
+    """A scale set ipConfiguration's per-instance public IP, if it has one."""
+    if not node.present:
+        return None
+    return PublicIPAddressConfiguration(
+        name=node.name(),
+        sku=node.path("sku", "name").text("Basic"),
+        idle_timeout_in_minutes=node.path("properties", "idleTimeoutInMinutes").integer(4) or 4,
         at=node.at,
     )
 
@@ -325,3 +343,17 @@ def network_interface(rid: str, name: str, node: Node) -> NetworkInterface:
 
 def application_security_group(rid: str, name: str, node: Node) -> ApplicationSecurityGroup:
     return ApplicationSecurityGroup(rid, name, at=node.at)
+
+
+def bastion_host(rid: str, name: str, node: Node) -> BastionHost:
+    configs = tuple(
+        BastionHostIPConfiguration(
+            name=n.name(),
+            subnet=n.path("properties", "subnet").ref(),
+            public_ip_address=n.path("properties", "publicIPAddress").ref(),
+            at=n.at,
+        )
+        for n in node.path("properties", "ipConfigurations").items()
+    )
+    sku = node.path("sku", "name").text("Basic")
+    return BastionHost(rid, name, sku=sku, ip_configurations=configs, at=node.at)
