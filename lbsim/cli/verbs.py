@@ -14,7 +14,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from lbsim.cli import render
@@ -349,35 +350,45 @@ def cmd_bastion(args: argparse.Namespace, client: Client) -> int:
     SIGTERM, then close it; exit 2 if lbsim closes it or stops first."""
     body = {"target": args.target, "resourcePort": args.resource_port, "port": args.port}
     body |= {"bastion": args.name} if args.name else {}
-    made = client.expect(client.call("POST", "/v1/bastion/tunnels", body), "POST", TUNNEL)
-    port = made["listenPort"]
-    if args.output == "json":
-        render.dump(made)
-    else:
-        print(f"Opening tunnel on port: {port}", flush=True)
-        print(f"Tunnel is ready, connect on port {port}", flush=True)
-        print("Ctrl + C to close", flush=True)
-    path = f"/v1/bastion/tunnels/{segment(made['id'])}"
-    try:
-        _hold(client, made["id"])
-    finally:
-        _close_tunnel(client, path)
+    with _until_signalled() as stop:  # from the start: a signal never finds az's lines unheld
+        made = client.expect(client.call("POST", "/v1/bastion/tunnels", body), "POST", TUNNEL)
+        try:
+            _said_tunnel(args, made)
+            _hold(client, made["id"], stop)
+        finally:
+            _close_tunnel(client, f"/v1/bastion/tunnels/{segment(made['id'])}")
     return EXIT_OK
 
 
-def _hold(client: Client, tunnel_id: str) -> None:
-    """Wait for SIGINT or SIGTERM; ApiError when the tunnel goes first."""
+def _said_tunnel(args: argparse.Namespace, made: dict[str, Any]) -> None:
+    port = made["listenPort"]
+    if args.output == "json":
+        render.dump(made)
+        return
+    print(f"Opening tunnel on port: {port}", flush=True)
+    print(f"Tunnel is ready, connect on port {port}", flush=True)
+    print("Ctrl + C to close", flush=True)
+
+
+@contextmanager
+def _until_signalled() -> Iterator[threading.Event]:
+    """An event that SIGINT or SIGTERM sets (instead of ending the process) inside."""
     stop = threading.Event()
     wanted = (signal.SIGINT, signal.SIGTERM)
     previous = {signum: signal.signal(signum, lambda *_: stop.set()) for signum in wanted}
     try:
-        while not stop.wait(HOLD_POLL_S):
-            tunnels = client.get("/v1/bastion/tunnels", TUNNELS)
-            if all(tunnel["id"] != tunnel_id for tunnel in tunnels):
-                raise ApiError("TunnelClosed", f"lbsim at {client.url} closed tunnel {tunnel_id}")
+        yield stop
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _hold(client: Client, tunnel_id: str, stop: threading.Event) -> None:
+    """Wait for ``stop``; ApiError when the tunnel goes first."""
+    while not stop.wait(HOLD_POLL_S):
+        tunnels = client.get("/v1/bastion/tunnels", TUNNELS)
+        if all(tunnel["id"] != tunnel_id for tunnel in tunnels):
+            raise ApiError("TunnelClosed", f"lbsim at {client.url} closed tunnel {tunnel_id}")
 
 
 def _close_tunnel(client: Client, path: str) -> None:
