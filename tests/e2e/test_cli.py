@@ -80,7 +80,7 @@ def test_validate_every_example(capsys: pytest.CaptureFixture[str], name: str) -
     assert (code, err) == (0, "")
     lines = out.splitlines()
     assert lines[0].endswith("azuredeploy.json: valid")
-    assert lines[1].startswith("  emulated: 1 load balancer")
+    assert re.match(r"  emulated: \d+ ", lines[1])  # (vmss-jumpbox has no load balancer)
     assert re.search(r"^    scale set \w+: \d+ instance\(s\), (Linux|Windows)$", out, re.M)
     assert re.search(r"^  plan: \d+ NAT entries, \d+ load-balancing entries", out, re.M)
 
