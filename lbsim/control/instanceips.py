@@ -31,7 +31,7 @@ from lbsim.control.backends import Member
 from lbsim.control.frontends import Spare
 from lbsim.control.index import Index
 from lbsim.control.nsg import NetworkContext
-from lbsim.control.openports import open_ports
+from lbsim.control.openports import open_ports, same_ports_key
 from lbsim.control.types import Backend, Frontend, NatEntry, NatKind, Plan
 from lbsim.errors import Problem, Severity
 from lbsim.model import Deployment, PublicIPAddress, TransportProtocol
@@ -122,6 +122,7 @@ class _Planner:
                 asg.setdefault(group, []).append(member.backend.private_ip_address)
         self.asg = asg
         self.contexts: dict[tuple[str, ...], NetworkContext] = {}
+        self.known: dict[tuple[object, ...], tuple[list[int], bool]] = {}
 
     # --- a VM NIC's public IP -------------------------------------------------------------------
     def nic_public_ips(self) -> Iterator[InstancePublicIP]:
@@ -213,8 +214,7 @@ class _Planner:
     # --- ports ------------------------------------------------------------------------------------
     def with_ports(self, found: InstancePublicIP) -> InstancePublicIP:
         backend, frontend = found.backend, found.frontend
-        ctx = self._context(backend.virtual_network_prefixes)
-        ports, capped = open_ports(backend, ctx, closed=frontend.closed_by_default)
+        ports, capped = self._ports(backend, frontend.closed_by_default)
         if capped:
             self._warn(
                 "InstancePublicIPPortsCapped",
@@ -230,6 +230,14 @@ class _Planner:
                 found.at,
             )
         return attrs.evolve(found, ports=tuple(ports))
+
+    def _ports(self, backend: Backend, closed: bool) -> tuple[list[int], bool]:
+        """``open_ports``, once per group of backends that agree on everything it reads."""
+        key = same_ports_key(backend, closed)
+        if key not in self.known:
+            ctx = self._context(backend.virtual_network_prefixes)
+            self.known[key] = open_ports(backend, ctx, closed=closed)
+        return self.known[key]
 
     def _context(self, prefixes: tuple[str, ...]) -> NetworkContext:
         if prefixes not in self.contexts:

@@ -53,6 +53,26 @@ def remote_login_ports(os_type: str | None) -> tuple[int, ...]:
     return (SSH, RDP)
 
 
+def same_ports_key(backend: Backend, closed: bool) -> tuple[object, ...]:
+    """Backends with equal keys listen on the same ports (a scale set's instances, mostly):
+    their NSGs, network, OS and SKU agree, and their own address matters only when a rule of
+    their NSGs names destination addresses other than ``*``."""
+    nsgs = (backend.subnet_nsg, backend.nic_nsg)
+    own = backend.private_ip_address if _names_destinations(nsgs) else ""
+    prefixes = backend.virtual_network_prefixes
+    return (*(id(n) for n in nsgs), prefixes, backend.os_type, closed, own)
+
+
+def _names_destinations(nsgs: Iterable[NetworkSecurityGroup | None]) -> bool:
+    for nsg in nsgs:
+        for rule in nsg.security_rules if nsg is not None else ():
+            if rule.destination_application_security_groups:
+                return True
+            if any(d.strip() != "*" for d in rule.destinations()):
+                return True
+    return False
+
+
 def open_ports(backend: Backend, ctx: NetworkContext, *, closed: bool) -> tuple[list[int], bool]:
     """The ports to listen on for ``backend``'s own public IP, and whether ``MAX_PORTS`` cut
     some off. ``closed``: the public IP is Standard (nothing gets in that no NSG allows)."""

@@ -225,6 +225,14 @@ def test_a_scale_out_adds_the_new_instances_listeners_only() -> None:
     assert entry.frontend.label == "pub/web_2"
 
 
+def test_a_rule_for_one_instances_address_opens_that_instance_only() -> None:
+    web1 = allow("web1-http", 110, "80")
+    web1["properties"]["destinationAddressPrefix"] = "10.0.0.5"
+    rules = nsg("web-nsg", allow("ssh", 100, "22"), web1)
+    result = plan_of(per_instance(3, rules, web_nsg="web-nsg"))
+    assert [ports(result, f"pub/web_{i}") for i in range(3)] == [[22], [22, 80], [22]]
+
+
 def test_a_changed_nsg_changes_the_ports_listened_on() -> None:
     old = plan_of(per_instance(1, nsg("web-nsg", allow("ssh", 100, "22")), web_nsg="web-nsg"))
     new = plan_of(
