@@ -141,6 +141,21 @@ def _announce(session: Session) -> None:
     )
     rows = [_row(listener) for listener in listeners]
     print(render.table(rows, UP_HEADERS), flush=True)
+    _announce_inside(runtime)
+
+
+def _announce_inside(runtime: Runtime) -> None:
+    """Where the SOCKS endpoint listens, and who the built-in SSH servers let in."""
+    if runtime.socks_address is not None:
+        host, port = runtime.socks_address
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        source = runtime.vnet.default_source() or "(no virtual network)"
+        print(f"lbsim: socks5 {shown}: a VM at {source} in the virtual network", flush=True)
+    if runtime.instances and runtime.settings.ssh.open:
+        _notice(
+            "built-in instances' SSH servers let any user in with any password or any key "
+            "(ssh_password and ssh_authorized_keys restrict them)"
+        )
 
 
 def _row(listener: Listener) -> list[Any]:
@@ -193,6 +208,7 @@ def _write_ready_file(
         "api": api,
         "metrics": metrics_url,
         "listeners": [listener_json(listener) for listener in runtime.listeners],
+        "socks": list(runtime.socks_address) if runtime.socks_address else None,
     }
     temporary = path.with_name(path.name + ".tmp")
     try:

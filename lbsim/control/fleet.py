@@ -54,6 +54,7 @@ class Instance:
     made: int = 0  # creation order across the fleet's life: NewestVM / OldestVM
     protected: bool = False  # protectionPolicy.protectFromScaleIn
     surplus: bool = False  # an overprovisioned extra, deleted once the others exist
+    generation: int = 0  # reimages so far: each gives a new OS disk (a new SSH host key)
 
     @property
     def running(self) -> bool:
@@ -186,6 +187,16 @@ def set_state(fleet: Fleet, scale_set: str, instance_id: int, power: PowerState)
     instances = tuple(
         attrs.evolve(i, state=power) if i.instance_id == instance_id else i for i in state.instances
     )
+    return _with(fleet, scale_set, attrs.evolve(state, instances=instances), fleet.made)
+
+
+def reimage(fleet: Fleet, scale_set: str, instance_id: int) -> Fleet:
+    """The fleet with one instance reimaged: its OS disk is made again from the image, so
+    it keeps its id, address, NAT ports and power state, but not its host keys."""
+    state = _known(fleet, scale_set)
+    old = _instance(state, scale_set, instance_id)
+    new = attrs.evolve(old, generation=old.generation + 1)
+    instances = tuple(new if i.instance_id == instance_id else i for i in state.instances)
     return _with(fleet, scale_set, attrs.evolve(state, instances=instances), fleet.made)
 
 

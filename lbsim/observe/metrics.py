@@ -51,6 +51,7 @@ class RuntimeCollector(Collector):
         yield from self._flows()
         yield self._nsg()
         yield from self._availability()
+        yield self._inside()
 
     def _traffic(self) -> Iterator[Metric]:
         names = ("bytes", "packets")
@@ -117,6 +118,18 @@ class RuntimeCollector(Collector):
         )
         for (nsg, level, rule, access), count in list(self.runtime.nsg_decisions.items()):
             family.add_metric([nsg or "(none)", level or "(none)", rule or "(none)", access], count)
+        return family
+
+    def _inside(self) -> Metric:
+        """Connections inside the virtual network (SSH forwarding, SOCKS, bastion tunnels),
+        by outcome: allowed, denied, stopped, unreachable, refused, failed."""
+        family = CounterMetricFamily(
+            "lbsim_vnet_connections",
+            "Connections inside the virtual network, by outcome",
+            labels=["outcome"],
+        )
+        for outcome, count in sorted(self.runtime.vnet.counts.items()):
+            family.add_metric([outcome], count)
         return family
 
     def _availability(self) -> Iterator[Metric]:

@@ -6,11 +6,13 @@ from __future__ import annotations
 import attrs
 import pytest
 import trio
+from prometheus_client import CollectorRegistry
 from runtime_harness import allow, nat_pool, place, plan_of, running, scale_set, settings
 
 from lbsim.control.types import Plan
 from lbsim.control.vnet import Outcome, default_source, reach
 from lbsim.dataplane.vnet import Refused, VnetError
+from lbsim.observe.metrics import RuntimeCollector
 
 INSIDE = "10.0.1.10"  # in the virtual network 10.0.0.0/16, in no subnet's NIC
 OUTSIDE = "198.51.100.7"
@@ -105,3 +107,17 @@ async def test_resolve_from_another_thread_sees_the_current_plan() -> None:
         host, port = resolved.check()
         assert host.startswith(where.instance_network.rsplit(".", 1)[0])
         assert port > 0
+
+
+async def test_connections_inside_are_counted_as_metrics_by_outcome() -> None:
+    where = place()
+    async with running(_plan(where.frontend), settings(where)) as runtime:
+        stream, _ = await runtime.vnet.open(INSIDE, "10.0.0.4", 22)
+        await stream.aclose()
+        with pytest.raises(VnetError):
+            await runtime.vnet.open(OUTSIDE, "10.0.0.4", 22)
+        registry = CollectorRegistry()
+        registry.register(RuntimeCollector(runtime))
+        for outcome in ("allowed", "denied"):
+            sample = registry.get_sample_value("lbsim_vnet_connections_total", {"outcome": outcome})
+            assert sample == 1.0

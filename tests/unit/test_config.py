@@ -18,6 +18,7 @@ from lbsim.dataplane.settings import (
     BackendPattern,
     DenyMode,
     SourceMap,
+    SshAuth,
     TcpEngine,
     split_address,
 )
@@ -476,3 +477,56 @@ def test_a_mapped_client_is_presented_inside_the_presented_prefix(
     assert int(ipaddress.ip_address(shown)) - int(target.network_address) == (
         offset % target.num_addresses
     )
+
+
+def test_ssh_and_socks_settings_reach_the_runtime(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    keys.write_text("\n# a comment\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA me\n\n")
+    config = up(
+        tmp_path,
+        "--ssh-authorized-keys",
+        str(keys),
+        "--ssh-auth",
+        "publickey",
+        "--socks",
+        "[::1]:1080",
+        "--host-key-dir",
+        str(tmp_path),
+    )
+    ssh = config.runtime.ssh
+    assert ssh.authorized_keys == ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA me",)
+    assert ssh.auth is SshAuth.PUBLICKEY
+    assert not ssh.open  # only listed keys get in
+    assert ssh.host_key_dir == str(tmp_path)
+    assert config.runtime.socks == ("::1", 1080)
+    defaults = up(tmp_path).runtime
+    assert defaults.ssh.open
+    assert defaults.ssh.ports == frozenset({22})
+    assert defaults.socks is None
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (["--socks", "localhost"], "not ADDRESS:PORT"),
+        (["--socks", "127.0.0.1:99999"], "not a port number"),
+        (["--ssh-ports", "22,0"], "port 0 is not a backend port"),
+        (["--socks-source", "vm1"], "not an IP address"),
+        (["--ssh-authorized-keys", "/nonexistent/keys"], "cannot read"),
+    ],
+)
+def test_bad_ssh_and_socks_settings_name_the_setting(
+    tmp_path: Path, flags: list[str], says: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        up(tmp_path, *flags)
+    assert caught.value.code == "InvalidSetting"
+    assert says in caught.value.message
+
+
+def test_an_authorized_keys_file_without_keys_is_refused(tmp_path: Path) -> None:
+    empty = tmp_path / "keys"
+    empty.write_text("# nothing yet\n")
+    with pytest.raises(ConfigError) as caught:
+        up(tmp_path, "--ssh-authorized-keys", str(empty))
+    assert "holds no key" in caught.value.message

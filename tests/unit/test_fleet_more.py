@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 import pytest
 from templates import load, nat_pool, vmss_behind_lb
 
@@ -18,6 +19,7 @@ from lbsim.control.fleet import (
     has_surplus,
     protect,
     reconcile,
+    reimage,
     scale,
     set_state,
     settle,
@@ -216,3 +218,18 @@ def test_the_port_range_must_hold_the_extras_too() -> None:
         plan(deployment, fleet=fresh(deployment, Overprovision()))
     codes = [p.code for p in caught.value.problems]
     assert codes == ["InboundNatPoolFrontendPortRangeSmallerThanRequestedPorts"]
+
+
+def test_a_reimage_keeps_the_instance_but_counts_a_new_generation() -> None:
+    fleet = fresh(_deployment(3))
+    once = reimage(fleet, "vmss", 1)
+    twice = reimage(once, "vmss", 1)
+    before = {i.instance_id: i for i in fleet.instances("vmss") or ()}
+    after = {i.instance_id: i for i in twice.instances("vmss") or ()}
+    assert after.keys() == before.keys()
+    assert after[1].generation == 2
+    assert attrs.evolve(after[1], generation=0) == before[1]  # id, state, age kept
+    assert after[0] == before[0]
+    with pytest.raises(LbsimError) as caught:
+        reimage(fleet, "vmss", 7)
+    assert caught.value.code == "ResourceNotFound"
