@@ -34,8 +34,9 @@ def ports_json(plan: Plan, runtime: Runtime) -> list[dict[str, Any]]:
 
 
 def instances_json(plan: Plan, fleet: Fleet, runtime: Runtime) -> list[dict[str, Any]]:
-    """Per instance: its name, private address, state, protection, and each NAT entry that
-    reaches it with where it is served and where lbsim listens for it."""
+    """Per instance: its name, private address, state, protection, its SSH host key's
+    fingerprint (``hostKey``: None until its SSH server first started), and each NAT entry
+    that reaches it with where it is served and where lbsim listens for it."""
     served = {
         (listener.key, route.backend.key): route.served_by
         for listener in runtime.listeners
@@ -49,6 +50,7 @@ def instances_json(plan: Plan, fleet: Fleet, runtime: Runtime) -> list[dict[str,
     rows: dict[str, dict[str, Any]] = {}
     for backend in plan.backends:
         row = rows.setdefault(backend.label, _instance_row(backend, fleet))
+        row["hostKey"] = row["hostKey"] or runtime.ssh.fingerprint(backend)
         row["ports"] += [
             _port_json(
                 entry,
@@ -74,6 +76,7 @@ def _instance_row(backend: Backend, fleet: Fleet) -> dict[str, Any]:
         "privateIPAddress": backend.private_ip_address,
         "state": state,
         "protectFromScaleIn": protected,
+        "hostKey": None,
         "ports": [],
     }
 

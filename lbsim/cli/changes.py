@@ -59,7 +59,7 @@ def _endpoint(address: str, port: Any) -> str:
 
 def list_rows(instances: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
     """Headers and rows: scale set, id, private IP, state, protected from scale-in, then each
-    rule's frontend port."""
+    rule's frontend port, then the SSH host key's fingerprint."""
     columns: list[str] = []
     cells: list[dict[str, list[str]]] = []
     for item in instances:
@@ -72,7 +72,7 @@ def list_rows(instances: Sequence[dict[str, Any]]) -> tuple[list[str], list[list
             if text not in mine.setdefault(column, []):
                 mine[column].append(text)
         cells.append(mine)
-    headers = ["SCALE SET", "ID", "PRIVATE IP", "STATE", "PROTECTED", *columns]
+    headers = ["SCALE SET", "ID", "PRIVATE IP", "STATE", "PROTECTED", *columns, "HOST KEY"]
     rows = [
         [
             item.get("scaleSet") or item.get("name"),
@@ -81,6 +81,7 @@ def list_rows(instances: Sequence[dict[str, Any]]) -> tuple[list[str], list[list
             item.get("state"),
             "yes" if item.get("protectFromScaleIn") else "no",
             *(",".join(mine.get(c, [])) or "-" for c in columns),
+            item.get("hostKey") or "-",
         ]
         for item, mine in zip(instances, cells, strict=True)
     ]

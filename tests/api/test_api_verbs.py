@@ -40,11 +40,13 @@ async def test_list_has_a_row_per_instance_and_a_column_per_rule(
         "PROTECTED",
         "ssh",
         "http",
+        "HOST",
+        "KEY",
     ]
     assert [line.split() for line in lines[2:]] == [
-        ["web", "0", "10.0.3.4", "running", "no", "50000", "80"],
-        ["web", "1", "10.0.3.5", "stopped", "yes", "50001", "80"],
-        ["db", "0", "10.0.2.4", "running", "no", "50100", "80"],
+        ["web", "0", "10.0.3.4", "running", "no", "50000", "80", "-"],
+        ["web", "1", "10.0.3.5", "stopped", "yes", "50001", "80", "-"],
+        ["db", "0", "10.0.2.4", "running", "no", "50100", "80", "-"],
     ]
 
 

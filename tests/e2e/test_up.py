@@ -205,9 +205,7 @@ def test_up_serves_the_example_reports_metrics_and_stops_on_sigterm(tmp_path: Pa
             draining = scrape(url)  # metrics stay up while flows drain
             assert value(draining, "lbsim_flows_active", frontend_port="50000") == 1
             held.sendall(b"SSH-2.0-still_here\r\n")
-            held.settimeout(0.3)
-            with pytest.raises(TimeoutError):
-                held.recv(256)  # still open: no EOF, no reset
+            assert held.recv(256)  # still open: its SSH server goes on (key exchange)
             closed = time.monotonic()
         assert proc.wait(timeout=3 + 5) == 0  # within drain_seconds (3)
         assert time.monotonic() - closed < 2.5  # once the last flow closed

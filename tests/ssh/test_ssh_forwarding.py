@@ -67,10 +67,12 @@ async def test_ssh_dash_l_reaches_another_instance_and_a_denied_port_is_refused(
         stream = await _connect_when_up(("127.0.0.1", local + 1))
         async with stream:
             assert await _read_line(stream) == b""  # ssh closes it: the channel was refused
-        denied.terminate()
         assert denied.stderr is not None
+        said = b""
         with trio.fail_after(20):
-            said = b"".join([chunk async for chunk in denied.stderr])
+            while b"open failed" not in said or not said.endswith(b"\n"):
+                said += await denied.stderr.receive_some(4096)
+        denied.terminate()
         assert runtime.vnet.counts["denied"] == 1
         assert runtime.ssh.counts["forwarded"] == 1
     text = said.decode()

@@ -128,3 +128,18 @@ def test_key_file_names_are_safe() -> None:
     assert name.isascii()
     assert len(name) < 100
     assert name.endswith(".g2.ed25519")
+
+
+async def test_lbsim_list_shows_each_host_key(tmp_path: Path) -> None:
+    from lbsim.api.livetable import instances_json
+    from lbsim.cli.changes import list_rows
+
+    where = place()
+    async with running(plan_for(where), settings(where)) as runtime:
+        rows = instances_json(runtime.plan, fleet.Fleet(), runtime)
+        expected = [runtime.ssh.fingerprint(backend(runtime, i)) for i in (0, 1)]
+    assert [row["hostKey"] for row in rows] == expected
+    assert all(str(key).startswith("SHA256:") for key in expected)
+    headers, table = list_rows(rows)
+    assert headers[-1] == "HOST KEY"
+    assert [line[-1] for line in table] == expected

@@ -15,39 +15,37 @@ neither thread ever waits for the other while holding it up.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
-import os
-import socket
+import importlib
 import tempfile
 import threading
 from collections import Counter
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import trio
 
 from lbsim.control.types import Backend, Plan
-from lbsim.dataplane.instances import InstanceIdentity, ssh_banner
+from lbsim.dataplane.instances import InstanceIdentity
 from lbsim.dataplane.settings import SshSettings
-from lbsim.dataplane.ssh import shell
+from lbsim.dataplane.ssh.handoff import HandedSocket, Handoff
 from lbsim.dataplane.ssh.instance import SshInstance
-from lbsim.dataplane.ssh.keys import HostKeys
-from lbsim.dataplane.ssh.lib import asyncssh
-from lbsim.dataplane.ssh.server import Context, InstanceConnection
 from lbsim.dataplane.vnet import VirtualNetwork
 
-__all__ = ["SshHost"]
+if TYPE_CHECKING:  # (loaded with the first SSH server: see _load)
+    from lbsim.dataplane.ssh.connections import Speaker
 
-_LOGIN_TIMEOUT_S = 120.0  # a peer that never finishes logging in is dropped then
+__all__ = ["SshHost"]
 
 
 class SshHost:
     """Runs the SSH servers of every built-in instance of one runtime, keeps their host keys
-    (:class:`HostKeys`) and counts connections in ``counts``: ``accepted`` (logged in),
-    ``failed`` (bad input, a handshake cut short), ``closed`` (a peer that said nothing, as
-    a TCP health probe), ``auth_failed`` (a refused password or key), ``forwarded``."""
+    (:class:`~lbsim.dataplane.ssh.keys.HostKeys`) and counts connections in ``counts``:
+    ``accepted`` (logged in), ``failed`` (bad input, a handshake cut short), ``closed`` (a
+    peer that said nothing, as a TCP health probe), ``auth_failed`` (a refused password or
+    key), ``forwarded``. The SSH code itself (asyncssh) loads with the first server."""
 
     def __init__(
         self,
@@ -59,22 +57,23 @@ class SshHost:
         self.vnet = vnet
         self.notice = notice or _ignore
         self.counts: Counter[str] = Counter()
-        self.keys = HostKeys(settings.host_key_dir)
-        self._authorized = _authorized(settings)
+        self._speaker: Speaker | None = None  # (asyncssh, loaded with the first server)
+        self._loading = trio.Lock()
         self._plan = Plan()
         self._instances: set[SshInstance] = set()  # (trio thread)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._context: Context | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
 
     def fingerprint(self, backend: Backend) -> str | None:
         """The SHA256 fingerprint of the instance's host key (``SHA256:...``, as
         ``ssh-keygen -l`` prints it); None until its SSH server first starts."""
-        return self.keys.fingerprint(backend)
+        return None if self._speaker is None else self._speaker.keys.fingerprint(backend)
 
     def commit(self, plan: Plan) -> None:
         """The plan now running: instances that left it forget their host keys, reimaged ones
         their old generation's."""
-        self.keys.keep_only(plan.backends, self._plan.backends)
+        if self._speaker is not None:
+            self._speaker.keys.keep_only(plan.backends, self._plan.backends)
         self._plan = plan
 
     # --- the loop ---------------------------------------------------------------------------
@@ -82,7 +81,7 @@ class SshHost:
         """Run the SSH loop's thread until cancelled; then end every connection, stop the
         loop, join its thread and remove every instance's temporary home."""
         token = trio.lowlevel.current_trio_token()
-        self._context = Context(self.settings, self.vnet, token, self.counts)
+        self._token = token
         loop = asyncio.new_event_loop()
         thread = threading.Thread(target=loop.run_forever, name="lbsim ssh", daemon=True)
         thread.start()
@@ -93,7 +92,7 @@ class SshHost:
         finally:
             self._loop = None  # no new connection is handed over from here on
             with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(_stop, loop, thread)
+                await trio.to_thread.run_sync(_stop, loop, thread, list(self._instances))
             for instance in self._instances:
                 instance.remove_home()
             self._instances.clear()
@@ -102,12 +101,24 @@ class SshHost:
     async def start(self, backend: Backend, identity: InstanceIdentity) -> SshInstance:
         """An SSH server's state for a built-in instance: its host key (made now, off the trio
         thread, so the first client, ``ssh-keyscan`` say, finds it) and a temporary home."""
-        instance = await trio.to_thread.run_sync(self._make, backend, identity)
+        async with self._loading:
+            if self._speaker is None:
+                self._speaker = await trio.to_thread.run_sync(self._load)
+        instance = await trio.to_thread.run_sync(self._make, self._speaker, backend, identity)
         self._instances.add(instance)
         return instance
 
-    def _make(self, backend: Backend, identity: InstanceIdentity) -> SshInstance:
-        key = self.keys.key(backend)
+    def _load(self) -> Speaker:
+        """(A worker thread.) asyncssh, and what speaks SSH with it."""
+        connections = importlib.import_module("lbsim.dataplane.ssh.connections")
+        server = importlib.import_module("lbsim.dataplane.ssh.server")
+        assert self._token is not None
+        context = server.Context(self.settings, self.vnet, self._token, self.counts)
+        speaker: Speaker = connections.Speaker(self.settings, context, self._tell)
+        return speaker
+
+    def _make(self, speaker: Speaker, backend: Backend, identity: InstanceIdentity) -> SshInstance:
+        key = speaker.keys.key(backend)
         home = Path(tempfile.mkdtemp(prefix="lbsim-ssh-"))
         return SshInstance(backend, identity, key, home, lambda: self._plan)
 
@@ -124,131 +135,45 @@ class SshHost:
 
     async def serve(self, instance: SshInstance, stream: trio.SocketStream) -> None:
         """Speak SSH on a connection the instance's trio server accepted, until it ends."""
-        loop = self._loop
-        if loop is None or instance not in self._instances:
-            return
-        sock = socket.fromfd(stream.socket.fileno(), stream.socket.family, stream.socket.type)
+        sock = HandedSocket.duplicate(stream.socket)
         await stream.aclose()  # (the duplicate holds the connection)
+        loop, speaker = self._loop, self._speaker
+        if loop is None or speaker is None or instance not in self._instances:
+            sock.close()  # (stopping: no checkpoint from here to the handoff)
+            return
         done = trio.Event()
         token = trio.lowlevel.current_trio_token()
-        future = asyncio.run_coroutine_threadsafe(self._connection(instance, sock), loop)
-        future.add_done_callback(lambda _: _wake(token, done))
+        serve = partial(speaker.connection, instance)
+        handoff = Handoff(sock, serve, partial(_wake, token, done), instance.connections)
+        loop.call_soon_threadsafe(handoff.start)
         try:
             await done.wait()
         finally:
-            _cancel(future, loop)
-
-    async def _connection(self, instance: SshInstance, sock: socket.socket) -> None:
-        """One SSH connection on the loop: log in, serve, and end; bad input ends this
-        connection only, counted and told."""
-        task = asyncio.current_task()
-        instance.connections.add(task)
-        heard = _Heard()
-        try:
-            try:
-                conn = await asyncssh.run_server(sock, options=self._options(instance, heard))
-            except Exception as error:  # a peer's bad input ends its connection only
-                sock.close()
-                self._failed(instance, heard, error)
-                return
-            self.counts["accepted"] += 1
-            try:
-                await conn.wait_closed()
-            finally:
-                conn.abort()
-        finally:
-            instance.connections.discard(task)
-
-    def _options(self, instance: SshInstance, heard: _Heard) -> asyncssh.SSHServerConnectionOptions:
-        assert self._context is not None
-        return asyncssh.SSHServerConnectionOptions(
-            server_factory=partial(_Tracked, heard, instance, self._context),
-            server_host_keys=[instance.key],
-            server_version=_version(instance),
-            authorized_client_keys=self._authorized,
-            kbdint_auth=False,
-            process_factory=partial(shell.session, instance),
-            sftp_factory=partial(_files, instance.home),
-            allow_scp=True,
-            agent_forwarding=False,
-            x11_forwarding=False,
-            login_timeout=_LOGIN_TIMEOUT_S,
-        )
-
-    def _failed(self, instance: SshInstance, heard: _Heard, error: Exception) -> None:
-        if not heard.anything:
-            self.counts["closed"] += 1
-            return
-        self.counts["failed"] += 1
-        reason = str(error) or type(error).__name__
-        self._tell(f"ssh: {instance.label}: a connection failed: {reason}")
+            if not done.is_set():
+                _call(loop, handoff.abort)
 
     def _tell(self, line: str) -> None:
-        """Give ``notice`` one line, on the trio thread."""
-        context = self._context
-        if context is not None:
+        """Give ``notice`` one line, on the trio thread (from any thread)."""
+        if self._token is not None:
             with contextlib.suppress(trio.RunFinishedError):
-                context.token.run_sync_soon(self.notice, line)
-
-
-class _Heard:
-    """Whether a connection's peer said anything (a TCP health probe says nothing)."""
-
-    def __init__(self) -> None:
-        self.anything = False
-
-
-class _Tracked(InstanceConnection):
-    """An instance connection that notes whether its peer sent an identification line."""
-
-    def __init__(self, heard: _Heard, instance: SshInstance, context: Context) -> None:
-        super().__init__(instance, context)
-        self.heard = heard
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        said = self.conn is not None and bool(self.conn.get_extra_info("client_version"))
-        broken = exc is not None and not isinstance(exc, asyncssh.ConnectionLost)
-        self.heard.anything = said or broken
-
-
-def _version(instance: SshInstance) -> str:
-    """The identification line's software version and comment, as instances always sent
-    (``lbsim_web_1 lbsim instance web/1 at 10.0.0.5``): asyncssh allows any printable
-    ASCII after ``SSH-2.0-``, spaces included, up to 245 characters."""
-    return ssh_banner(instance.identity)[len(b"SSH-2.0-") : -2].decode("ascii")
-
-
-def _authorized(settings: SshSettings) -> asyncssh.SSHAuthorizedKeys | None:
-    if settings.authorized_keys is None:
-        return None
-    return asyncssh.import_authorized_keys("\n".join(settings.authorized_keys) + "\n")
-
-
-def _files(home: Path, channel: asyncssh.SSHServerChannel[bytes]) -> asyncssh.SFTPServer:
-    """SFTP (and scp) rooted at the instance's home. The shell's channels carry text; file
-    copies carry bytes, so this channel drops the text encoding before any data comes."""
-    channel.set_encoding(None)
-    return _Files(channel, chroot=os.fsencode(home))
-
-
-class _Files(asyncssh.SFTPServer):
-    def exit(self) -> None:
-        """The session ended: say so with exit status 0, as an sftp-server process does
-        (``scp`` takes a session with no exit status for a failed copy)."""
-        self.channel.exit(0)
+                self._token.run_sync_soon(self.notice, line)
 
 
 def _retire(instance: SshInstance) -> None:
     """On the loop: end an instance's connections, then remove its home."""
-    tasks = list(instance.connections)
-    for task in tasks:
-        task.cancel()
+    handoffs = list(instance.connections)
+    for handoff in handoffs:
+        handoff.abort()
+    tasks = [h.task for h in handoffs if h.task is not None]
 
     async def remove_after() -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
         instance.remove_home()
 
-    instance.connections.add(asyncio.ensure_future(remove_after()))  # (awaited at shutdown)
+    _retiring.add(asyncio.ensure_future(remove_after()))  # (awaited at shutdown)
+
+
+_retiring: set[asyncio.Future[None]] = set()  # (only so that no task is collected early)
 
 
 def _wake(token: trio.lowlevel.TrioToken, done: trio.Event) -> None:
@@ -256,23 +181,28 @@ def _wake(token: trio.lowlevel.TrioToken, done: trio.Event) -> None:
         token.run_sync_soon(done.set)
 
 
-def _cancel(future: concurrent.futures.Future[None], loop: asyncio.AbstractEventLoop) -> None:
-    """Cancel a connection still running (not once the loop has closed)."""
-    if not future.done() and not loop.is_closed():
-        future.cancel()
+def _call(loop: asyncio.AbstractEventLoop, call: Callable[[], None]) -> None:
+    """Run ``call`` on the loop, unless it has closed (it ended every connection then)."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(call)
 
 
-def _stop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+def _stop(
+    loop: asyncio.AbstractEventLoop, thread: threading.Thread, instances: list[SshInstance]
+) -> None:
     """(A worker thread.) End every task on the loop, stop it, join its thread, close it."""
-    asyncio.run_coroutine_threadsafe(_shutdown(loop), loop).result()
+    asyncio.run_coroutine_threadsafe(_shutdown(loop, instances), loop).result()
     loop.call_soon_threadsafe(loop.stop)
     thread.join()
     loop.close()
 
 
-async def _shutdown(loop: asyncio.AbstractEventLoop) -> None:
-    """Cancel every task but this one and wait for them (their connections abort), then
-    let the transports close and the default executor's threads end."""
+async def _shutdown(loop: asyncio.AbstractEventLoop, instances: list[SshInstance]) -> None:
+    """End every connection (started or not) and every task but this one, wait for them,
+    then let the transports close and the default executor's threads end."""
+    for instance in instances:
+        for handoff in list(instance.connections):
+            handoff.abort()
     me = asyncio.current_task()
     while tasks := [t for t in asyncio.all_tasks() if t is not me]:
         for task in tasks:

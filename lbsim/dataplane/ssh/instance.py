@@ -7,13 +7,16 @@ import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from lbsim.control.types import Backend, Plan
 from lbsim.dataplane.instances import InstanceIdentity
-from lbsim.dataplane.ssh.lib import asyncssh
+
+if TYPE_CHECKING:
+    from lbsim.dataplane.ssh.handoff import Handoff
+    from lbsim.dataplane.ssh.lib import asyncssh
 
 __all__ = ["SshInstance"]
 
@@ -22,15 +25,15 @@ INSTANCE_FILE = "/etc/lbsim-instance"
 
 @attrs.define(eq=False)
 class SshInstance:
-    """One running SSH server of a built-in instance (one per SSH port), and the asyncio
-    tasks of its connections (touched on the SSH loop's thread only)."""
+    """One running SSH server of a built-in instance (one per SSH port), and its
+    connections."""
 
     backend: Backend
     identity: InstanceIdentity
     key: asyncssh.SSHKey
     home: Path
     plan: Callable[[], Plan]  # the plan running now (NAT ports change with it)
-    connections: set[Any] = attrs.Factory(set)  # asyncio tasks
+    connections: set[Handoff] = attrs.Factory(set)  # (the SSH loop's thread only)
 
     @property
     def current(self) -> Backend:

@@ -1,0 +1,138 @@
+"""The asyncio side of the SSH servers: one connection from handshake to end, and the
+asyncssh options each instance's connections get.
+
+This module (with asyncssh and the ``cryptography`` package under it) is loaded when the
+first built-in SSH server starts, off the trio thread: a run with no built-in instance never
+pays for it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+from lbsim.dataplane.instances import ssh_banner
+from lbsim.dataplane.settings import SshSettings
+from lbsim.dataplane.ssh import shell
+from lbsim.dataplane.ssh.instance import SshInstance
+from lbsim.dataplane.ssh.keys import HostKeys
+from lbsim.dataplane.ssh.lib import asyncssh
+from lbsim.dataplane.ssh.server import Context, InstanceConnection
+
+__all__ = ["Speaker"]
+
+_LOGIN_TIMEOUT_S = 120.0  # a peer that never finishes logging in is dropped then
+_TELL_EVERY_S = 1.0
+
+
+class Speaker:
+    """Speaks SSH for every instance of one runtime (on its SSH loop), and keeps their host
+    keys; ``tell`` gives the operator one line (from any thread)."""
+
+    def __init__(self, settings: SshSettings, context: Context, tell: Callable[[str], None]):
+        self.keys = HostKeys(settings.host_key_dir)
+        self.context = context
+        self.counts = context.counts
+        self.tell = tell
+        self._authorized = _authorized(settings)
+        self._quiet_until = 0.0  # (notices: at most one a second, the rest counted)
+        self._untold = 0
+
+    async def connection(self, instance: SshInstance, sock: socket.socket) -> None:
+        """One SSH connection: log in, serve, and end; bad input ends this connection only,
+        counted and told. (The caller closes ``sock`` if asyncssh never took it.)"""
+        heard = _Heard()
+        try:
+            conn = await asyncssh.run_server(sock, options=self._options(instance, heard))
+        except Exception as error:  # a peer's bad input ends its connection only
+            self._failed(instance, heard, error)
+            return
+        self.counts["accepted"] += 1
+        try:
+            await conn.wait_closed()
+        finally:
+            conn.abort()
+
+    def _options(self, instance: SshInstance, heard: _Heard) -> asyncssh.SSHServerConnectionOptions:
+        return asyncssh.SSHServerConnectionOptions(
+            server_factory=partial(_Tracked, heard, instance, self.context),
+            server_host_keys=[instance.key],
+            server_version=_version(instance),
+            authorized_client_keys=self._authorized,
+            kbdint_auth=False,
+            process_factory=partial(shell.session, instance),
+            sftp_factory=partial(_files, instance.home),
+            allow_scp=True,
+            agent_forwarding=False,
+            x11_forwarding=False,
+            login_timeout=_LOGIN_TIMEOUT_S,
+        )
+
+    def _failed(self, instance: SshInstance, heard: _Heard, error: Exception) -> None:
+        """Count a connection that never logged in; tell the operator of bad input only, at
+        most one line a second: a peer that just went away (a banner check, a port scan)
+        is counted, not told."""
+        if not heard.anything:
+            self.counts["closed"] += 1
+            return
+        self.counts["failed"] += 1
+        if isinstance(error, asyncssh.ConnectionLost):
+            return
+        now = time.monotonic()
+        if now < self._quiet_until:
+            self._untold += 1
+            return
+        more = f" ({self._untold} more since)" if self._untold else ""
+        self._quiet_until, self._untold = now + _TELL_EVERY_S, 0
+        reason = str(error) or type(error).__name__
+        self.tell(f"ssh: {instance.label}: a connection failed: {reason}{more}")
+
+
+class _Heard:
+    """Whether a connection's peer said anything (a TCP health probe says nothing)."""
+
+    def __init__(self) -> None:
+        self.anything = False
+
+
+class _Tracked(InstanceConnection):
+    """An instance connection that notes whether its peer sent an identification line."""
+
+    def __init__(self, heard: _Heard, instance: SshInstance, context: Context) -> None:
+        super().__init__(instance, context)
+        self.heard = heard
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        said = self.conn is not None and bool(self.conn.get_extra_info("client_version"))
+        broken = exc is not None and not isinstance(exc, asyncssh.ConnectionLost)
+        self.heard.anything = said or broken
+
+
+def _version(instance: SshInstance) -> str:
+    """The identification line's software version and comment, as instances always sent
+    (``lbsim_web_1 lbsim instance web/1 at 10.0.0.5``): asyncssh allows any printable
+    ASCII after ``SSH-2.0-``, spaces included, up to 245 characters."""
+    return ssh_banner(instance.identity)[len(b"SSH-2.0-") : -2].decode("ascii")
+
+
+def _authorized(settings: SshSettings) -> asyncssh.SSHAuthorizedKeys | None:
+    if settings.authorized_keys is None:
+        return None
+    return asyncssh.import_authorized_keys("\n".join(settings.authorized_keys) + "\n")
+
+
+def _files(home: Path, channel: asyncssh.SSHServerChannel[bytes]) -> asyncssh.SFTPServer:
+    """SFTP (and scp) rooted at the instance's home. The shell's channels carry text; file
+    copies carry bytes, so this channel drops the text encoding before any data comes."""
+    channel.set_encoding(None)
+    return _Files(channel, chroot=os.fsencode(home))
+
+
+class _Files(asyncssh.SFTPServer):
+    def exit(self) -> None:
+        """The session ended: say so with exit status 0, as an sftp-server process does
+        (``scp`` takes a session with no exit status for a failed copy)."""
+        self.channel.exit(0)
