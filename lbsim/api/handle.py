@@ -123,6 +123,10 @@ class LiveLoadBalancer(Protocol):
 
     async def delete(self, scale_set: str, instance_id: int) -> ChangeReport: ...
 
+    async def reimage(self, scale_set: str, instance_id: int) -> ChangeReport:
+        """Reimage an instance: a new OS disk, so a new SSH host key; it keeps its id,
+        address, ports and power state, and its open flows are reset."""
+
     async def protect(self, scale_set: str, instance_id: int, on: bool = True) -> ChangeReport:
         """Protect an instance from scale-in (``protectFromScaleIn``), or lift it (``on``
         false); the report names the instance when its protection changed."""

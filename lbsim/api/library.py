@@ -155,6 +155,9 @@ class ThreadedLoadBalancer:
     def delete(self, scale_set: str, instance_id: int) -> ChangeReport:
         return self._change(self.session.delete, scale_set, instance_id)
 
+    def reimage(self, scale_set: str, instance_id: int) -> ChangeReport:
+        return self._change(self.session.reimage, scale_set, instance_id)
+
     def protect(self, scale_set: str, instance_id: int, on: bool = True) -> ChangeReport:
         return self._change(self.session.protect, scale_set, instance_id, on)
 

@@ -202,7 +202,7 @@ def _changed(report: ChangeReport) -> Reply:
 
 
 _INSTANCE = "/v1/scale-sets/{name}/instances/{id}"
-_ACTIONS = ("start", "stop", "restart")
+_ACTIONS = ("start", "stop", "restart", "reimage")
 ROUTES = (
     _route("GET", "/metrics", _metrics),
     _route("GET", "/healthz", _healthz),

@@ -355,6 +355,17 @@ class Session:
 
         return await self._change(step)
 
+    async def reimage(self, scale_set: str, instance_id: int) -> ChangeReport:
+        """Reimage one instance: its OS disk is made again, so its built-in SSH server gets
+        a new host key (``ssh`` then warns that the remote host identification changed); it
+        keeps its id, address, NAT ports and power state, and its open flows are reset."""
+
+        def step(fleet: Fleet) -> Fleet:
+            self._scale_set(scale_set)
+            return fleets.reimage(fleet, scale_set, instance_id)
+
+        return await self._change(step)
+
     async def protect(self, scale_set: str, instance_id: int, on: bool = True) -> ChangeReport:
         """Protect an instance from scale-in (``on``) or lift the protection: scale-in then
         skips it. Nothing the data plane runs changes; the report names the instance when

@@ -22,6 +22,7 @@ from lbsim.api.library import unwrapped
 from lbsim.api.session import Session
 from lbsim.api.source import Source
 from lbsim.cli import render
+from lbsim.cli.notices import Notices
 from lbsim.dataplane import host
 from lbsim.dataplane.listeners import Listener
 from lbsim.dataplane.runtime import Runtime
@@ -37,21 +38,24 @@ def cmd_up(args: argparse.Namespace) -> int:
     config = resolve(args)
     session = Session(Source.from_args(args), config, config_args=args, environ=os.environ)
     render.problems(session.warnings, prefix="warning: ")
-    session.runtime.notice = _notice
+    session.runtime.notice = notices = Notices()
     try:
         if config.runtime.tcp_engine is TcpEngine.REACTOR:
-            host.run(_up, session)  # the reactor owns the thread, trio is its guest
+            host.run(_up, session, notices)  # the reactor owns the thread, trio is its guest
         else:
-            trio.run(_up, session)
+            trio.run(_up, session, notices)
     except BaseExceptionGroup as group:
         raise unwrapped(group) from None
+    finally:
+        notices.flush()
     return 0
 
 
-async def _up(session: Session) -> None:
+async def _up(session: Session, notices: Notices) -> None:
     signals_wanted = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     with trio.open_signal_receiver(*signals_wanted) as signals:
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(notices.run)
             await nursery.start(_run_until_drained, session, nursery.cancel_scope)
             # The template, plan and listeners live until the end: out of the cyclic
             # collector's way, its passes stay short while traffic flows. Relayed flows
@@ -152,7 +156,7 @@ def _announce_inside(runtime: Runtime) -> None:
         source = runtime.vnet.default_source() or "(no virtual network)"
         print(f"lbsim: socks5 {shown}: a VM at {source} in the virtual network", flush=True)
     if runtime.instances and runtime.settings.ssh.open:
-        _notice(
+        runtime.notice(
             "built-in instances' SSH servers let any user in with any password or any key "
             "(ssh_password and ssh_authorized_keys restrict them)"
         )
@@ -216,9 +220,3 @@ def _write_ready_file(
         temporary.replace(path)
     except OSError as error:
         raise ConfigError("ReadyFileFailed", f"cannot write {path}: {error.strerror}") from None
-
-
-def _notice(line: str) -> None:
-    """A line the running load balancer has for its operator (a refused connection inside
-    the virtual network, a peer that spoke garbage)."""
-    print(f"lbsim: {line}", file=sys.stderr, flush=True)

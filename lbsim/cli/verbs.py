@@ -66,12 +66,15 @@ def add_parsers(sub: Sub) -> None:
     scale.add_argument("capacity", metavar="N", type=int, help="the new number of instances")
     scale.set_defaults(run=cmd_scale)
     instance = _verb(
-        sub, "instance", "start, stop, restart, delete, protect or unprotect one instance"
+        sub,
+        "instance",
+        "start, stop, restart, reimage, delete, protect or unprotect one instance",
     )
     instance.add_argument(
         "action",
-        choices=("start", "stop", "restart", "delete", "protect", "unprotect"),
-        help="what to do (protect: from scale-in, as Azure's protectFromScaleIn)",
+        choices=("start", "stop", "restart", "reimage", "delete", "protect", "unprotect"),
+        help="what to do (reimage: a new OS disk, so a new SSH host key; protect: from "
+        "scale-in, as Azure's protectFromScaleIn)",
     )
     instance.add_argument("name", metavar="NAME", help="the scale set")
     instance.add_argument("instance_id", metavar="ID", type=int, help="the instance id")

@@ -151,6 +151,7 @@ def _instances(
                 scale_set=vmss.name,
                 instance_id=number,
                 running=instance.running,
+                generation=instance.generation,
                 network_interface=nic_name,
                 nic_nsg=nsg,
                 os_type=vmss.os_type,

@@ -108,9 +108,10 @@ def _changed(
     )
 
 
-def _facts(backends: tuple[Backend, ...]) -> tuple[tuple[str, str, bool], ...]:
-    """What makes an instance different to its users: addresses and power state."""
-    return tuple((b.key, b.private_ip_address, b.running) for b in backends)
+def _facts(backends: tuple[Backend, ...]) -> tuple[tuple[str, str, bool, int], ...]:
+    """What makes an instance different to its users: addresses, power state, and its
+    reimages (each a new OS disk)."""
+    return tuple((b.key, b.private_ip_address, b.running, b.generation) for b in backends)
 
 
 def _nsgs(plan: Plan) -> dict[str, NetworkSecurityGroup]:

@@ -164,6 +164,11 @@ class FakeHandle:
         self._scale_set(scale_set)
         return self._change(fleets.delete(self.fleet, scale_set, [instance_id]))
 
+    async def reimage(self, scale_set: str, instance_id: int) -> ChangeReport:
+        self.calls.append(("reimage", scale_set, instance_id))
+        self._scale_set(scale_set)
+        return self._change(fleets.reimage(self.fleet, scale_set, instance_id))
+
     async def protect(self, scale_set: str, instance_id: int, on: bool = True) -> ChangeReport:
         self.calls.append(("protect", scale_set, instance_id, on))
         self._scale_set(scale_set)
@@ -209,7 +214,7 @@ class FakeHandle:
         after = _by_key(fleet)
         added = [key for key in after if key not in before]
         removed = [key for key in before if key not in after]
-        changed = [k for k in after if k in before and after[k].state is not before[k].state]
+        changed = [k for k in after if k in before and _differ(before[k], after[k])]
         report = ChangeReport(
             added=tuple(self._nat(n, i, ports) for n, i in added),
             removed=tuple(self._nat(n, i) for n, i in removed),
@@ -342,3 +347,8 @@ def template_problems() -> list[Problem]:
             "lb.json",
         ),
     ]
+
+
+def _differ(before: Instance, after: Instance) -> bool:
+    """Whether an instance changed for its users: its power state, or a reimage."""
+    return (before.state, before.generation) != (after.state, after.generation)

@@ -46,6 +46,17 @@ async def test_instance_actions(api: Served, verb: str, state: str) -> None:
     assert api.fake.calls == [(verb, "web", 1)]
 
 
+async def test_reimage_changes_the_instance_and_keeps_its_port(api: Served) -> None:
+    got = await api.request("POST", "/v1/scale-sets/web/instances/1/reimage")
+    assert got.status == 200
+    assert got.json()["instances"]["changed"] == ["web/1"]
+    assert api.fake.instance("web", 1).generation == 1
+    assert api.fake.instance("web", 1).state is PowerState.RUNNING
+    assert api.fake.calls == [("reimage", "web", 1)]
+    got = await api.request("POST", "/v1/scale-sets/web/instances/7/reimage")
+    assert (got.status, got.error["code"]) == (404, "ResourceNotFound")
+
+
 async def test_start_a_stopped_instance_and_delete_one(api: Served) -> None:
     api.fake.given("db", 0, state=PowerState.STOPPED)
     got = await api.request("POST", "/v1/scale-sets/db/instances/0/start", {})

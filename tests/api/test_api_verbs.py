@@ -140,7 +140,9 @@ async def test_instance_verbs(api: Served, capsys: pytest.CaptureFixture[str]) -
         "  - instance db/0",
         "  - ssh.0 Tcp 127.0.0.1:50100 -> db/0 port 22",
     ]
-    assert api.fake.calls == [("stop", "web", 1), ("delete", "db", 0)]
+    code, out, _ = await lbsim(capsys, "instance", "reimage", "web", "0", "--api", api.url)
+    assert (code, out) == (0, "lbsim: reimage web/0: 1 instance changed\n  ~ instance web/0\n")
+    assert api.fake.calls == [("stop", "web", 1), ("delete", "db", 0), ("reimage", "web", 0)]
 
 
 async def test_refusals_exit_2_with_the_apis_message(

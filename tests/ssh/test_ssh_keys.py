@@ -66,6 +66,31 @@ async def test_stop_and_start_keep_the_key(tmp_path: Path) -> None:
     assert before == after
 
 
+async def test_a_reimaged_instance_keeps_its_port_but_strict_ssh_refuses_its_new_key(
+    tmp_path: Path,
+) -> None:
+    where = place()
+    client = await openssh(tmp_path)
+    deployment = deployment_for(where)
+    frontends = {"lb/fe": where.frontend}
+    fresh = fleet.fresh(deployment)
+    reimaged = fleet.reimage(fresh, "web", 1)
+    async with running(plan(deployment, frontends, fleet=fresh), settings(where)) as runtime:
+        assert (await client.ssh(where.ssh_port + 1, where.frontend, "true")).returncode == 0
+        before = runtime.ssh.fingerprint(backend(runtime, 1))
+        other = runtime.ssh.fingerprint(backend(runtime, 0))
+        address = backend(runtime, 1).private_ip_address
+        new = plan(deployment, frontends, fleet=reimaged, previous=runtime.plan)
+        await change_to(runtime, new)
+        changed = await client.ssh(where.ssh_port + 1, where.frontend, "true", strict=True)
+        after = runtime.ssh.fingerprint(backend(runtime, 1))
+        assert backend(runtime, 1).private_ip_address == address
+        assert runtime.ssh.fingerprint(backend(runtime, 0)) == other  # web/0 untouched
+    assert changed.returncode == 255
+    assert b"REMOTE HOST IDENTIFICATION HAS CHANGED" in changed.stderr
+    assert before != after
+
+
 async def test_a_key_directory_keeps_keys_across_runs(tmp_path: Path) -> None:
     where = place()
     keys = tmp_path / "keys"

@@ -28,7 +28,16 @@ from templates import (
 )
 
 from lbsim.control.diff import diff, listen_table
-from lbsim.control.fleet import Fleet, PowerState, delete, fresh, reconcile, scale, set_state
+from lbsim.control.fleet import (
+    Fleet,
+    PowerState,
+    delete,
+    fresh,
+    reconcile,
+    reimage,
+    scale,
+    set_state,
+)
 from lbsim.control.plan import plan
 from lbsim.control.types import BalancingEntry, NatEntry, Plan
 from lbsim.model import Deployment
@@ -290,6 +299,19 @@ def test_a_stop_shows_in_instances_changed_and_its_listeners_only() -> None:
     assert changed == {"ssh.1", "http"}  # its NAT port and the rule it is a backend of
     assert (change.listeners_added, change.listeners_removed) == ((), ())
     assert diff(b, plan(deployment, fleet=fleet, previous=b)).instances_changed == ("vmss/1",)
+
+
+def test_a_reimage_changes_the_instance_and_its_listeners_but_not_its_address() -> None:
+    deployment = load(one_scale_set(3))
+    fleet = fresh(deployment)
+    a = plan(deployment, fleet=fleet)
+    b = plan(deployment, fleet=reimage(fleet, "vmss", 2), previous=a)
+    change = diff(a, b)
+    assert change.instances_changed == ("vmss/2",)
+    table = listen_table(a)
+    assert {table[k].rule_name for k in change.listeners_changed} == {"ssh.2", "http"}
+    assert [x.private_ip_address for x in a.backends] == [x.private_ip_address for x in b.backends]
+    assert [x.generation for x in b.backends] == [0, 0, 1]
 
 
 def test_scale_out_adds_listeners_and_instances_and_changes_the_rule() -> None:
