@@ -85,8 +85,8 @@ class Runtime:
         self._toxic = ToxicEngine()  # relays the flows that faults act on
         self.notice: Callable[[str], None] = _ignore  # one line for the operator (lbsim up)
         self.vnet = VirtualNetwork(self)  # connections from inside the virtual network
-        tell = lambda line: self.notice(line)  # noqa: E731, PLW0108 (lbsim up sets it later)
-        self.ssh = SshHost(self.settings.ssh, self.vnet, tell)  # built-in instances' SSH servers
+        self.ssh = SshHost(self.settings.ssh, self.vnet, self.vnet.notice)  # instances' SSH
+        self.socks = socks.SocksEndpoint(self.vnet)  # serves when settings.socks is set
         self.socks_address: tuple[str, int] | None = None  # where the SOCKS endpoint listens
 
     @property
@@ -132,9 +132,8 @@ class Runtime:
             await servers.start(self._toxic.run)
             await servers.start(self.ssh.run)
             if self.settings.socks is not None:
-                self.socks_address = await servers.start(
-                    socks.serve, self.vnet, self.settings.socks
-                )
+                where = self.settings.socks
+                self.socks_address = await servers.start(self.socks.serve, where)
             try:
                 await self._serve(servers, task_status)
             finally:  # also when cancelled: no listening socket outlives the runtime

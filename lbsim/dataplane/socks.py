@@ -39,7 +39,7 @@ from lbsim.dataplane.socksproto import (
 from lbsim.dataplane.vnet import Refused, VirtualNetwork, VnetError
 from lbsim.errors import LbsimError
 
-__all__ = ["SocksEndpoint", "serve"]
+__all__ = ["SocksEndpoint"]
 
 _CHUNK = 512  # bytes read per receive during the handshake (it fits in one)
 
@@ -72,11 +72,11 @@ class SocksEndpoint:
 
     def notice(self, line: str) -> None:
         """One line for the operator (the runtime's, as ``lbsim up`` prints them)."""
-        (self._notice or self.vnet._runtime.notice)(f"socks: {line}")
+        (self._notice or self.vnet.notice)(f"socks: {line}")
 
     @property
     def handshake_timeout_s(self) -> float:
-        default = self.vnet._runtime.settings.connect_timeout_s
+        default = self.vnet.settings.connect_timeout_s
         return default if self._handshake_timeout_s is None else self._handshake_timeout_s
 
     async def serve(
@@ -175,16 +175,6 @@ class SocksEndpoint:
             return (Reply.NOT_ALLOWED if denied else Reply.HOST_UNREACHABLE), None
         self.counts["connected"] += 1
         return Reply.SUCCEEDED, backend
-
-
-async def serve(
-    vnet: VirtualNetwork,
-    address: tuple[str, int],
-    *,
-    task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Serve SOCKS5 CONNECT on ``address`` until cancelled; reports the bound address."""
-    await SocksEndpoint(vnet).serve(address, task_status=task_status)
 
 
 async def _listen(address: tuple[str, int]) -> list[trio.SocketListener]:

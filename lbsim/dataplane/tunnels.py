@@ -75,7 +75,7 @@ class Tunnels:
         self._nursery: trio.Nursery | None = None
 
     def notice(self, line: str) -> None:
-        (self._notice or self.vnet._runtime.notice)(f"bastion: {line}")
+        (self._notice or self.vnet.notice)(f"bastion: {line}")
 
     def all(self) -> list[Tunnel]:
         """The open tunnels, in the order opened."""
@@ -144,7 +144,7 @@ class Tunnels:
     def _ends(self, tunnel: Tunnel) -> tuple[str, str] | None:
         """The bastion host's and the target's private addresses in the running plan; None
         (and a notice) when either is gone."""
-        plan: Plan = self.vnet._runtime.plan
+        plan: Plan = self.vnet.plan
         wanted = tunnel.bastion.lower()
         host = next((b for b in plan.bastions if b.name.lower() == wanted), None)
         backend = plan.backend(tunnel.target)

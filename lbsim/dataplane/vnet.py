@@ -23,7 +23,9 @@ from lbsim.control.vnet import Outcome, Reach, default_source, reach
 from lbsim.model import TransportProtocol
 
 if TYPE_CHECKING:
+    from lbsim.control.types import Plan
     from lbsim.dataplane.runtime import Runtime
+    from lbsim.dataplane.settings import RuntimeSettings
 
 __all__ = ["Refused", "Resolved", "VirtualNetwork", "VnetError"]
 
@@ -68,6 +70,20 @@ class VirtualNetwork:
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
         self.counts: Counter[str] = Counter()
+
+    @property
+    def plan(self) -> Plan:
+        """The plan the runtime runs now."""
+        return self._runtime.plan
+
+    @property
+    def settings(self) -> RuntimeSettings:
+        """The settings the runtime runs with now."""
+        return self._runtime.settings
+
+    def notice(self, line: str) -> None:
+        """One line for the operator (``lbsim up`` writes them to stderr)."""
+        self._runtime.notice(line)
 
     def default_source(self) -> str | None:
         """The address the SOCKS endpoint stands at unless set: see

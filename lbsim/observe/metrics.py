@@ -51,7 +51,7 @@ class RuntimeCollector(Collector):
         yield from self._flows()
         yield self._nsg()
         yield from self._availability()
-        yield self._inside()
+        yield from self._inside()
 
     def _traffic(self) -> Iterator[Metric]:
         names = ("bytes", "packets")
@@ -120,17 +120,22 @@ class RuntimeCollector(Collector):
             family.add_metric([nsg or "(none)", level or "(none)", rule or "(none)", access], count)
         return family
 
-    def _inside(self) -> Metric:
-        """Connections inside the virtual network (SSH forwarding, SOCKS, bastion tunnels),
-        by outcome: allowed, denied, stopped, unreachable, refused, failed."""
-        family = CounterMetricFamily(
-            "lbsim_vnet_connections",
-            "Connections inside the virtual network, by outcome",
-            labels=["outcome"],
-        )
-        for outcome, count in sorted(self.runtime.vnet.counts.items()):
-            family.add_metric([outcome], count)
-        return family
+    def _inside(self) -> Iterator[Metric]:
+        """Connections inside the virtual network (SSH forwarding, SOCKS, bastion tunnels)
+        by outcome (allowed, denied, stopped, unreachable, refused, failed); connections to
+        the built-in SSH servers and to the SOCKS endpoint, by outcome."""
+        runtime = self.runtime
+        for name, doc, counts in (
+            ("vnet", "Connections inside the virtual network", runtime.vnet.counts),
+            ("ssh", "Connections to built-in instances' SSH servers", runtime.ssh.counts),
+            ("socks", "Connections to the SOCKS endpoint", runtime.socks.counts),
+        ):
+            family = CounterMetricFamily(
+                f"lbsim_{name}_connections", f"{doc}, by outcome", labels=["outcome"]
+            )
+            for outcome, count in sorted(counts.items()):
+                family.add_metric([outcome], count)
+            yield family
 
     def _availability(self) -> Iterator[Metric]:
         vip = GaugeMetricFamily(

@@ -54,6 +54,7 @@ async def test_ssh_dash_l_reaches_another_instance_and_a_denied_port_is_refused(
     client = await openssh(tmp_path)
     local = where.ssh_port + 18  # (free, below the ephemeral range)
     async with running(plan_for(where), settings(where)) as runtime, trio.open_nursery() as nursery:
+        nursery.cancel_scope.deadline = trio.current_time() + 90  # no ssh -N outlives the test
         spec_ok = f"127.0.0.1:{local}:10.0.0.5:22"
         spec_denied = f"127.0.0.1:{local + 1}:10.0.0.5:8080"
         process = await _forwarding(client, nursery, where.ssh_port, where.frontend, spec_ok)
@@ -62,7 +63,7 @@ async def test_ssh_dash_l_reaches_another_instance_and_a_denied_port_is_refused(
             assert await _read_line(stream) == (
                 b"SSH-2.0-lbsim_web_1 lbsim instance web/1 at 10.0.0.5\r\n"
             )
-        process.terminate()
+        process.kill()  # (ssh at times outlives a SIGTERM sent as a channel is refused)
         denied = await _forwarding(client, nursery, where.ssh_port, where.frontend, spec_denied)
         stream = await _connect_when_up(("127.0.0.1", local + 1))
         async with stream:
@@ -72,7 +73,7 @@ async def test_ssh_dash_l_reaches_another_instance_and_a_denied_port_is_refused(
         with trio.fail_after(20):
             while b"open failed" not in said or not said.endswith(b"\n"):
                 said += await denied.stderr.receive_some(4096)
-        denied.terminate()
+        denied.kill()
         assert runtime.vnet.counts["denied"] == 1
         assert runtime.ssh.counts["forwarded"] == 1
     text = said.decode()

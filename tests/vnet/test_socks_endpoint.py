@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from prometheus_client import CollectorRegistry
 from vnet_harness import (
     connect_request,
     http_get,
@@ -24,6 +25,7 @@ from vnet_harness import (
 
 from lbsim.api.session import Session
 from lbsim.dataplane.socks import SocksEndpoint
+from lbsim.observe.metrics import RuntimeCollector
 
 Address = tuple[str, int]
 
@@ -210,3 +212,26 @@ async def test_curl_through_the_endpoint(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["backend"] == "vmss/1"
     assert denied.returncode == 97, denied.stderr  # curl's "proxy handshake error"
+
+
+async def test_the_runtimes_endpoint_and_ssh_servers_are_counted_as_metrics(
+    tmp_path: Path,
+) -> None:
+    async with serving(tmp_path) as lb:
+        assert lb.runtime.socks_address is not None
+        for port in (80, 7000):  # allowed, then denied
+            _, stream = await socks_connect(lb.runtime.socks_address, "10.0.0.5", port)
+            await stream.aclose()
+        registry = CollectorRegistry()
+        registry.register(RuntimeCollector(lb.runtime))
+
+        def sample(name: str, outcome: str) -> float | None:
+            return registry.get_sample_value(
+                f"lbsim_{name}_connections_total", {"outcome": outcome}
+            )
+
+        assert sample("socks", "connected") == 1.0
+        assert sample("socks", "denied") == 1.0
+        assert sample("vnet", "allowed") == 1.0
+        assert sample("vnet", "denied") == 1.0
+        assert sample("ssh", "accepted") is None  # nobody logged in
