@@ -107,6 +107,7 @@ def check_json(result: FlowCheck) -> dict[str, Any]:
         "level": verdict.level,
         "at": str(rule.at) if rule is not None and rule.at is not None else None,
         "natRule": result.nat.rule_name if result.nat else None,
+        "natKind": result.nat.kind.value if result.nat else None,
         "loadBalancingRule": result.balancing.rule_name if result.balancing else None,
         "floatingIP": result.floating_ip,
         "backend": result.backend.label,

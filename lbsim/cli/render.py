@@ -92,6 +92,8 @@ def _evaluated_row(item: dict[str, Any]) -> list[Any]:
 def _verdict_lines(data: dict[str, Any], backend: str) -> list[str]:
     flow = data["flow"]
     via = f" via NAT rule {data['natRule']}" if data["natRule"] else ""
+    if data.get("natKind") == "InstancePublicIP":
+        via = f" via its own public IP ({data['natRule']})"
     if data["loadBalancingRule"]:
         via = f" via load-balancing rule {data['loadBalancingRule']}"
     source = _endpoint(flow["sourceAddress"], flow["sourcePort"])
@@ -113,6 +115,11 @@ def _judged(data: dict[str, Any], backend: str, destination: str) -> str:
             f"destination judged: {destination}, the frontend's address: the rule enables "
             f"floating IP, so the packet reaches {backend} with the frontend's address as its "
             "destination"
+        )
+    if data.get("natKind") == "InstancePublicIP":
+        return (
+            f"destination judged: {destination}, {backend}'s private address: Azure "
+            "translated its public IP to it"
         )
     if data["natRule"] or data["loadBalancingRule"]:
         return (

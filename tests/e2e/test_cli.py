@@ -533,3 +533,21 @@ def test_linked_template_beside_the_template_is_loaded(
         "SecurityRuleInvalidPriority",
         "/resources/0/properties/securityRules/0/properties/priority",
     )
+
+
+@pytest.mark.parametrize(
+    ("source", "access", "code"), [("203.0.113.7", "Allow", 0), ("198.51.100.66", "Deny", 1)]
+)
+def test_check_through_a_jump_boxs_own_public_ip(
+    capsys: pytest.CaptureFixture[str], source: str, access: str, code: int
+) -> None:
+    argv = ("check", *example("vmss-jumpbox"), "--source", source, "--frontend-port", "22")
+    status, out, _ = run(capsys, *argv)
+    assert status == code
+    assert out.startswith(
+        f"{access}: Tcp {source}:49152 -> jumpbox 10.0.1.4:22 via its own public IP "
+        "(jumpbox-pip.22)"
+    )
+    assert "Azure translated its public IP to it" in out
+    verdict = run_json(capsys, *argv)
+    assert (verdict["natKind"], verdict["natRule"]) == ("InstancePublicIP", "jumpbox-pip.22")
