@@ -5,7 +5,10 @@ A tunnel goes through a ``Microsoft.Network/bastionHosts`` resource whose IP con
 is in the subnet named ``AzureBastionSubnet`` (https://learn.microsoft.com/en-us/azure/bastion/
 configuration-settings#subnet), and reaches instances of that virtual network. A deployment
 without one refuses with ``BastionHostNotFound``; an instance that is not there, with the
-``ResourceNotFound`` the other instance verbs give.
+``ResourceNotFound`` the other instance verbs give. The native client's tunnel needs a
+Standard or Premium bastion host with ``enableTunneling`` set
+(https://learn.microsoft.com/en-us/azure/bastion/connect-vm-native-client-linux): another
+refuses with ``BastionTunnelingNotEnabled``, naming what to set.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from lbsim.control.types import Backend, BastionHost, Plan
 from lbsim.errors import LbsimError
 from lbsim.pointer import Pointer
 
-__all__ = ["check_ports", "choose"]
+__all__ = ["check_ports", "check_tunneling", "choose"]
+
+_TUNNEL_SKUS = frozenset({"standard", "premium"})
 
 
 def choose(plan: Plan, target: str, bastion: str | None = None) -> tuple[BastionHost, Backend]:
@@ -33,6 +38,7 @@ def choose(plan: Plan, target: str, bastion: str | None = None) -> tuple[Bastion
     backend = _instance(plan, target)
     hosts = _named(plan, bastion) if bastion is not None else plan.bastions
     reaching = [host for host in hosts if _reaches(host, backend.private_ip_address)]
+    reaching.sort(key=lambda host: not _tunnels(host))  # (a stable sort: plan order kept)
     if not reaching:
         names = ", ".join(host.name for host in hosts)
         raise LbsimError(
@@ -40,7 +46,27 @@ def choose(plan: Plan, target: str, bastion: str | None = None) -> tuple[Bastion
             f"no bastion host in the virtual network of {backend.label} "
             f"({backend.private_ip_address}); bastion hosts: {names}.",
         )
+    check_tunneling(reaching[0])
     return reaching[0], backend
+
+
+def check_tunneling(host: BastionHost) -> None:
+    """A tunnel needs a Standard or Premium bastion host with ``enableTunneling``."""
+    if _tunnels(host):
+        return
+    wrong = [] if host.sku.lower() in _TUNNEL_SKUS else [f"sku.name is {host.sku}"]
+    if not host.enable_tunneling:
+        wrong.append("properties.enableTunneling is not true")
+    raise LbsimError(
+        "BastionTunnelingNotEnabled",
+        f"The bastion host '{host.name}' cannot open a native client tunnel: "
+        f"{' and '.join(wrong)}. Set sku.name to Standard (or Premium) and "
+        "properties.enableTunneling to true in the template.",
+    )
+
+
+def _tunnels(host: BastionHost) -> bool:
+    return host.sku.lower() in _TUNNEL_SKUS and host.enable_tunneling
 
 
 def check_ports(resource_port: int, port: int) -> None:

@@ -180,6 +180,7 @@ def _subnet_facts(
         "subnet_nsg": nsg,
         "application_security_groups": tuple(a.key for a in ipc.application_security_groups),
         "virtual_network_prefixes": vnet.address_prefixes if vnet else (),
+        "subnet_prefixes": subnet.address_prefixes if subnet else (),
     }
 
 

@@ -71,6 +71,8 @@ def _bastion(
         subnet_id=subnet.id if subnet is not None else ref.id,
         private_ip_address=_address(ref.id, addresses, held, config.at),
         virtual_network_prefixes=_prefixes(ref.id, index),
+        sku=resource.sku,
+        enable_tunneling=resource.enable_tunneling,
         at=resource.at,
     )
 

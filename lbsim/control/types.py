@@ -32,6 +32,7 @@ class Backend:
     nic_nsg: NetworkSecurityGroup | None = None
     application_security_groups: tuple[str, ...] = ()  # lower-cased ASG ids
     virtual_network_prefixes: tuple[str, ...] = ()
+    subnet_prefixes: tuple[str, ...] = ()
     os_type: str | None = None
     running: bool = True  # False for a stopped or deallocated scale-set instance
     computer_name: str = ""  # its hostname as Azure forms it ("nsgvmss00002D"), "" if unknown
@@ -158,6 +159,8 @@ class BastionHost:
     subnet_id: str
     private_ip_address: str  # an address of AzureBastionSubnet (the host's own)
     virtual_network_prefixes: tuple[str, ...] = ()
+    sku: str = "Basic"  # Developer, Basic, Standard or Premium
+    enable_tunneling: bool = False  # the native client (az network bastion tunnel) may connect
     at: Pointer | None = at_field()
 
 

@@ -303,4 +303,5 @@ class BastionHost:
     name: str
     sku: str = "Basic"
     ip_configurations: tuple[BastionHostIPConfiguration, ...] = ()
+    enable_tunneling: bool = False  # the native client's tunnels (Standard and Premium only)
     at: Pointer | None = at_field()

@@ -58,7 +58,7 @@ def test_an_address_no_nic_has_is_unreachable_and_a_stopped_instance_stopped() -
 def test_the_default_source_is_inside_the_virtual_network_and_held_by_no_nic() -> None:
     plan = _plan("127.0.93.250")
     source = default_source(plan)
-    assert source == "10.0.255.254"  # the highest usable address of 10.0.0.0/16
+    assert source == "10.0.0.254"  # the highest usable address of subnet 10.0.0.0/24
     assert reach(plan, source, "10.0.0.4", 8080).outcome is Outcome.ALLOWED
     assert default_source(Plan()) is None
 

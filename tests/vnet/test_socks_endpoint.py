@@ -81,7 +81,7 @@ async def test_a_denied_connect_names_the_nsg_rule_to_the_operator(tmp_path: Pat
         code, stream = await socks_connect(lb.runtime.socks_address, "10.0.0.5", 7000)
         await stream.aclose()
     assert code == 2
-    source = "10.0.255.254"  # the highest usable address of 10.0.0.0/16: no NIC holds it
+    source = "10.0.0.254"  # the highest usable address of subnet 10.0.0.0/24: no NIC holds it
     assert any(
         "vmss/1 (10.0.0.5:7000) from " + source in line and "deny-7000-from-vnet" in line
         for line in notices
@@ -140,7 +140,7 @@ async def test_half_close_passes_through_and_bytes_sent_early_are_relayed(
             await stream.send_all(b"\x05\x01\x00" + connect_request("10.0.0.6", 7001) + b"early ")
             replies = await receive_exactly(stream, 2 + 10)
             # succeeded, bound at the endpoint's own address in the virtual network
-            assert replies[:10] == b"\x05\x00\x05\x00\x00\x01" + bytes((10, 0, 255, 254))
+            assert replies[:10] == b"\x05\x00\x05\x00\x00\x01" + bytes((10, 0, 0, 254))
             await stream.send_all(b"late")
             await stream.send_eof()  # the instance still answers after our end of stream
             echoed = await receive_all(stream)

@@ -46,6 +46,8 @@ BASTION = BastionHost(
     "/vnet/subnets/AzureBastionSubnet",
     private_ip_address="10.0.1.4",
     virtual_network_prefixes=("10.0.0.0/16",),
+    sku="Standard",
+    enable_tunneling=True,
 )
 
 
@@ -163,7 +165,11 @@ async def serving(folder: Path, *, bastion: bool = False, **more: Any) -> AsyncI
 
 
 async def add_bastion(lb: Session, host: BastionHost = BASTION) -> None:
-    """Run the live plan with ``host`` as its bastion host."""
+    """Run the live plan with ``host`` as its bastion host, in the instances' virtual network
+    (whose id the deployment's subscription spells)."""
+    subnet = lb.plan.backends[0].subnet_id or ""
+    vnet = subnet[: subnet.lower().rindex("/subnets/")]
+    host = attrs.evolve(host, subnet_id=f"{vnet}/subnets/AzureBastionSubnet")
     await lb.runtime.apply(diff(lb.plan, attrs.evolve(lb.plan, bastions=(host,))))
 
 

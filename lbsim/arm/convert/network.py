@@ -356,4 +356,7 @@ def bastion_host(rid: str, name: str, node: Node) -> BastionHost:
         for n in node.path("properties", "ipConfigurations").items()
     )
     sku = node.path("sku", "name").text("Basic")
-    return BastionHost(rid, name, sku=sku, ip_configurations=configs, at=node.at)
+    tunneling = node.path("properties", "enableTunneling").boolean()
+    return BastionHost(
+        rid, name, sku=sku, ip_configurations=configs, enable_tunneling=tunneling, at=node.at
+    )
