@@ -14,13 +14,84 @@ refuses with ``BastionTunnelingNotEnabled``, naming what to set.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
 
 from lbsim.api import queries
 from lbsim.control.types import Backend, BastionHost, Plan
+from lbsim.dataplane.runtime import Runtime
+from lbsim.dataplane.tunnels import Tunnels
 from lbsim.errors import LbsimError
 from lbsim.pointer import Pointer
 
-__all__ = ["check_ports", "check_tunneling", "choose"]
+__all__ = ["Bastion", "check_ports", "check_tunneling", "choose"]
+
+MAX_LEASE_S = 3600.0
+
+
+class Bastion:
+    """The bastion tunnels of one session (``session.bastion``): :meth:`run` holds them in
+    the session's nursery; the session's handle methods and the routes call the rest."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._tunnels = Tunnels(runtime.vnet)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Hold the tunnels until cancelled (they close when the runtime ends)."""
+        await self._tunnels.run(task_status=task_status)
+
+    async def open_tunnel(
+        self,
+        target: str,
+        resource_port: int,
+        port: int = 0,
+        bastion: str | None = None,
+        lease_seconds: float | None = None,
+    ) -> dict[str, Any]:
+        """Open a tunnel, as ``az network bastion tunnel`` does: 127.0.0.1:``port`` (0: a
+        free one) reaches port ``resource_port`` of ``target`` (``web/1`` or a VM's name)
+        from the bastion host, judged by the target's NSGs per connection; with
+        ``lease_seconds``, closed once that long passes without :meth:`renew_tunnel`."""
+        check_ports(resource_port, port)
+        check_lease(lease_seconds)
+        host, backend = choose(self.runtime.plan, target, bastion)
+        if self.runtime.stopping:
+            raise LbsimError("OperationNotAllowed", "lbsim is stopping: no tunnel opens")
+        address = backend.private_ip_address
+        made = await self._tunnels.open(
+            host, backend.label, address, resource_port, port, lease_s=lease_seconds
+        )
+        return made.to_json()
+
+    def renew_tunnel(self, tunnel_id: str) -> dict[str, Any]:
+        """Renew a tunnel's lease from now (``ResourceNotFound`` once it is closed)."""
+        return self._tunnels.renew(tunnel_id).to_json()
+
+    def close_tunnel(self, tunnel_id: str) -> dict[str, Any]:
+        """Close a tunnel (its listener and its connections); its JSON."""
+        return self._tunnels.close(tunnel_id).to_json()
+
+    def tunnels(self) -> list[dict[str, Any]]:
+        """The open tunnels, in the order opened."""
+        return [tunnel.to_json() for tunnel in self._tunnels.all()]
+
+    @asynccontextmanager
+    async def bastion_tunnel(
+        self, target: str, resource_port: int, port: int = 0, bastion: str | None = None
+    ) -> AsyncIterator[tuple[str, int]]:
+        """``async with lb.bastion_tunnel("web/1", 22) as (host, port):`` a tunnel open
+        inside the block (no lease), closed on the way out."""
+        made = await self.open_tunnel(target, resource_port, port, bastion)
+        try:
+            yield made["listenAddress"], made["listenPort"]
+        finally:
+            if any(t["id"] == made["id"] for t in self.tunnels()):
+                self.close_tunnel(made["id"])
+
 
 _TUNNEL_SKUS = frozenset({"standard", "premium"})
 
@@ -75,6 +146,12 @@ def check_ports(resource_port: int, port: int) -> None:
         raise _invalid("resourcePort", f"{resource_port} is not a port (1-65535)")
     if not 0 <= port <= 65535:
         raise _invalid("port", f"{port} is not a port (1-65535, or 0 for a free one)")
+
+
+def check_lease(lease_seconds: float | None) -> None:
+    """A lease is more than 0 s and at most an hour."""
+    if lease_seconds is not None and not 0 < lease_seconds <= MAX_LEASE_S:
+        raise _invalid("leaseSeconds", f"{lease_seconds:g} is not more than 0 and at most 3600")
 
 
 def _instance(plan: Plan, target: str) -> Backend:

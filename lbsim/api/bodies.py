@@ -96,7 +96,8 @@ FAULT: dict[str, Any] = {
     ],
 }
 # A bastion tunnel, as ``az network bastion tunnel`` asks for one: the target instance
-# (web/1, or a VM's name), its port, the local port (0: a free one) and which bastion host.
+# (web/1, or a VM's name), its port, the local port (0: a free one) and which bastion host;
+# with leaseSeconds, the tunnel closes once that long passes without a renewal.
 TUNNEL: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -104,6 +105,7 @@ TUNNEL: dict[str, Any] = {
         "resourcePort": _PORT,
         "port": {"type": "integer", "minimum": 0, "maximum": 65535},
         "bastion": {"type": "string", "minLength": 1},
+        "leaseSeconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
     },
     "required": ["target", "resourcePort"],
     "additionalProperties": False,

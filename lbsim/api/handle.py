@@ -155,11 +155,20 @@ class BastionTunnels(Protocol):
     ``targetIp``, ``resourcePort``, ``listenAddress``, ``listenPort``."""
 
     async def open_tunnel(
-        self, target: str, resource_port: int, port: int = 0, bastion: str | None = None
+        self,
+        target: str,
+        resource_port: int,
+        port: int = 0,
+        bastion: str | None = None,
+        lease_seconds: float | None = None,
     ) -> dict[str, Any]:
         """Open a tunnel on 127.0.0.1:``port`` (0: a free one) to ``resource_port`` of
         ``target``; ``BastionHostNotFound`` without a bastion host, ``ResourceNotFound``
-        for an unknown target, ``TunnelBindFailed`` when the port is taken."""
+        for an unknown target, ``TunnelBindFailed`` when the port is taken. With
+        ``lease_seconds``, it closes once that long passes without :meth:`renew_tunnel`."""
+
+    def renew_tunnel(self, tunnel_id: str) -> dict[str, Any]:
+        """Renew a tunnel's lease (``ResourceNotFound`` if none has that id)."""
 
     def close_tunnel(self, tunnel_id: str) -> dict[str, Any]:
         """Close a tunnel (``ResourceNotFound`` if none has that id)."""

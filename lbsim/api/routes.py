@@ -175,11 +175,20 @@ async def _open_tunnel(call: Call) -> Reply:
     handle = _bastion(call)
     try:
         made = await handle.open_tunnel(
-            body["target"], body["resourcePort"], body.get("port", 0), body.get("bastion")
+            body["target"],
+            body["resourcePort"],
+            body.get("port", 0),
+            body.get("bastion"),
+            body.get("leaseSeconds"),
         )
     except LbsimError as error:
         raise _in_body(error) from None
     return json_reply(made, 201)
+
+
+async def _renew_tunnel(call: Call) -> Reply:
+    bodies.parse_body(call.body, bodies.NOTHING)
+    return json_reply(_bastion(call).renew_tunnel(call.params["id"]))
 
 
 async def _close_tunnel(call: Call) -> Reply:
@@ -222,6 +231,7 @@ ROUTES = (
     _route("GET", "/v1/bastion/tunnels", _tunnels),
     _route("POST", "/v1/bastion/tunnels", _open_tunnel),
     _route("DELETE", "/v1/bastion/tunnels/{id}", _close_tunnel),
+    _route("POST", "/v1/bastion/tunnels/{id}/renew", _renew_tunnel),
 )
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,6 @@ from lbsim.dataplane.events import RecordSink, as_events, discard, fanout
 from lbsim.dataplane.faults import Fault, Target, make_fault, rules_of
 from lbsim.dataplane.runtime import Runtime
 from lbsim.dataplane.settings import RuntimeSettings
-from lbsim.dataplane.tunnels import Tunnels
 from lbsim.errors import LbsimError, Problem, TemplateInvalid
 from lbsim.model import Deployment, SecurityRuleDirection, VirtualMachineScaleSet
 from lbsim.observe.flowlogs import FlowLogWriter
@@ -80,7 +79,7 @@ class Session:
         self.fleet: Fleet = fleet
         self.warnings: tuple[Problem, ...] = at_start(loaded, config, source.template)
         self.runtime = Runtime(planned, config.runtime, sink)
-        self._tunnels = Tunnels(self.runtime.vnet)  # bastion tunnels, held by run()
+        self.bastion = bastions.Bastion(self.runtime)  # bastion tunnels, held by run()
         self.registry = CollectorRegistry()
         self.registry.register(RuntimeCollector(self.runtime))
         self.api_url: str | None = None
@@ -120,7 +119,7 @@ class Session:
                     token=values["api_token"],
                 )
                 self.api_url = await nursery.start(serving)
-            await nursery.start(self._tunnels.run)  # (they close when the runtime ends)
+            await nursery.start(self.bastion.run)  # (they close when the runtime ends)
             await nursery.start(self._run_runtime, nursery.cancel_scope)
             self._ready = True
             task_status.started(self)
@@ -283,41 +282,32 @@ class Session:
         if instance is not None and instance.lower() not in labels:
             raise _no_target("instance", f"no instance {instance!r} (as web/1, or a VM's name)")
 
-    # --- bastion tunnels --------------------------------------------------------------------
+    # --- bastion tunnels (lbsim.api.bastion.Bastion's, for the handle protocol) -----------
     async def open_tunnel(
-        self, target: str, resource_port: int, port: int = 0, bastion: str | None = None
+        self,
+        target: str,
+        resource_port: int,
+        port: int = 0,
+        bastion: str | None = None,
+        lease_seconds: float | None = None,
     ) -> dict[str, Any]:
-        """Open a tunnel, as ``az network bastion tunnel`` does: 127.0.0.1:``port`` (0: a
-        free one) reaches port ``resource_port`` of ``target`` (``web/1`` or a VM's name)
-        from the bastion host, judged by the target's NSGs per connection. Its JSON."""
-        bastions.check_ports(resource_port, port)
-        host, backend = bastions.choose(self.plan, target, bastion)
-        if self.runtime.stopping:
-            raise LbsimError("OperationNotAllowed", "lbsim is stopping: no tunnel opens")
-        address = backend.private_ip_address
-        made = await self._tunnels.open(host, backend.label, address, resource_port, port)
-        return made.to_json()
+        """As :meth:`lbsim.api.bastion.Bastion.open_tunnel`."""
+        return await self.bastion.open_tunnel(target, resource_port, port, bastion, lease_seconds)
+
+    def renew_tunnel(self, tunnel_id: str) -> dict[str, Any]:
+        return self.bastion.renew_tunnel(tunnel_id)
 
     def close_tunnel(self, tunnel_id: str) -> dict[str, Any]:
-        """Close a tunnel (its listener and its connections); its JSON."""
-        return self._tunnels.close(tunnel_id).to_json()
+        return self.bastion.close_tunnel(tunnel_id)
 
     def tunnels(self) -> list[dict[str, Any]]:
-        """The open tunnels, in the order opened."""
-        return [tunnel.to_json() for tunnel in self._tunnels.all()]
+        return self.bastion.tunnels()
 
-    @asynccontextmanager
-    async def bastion_tunnel(
+    def bastion_tunnel(
         self, target: str, resource_port: int, port: int = 0, bastion: str | None = None
-    ) -> AsyncIterator[tuple[str, int]]:
-        """``async with lb.bastion_tunnel("web/1", 22) as (host, port):`` a tunnel open
-        inside the block, closed on the way out."""
-        made = await self.open_tunnel(target, resource_port, port, bastion)
-        try:
-            yield made["listenAddress"], made["listenPort"]
-        finally:
-            if any(t["id"] == made["id"] for t in self.tunnels()):
-                self.close_tunnel(made["id"])
+    ) -> AbstractAsyncContextManager[tuple[str, int]]:
+        """As :meth:`lbsim.api.bastion.Bastion.bastion_tunnel`."""
+        return self.bastion.bastion_tunnel(target, resource_port, port, bastion)
 
     # --- changes ----------------------------------------------------------------------------
     # Each change is a function of the live state, called with the lock held: two changes

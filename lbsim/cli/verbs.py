@@ -29,7 +29,6 @@ from lbsim.cli.client import (
     PORTS,
     READY,
     TUNNEL,
-    TUNNELS,
     Answer,
     ApiError,
     Client,
@@ -40,7 +39,8 @@ from lbsim.cli.client import (
 
 EXIT_OK, EXIT_NOT_READY, EXIT_ERROR = 0, 1, 2
 POLL_S = 0.2
-HOLD_POLL_S = 1.0  # how often a held tunnel asks whether lbsim still has it
+HOLD_POLL_S = 1.0  # how often a held tunnel renews its lease (and learns if lbsim has it)
+TUNNEL_LEASE_S = 15  # a tunnel whose verb is killed (SIGKILL) closes this long after
 
 if TYPE_CHECKING:  # the parsers' class is the lbsim parser's own
     Sub = argparse._SubParsersAction[Any]
@@ -350,8 +350,10 @@ def cmd_reload(args: argparse.Namespace, client: Client) -> int:
 @_guarded
 def cmd_bastion(args: argparse.Namespace, client: Client) -> int:
     """Ask lbsim for a tunnel, say where it listens (as az does), hold it until SIGINT or
-    SIGTERM, then close it; exit 2 if lbsim closes it or stops first."""
+    SIGTERM, then close it; exit 2 if lbsim closes it or stops first. The tunnel is leased:
+    held by renewals, it closes by itself once the verb dies unable to close it."""
     body = {"target": args.target, "resourcePort": args.resource_port, "port": args.port}
+    body |= {"leaseSeconds": TUNNEL_LEASE_S}
     body |= {"bastion": args.name} if args.name else {}
     with _until_signalled() as stop:  # from the start: a signal never finds az's lines unheld
         made = client.expect(client.call("POST", "/v1/bastion/tunnels", body), "POST", TUNNEL)
@@ -387,11 +389,17 @@ def _until_signalled() -> Iterator[threading.Event]:
 
 
 def _hold(client: Client, tunnel_id: str, stop: threading.Event) -> None:
-    """Wait for ``stop``; ApiError when the tunnel goes first."""
+    """Renew the tunnel's lease until ``stop``; ApiError when the tunnel goes first."""
+    path = f"/v1/bastion/tunnels/{segment(tunnel_id)}/renew"
     while not stop.wait(HOLD_POLL_S):
-        tunnels = client.get("/v1/bastion/tunnels", TUNNELS)
-        if all(tunnel["id"] != tunnel_id for tunnel in tunnels):
-            raise ApiError("TunnelClosed", f"lbsim at {client.url} closed tunnel {tunnel_id}")
+        try:
+            client.expect(client.call("POST", path), "POST", TUNNEL)
+        except ApiError as error:
+            if error.code != "ResourceNotFound":
+                raise
+            raise ApiError(
+                "TunnelClosed", f"lbsim at {client.url} closed tunnel {tunnel_id}"
+            ) from None
 
 
 def _close_tunnel(client: Client, path: str) -> None:

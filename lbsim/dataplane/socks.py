@@ -36,8 +36,7 @@ from lbsim.dataplane.socksproto import (
     ServerConnection,
     SocksError,
 )
-from lbsim.dataplane.vnet import Refused, VirtualNetwork, VnetError
-from lbsim.errors import LbsimError
+from lbsim.dataplane.vnet import Refused, VirtualNetwork, VnetError, listen
 
 __all__ = ["SocksEndpoint"]
 
@@ -86,7 +85,7 @@ class SocksEndpoint:
         task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Listen on ``address`` until cancelled; reports the bound (host, port)."""
-        listeners = await _listen(address)
+        listeners = await listen(address, "SocksBindFailed", "the SOCKS endpoint")
         bound: tuple[str, int] = listeners[0].socket.getsockname()[:2]
         async with trio.open_nursery() as nursery:
             task_status.started(bound)
@@ -175,17 +174,6 @@ class SocksEndpoint:
             return (Reply.NOT_ALLOWED if denied else Reply.HOST_UNREACHABLE), None
         self.counts["connected"] += 1
         return Reply.SUCCEEDED, backend
-
-
-async def _listen(address: tuple[str, int]) -> list[trio.SocketListener]:
-    host, port = address
-    try:
-        return await trio.open_tcp_listeners(port, host=host)
-    except OSError as error:
-        why = error.strerror or str(error)
-        raise LbsimError(
-            "SocksBindFailed", f"the SOCKS endpoint cannot listen on {host}:{port}: {why}"
-        ) from None
 
 
 async def _next_event(

@@ -20,6 +20,7 @@ import attrs
 import trio
 
 from lbsim.control.vnet import Outcome, Reach, default_source, reach
+from lbsim.errors import LbsimError
 from lbsim.model import TransportProtocol
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from lbsim.dataplane.runtime import Runtime
     from lbsim.dataplane.settings import RuntimeSettings
 
-__all__ = ["Refused", "Resolved", "VirtualNetwork", "VnetError"]
+__all__ = ["Refused", "Resolved", "VirtualNetwork", "VnetError", "listen"]
 
 Target = tuple[str, int]
 
@@ -90,11 +91,15 @@ class VirtualNetwork:
         :func:`lbsim.control.vnet.default_source`."""
         return self._runtime.settings.socks_source or default_source(self._runtime.plan)
 
-    def resolve(self, source: str, destination: str, port: int) -> Resolved:
+    def resolve(
+        self, source: str, destination: str, port: int, *, network: str | None = None
+    ) -> Resolved:
         """Judge a TCP connection from ``source`` to ``destination``:``port`` on the current
-        plan, and find what serves it (trio thread only)."""
+        plan, inside the sender's virtual network (``network``; None: the one ``source`` is
+        in), and find what serves it (trio thread only)."""
         runtime = self._runtime
-        judged = reach(runtime.plan, source, destination, port, guard=runtime.guard)
+        plan, guard = runtime.plan, runtime.guard
+        judged = reach(plan, source, destination, port, network=network, guard=guard)
         target = None
         if judged.outcome is Outcome.ALLOWED:
             assert judged.backend is not None
@@ -121,11 +126,11 @@ class VirtualNetwork:
         return trio.from_thread.run_sync(self.resolve, source, destination, port, trio_token=token)
 
     async def open(
-        self, source: str, destination: str, port: int
+        self, source: str, destination: str, port: int, *, network: str | None = None
     ) -> tuple[trio.SocketStream, Reach]:
         """Judge and connect; raises :class:`VnetError` (:class:`Refused` when nothing
         listens, or the connect fails)."""
-        resolved = self.resolve(source, destination, port)
+        resolved = self.resolve(source, destination, port, network=network)
         host, target_port = resolved.check()
         timeout = self._runtime.settings.connect_timeout_s
         try:
@@ -137,3 +142,14 @@ class VirtualNetwork:
             where = f"{destination}:{port}"
             raise Refused(resolved.reach, f"{where}: connection failed ({why})") from None
         return stream, resolved.reach
+
+
+async def listen(address: tuple[str, int], code: str, what: str) -> list[trio.SocketListener]:
+    """TCP listeners on ``address`` for what stands in the network (the SOCKS endpoint, a
+    tunnel); a port that cannot be bound is ``code``, an LbsimError naming ``what``."""
+    host, port = address
+    try:
+        return await trio.open_tcp_listeners(port, host=host)
+    except OSError as error:
+        why = error.strerror or str(error)
+        raise LbsimError(code, f"cannot listen on {host}:{port} for {what}: {why}") from None

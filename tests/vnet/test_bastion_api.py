@@ -85,3 +85,15 @@ async def test_refusals_in_azures_envelope(tmp_path: Path) -> None:
     assert {d["target"] for d in body["error"]["details"]} == {"$.target", "$.resourcePort"}
     status, body = gone
     assert (status, body["error"]["code"]) == (404, "ResourceNotFound")
+
+
+async def test_a_leased_tunnel_is_renewed_by_post_renew(tmp_path: Path) -> None:
+    async with serving(tmp_path, bastion=True, api_port=0) as lb:
+        body = {"target": "vmss/0", "resourcePort": 22, "leaseSeconds": 15}
+        status, made = await call(lb.api_url, "POST", PATH, body)
+        assert (status, made["leaseSeconds"]) == (201, 15)
+        assert await call(lb.api_url, "POST", f"{PATH}/{made['id']}/renew") == (200, made)
+        status, missing = await call(lb.api_url, "POST", f"{PATH}/99/renew")
+        assert (status, missing["error"]["code"]) == (404, "ResourceNotFound")
+        status, wrong = await call(lb.api_url, "POST", PATH, {**body, "leaseSeconds": 0})
+        assert status == 400, wrong

@@ -45,6 +45,7 @@ async def test_the_verb_holds_a_tunnel_until_a_signal(tmp_path: Path, signum: in
             assert process.stdout is not None
             lines = await read_lines(process.stdout, 3)
             port = lb.tunnels()[0]["listenPort"]
+            assert lb.tunnels()[0]["leaseSeconds"] == 15
             assert lines == [
                 f"Opening tunnel on port: {port}",
                 f"Tunnel is ready, connect on port {port}",
@@ -83,6 +84,25 @@ async def test_the_verb_exits_2_when_lbsim_closes_the_tunnel(tmp_path: Path) -> 
         finally:
             process.kill()
             await process.wait()
+
+
+async def test_a_killed_verbs_tunnel_closes_when_its_lease_runs_out(tmp_path: Path) -> None:
+    async with serving(tmp_path, bastion=True, api_port=0) as lb:
+        assert lb.api_url is not None
+        command = verb(lb.api_url, "--target", "vmss/1", "--resource-port", "22")
+        process = await trio.lowlevel.open_process(command, cwd=ROOT, stdout=subprocess.PIPE)
+        try:
+            assert process.stdout is not None
+            await read_lines(process.stdout, 3)
+        finally:
+            process.kill()  # SIGKILL: the verb cannot close its tunnel
+            await process.wait()
+        assert len(lb.tunnels()) == 1
+        for _ in range(120):  # its 15 s lease runs out unrenewed (within 60 s, at most)
+            if not lb.tunnels():
+                break
+            await trio.sleep(0.5)
+        assert lb.tunnels() == []
 
 
 @contextmanager
