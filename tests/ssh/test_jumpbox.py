@@ -5,6 +5,8 @@ box; ``ssh -N -L`` through it forwards to web/1's port 22."""
 
 from __future__ import annotations
 
+import random
+import socket
 import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -92,9 +94,7 @@ async def test_ssh_dash_l_through_the_jump_box_forwards_to_web_1(tmp_path: Path)
     client = await openssh(tmp_path)
     async with jumpbox_example() as (_, port), trio.open_nursery() as nursery:
         nursery.cancel_scope.deadline = trio.current_time() + 90  # no ssh -N outlives the test
-        with trio.socket.socket() as probe:  # a free local port for the forward
-            await probe.bind(("127.0.0.1", 0))
-            local = probe.getsockname()[1]
+        local = free_port_below_ephemeral("127.0.0.1")  # for the forward
         spec = f"127.0.0.1:{local}:10.0.0.5:22"
         command = [require("ssh"), *client.options(), "-N", "-L", spec]
         command += ["-o", "ExitOnForwardFailure=yes", "-p", str(port), f"{USER}@{ALLOWED}"]
@@ -112,3 +112,18 @@ async def test_ssh_dash_l_through_the_jump_box_forwards_to_web_1(tmp_path: Path)
                 hello = await stream.receive_some(256)
         forwarding.kill()
     assert hello.startswith(b"SSH-2.0-lbsim_web_1 lbsim instance web/1 at 10.0.0.5")
+
+
+def free_port_below_ephemeral(host: str) -> int:
+    """A port free on ``host`` below Linux's ephemeral range (32768-60999): ``ssh -L`` binds
+    it after the check, and no connection's local port is picked from there meanwhile."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 32000)
+        with socket.socket() as probe:
+            try:
+                probe.bind((host, port))
+            except OSError:
+                continue
+        return port
+    raise AssertionError(f"no free port on {host} in 20000-32000")
