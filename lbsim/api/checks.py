@@ -25,6 +25,7 @@ def at_start(loaded: Loaded, config: UpConfig, template: str) -> tuple[Problem, 
         *_unknown_backends(loaded.deployment, loaded.plan, config),
         *_exposed_frontends(loaded.plan),
         *_exposed_api(config),
+        *_exposed_socks(config),
     )
 
 
@@ -94,6 +95,19 @@ def _exposed_api(config: UpConfig) -> Iterator[Problem]:
             f"the control API on {address} is reachable from other hosts: whoever holds "
             "api_token can read the NAT table and the metrics and scale, stop or reload this "
             "load balancer; /healthz answers anyone.",
+        )
+
+
+def _exposed_socks(config: UpConfig) -> Iterator[Problem]:
+    """The SOCKS endpoint asks no one for credentials: off loopback, any host that reaches
+    it connects to every instance's ports as a VM of the virtual network would."""
+    socks = config.runtime.socks
+    if socks is not None and not _loopback(socks[0]):
+        yield _warning(
+            "SocksNotLoopback",
+            f"the SOCKS endpoint on {socks[0]}:{socks[1]} is reachable from other hosts and "
+            "asks for no credentials: it is an unauthenticated way into every instance, as a "
+            "VM of the virtual network (AllowVnetInBound lets it in).",
         )
 
 

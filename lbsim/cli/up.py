@@ -26,7 +26,7 @@ from lbsim.cli.notices import Notices
 from lbsim.dataplane import host
 from lbsim.dataplane.listeners import Listener
 from lbsim.dataplane.runtime import Runtime
-from lbsim.dataplane.settings import TcpEngine
+from lbsim.dataplane.settings import SshAuth, SshSettings, TcpEngine
 from lbsim.errors import ConfigError, LbsimError, TemplateInvalid
 
 _GC_YOUNG_THRESHOLD = 10_000  # allocations between passes of the young generation (see _up)
@@ -155,11 +155,26 @@ def _announce_inside(runtime: Runtime) -> None:
         shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         source = runtime.vnet.default_source() or "(no virtual network)"
         print(f"lbsim: socks5 {shown}: a VM at {source} in the virtual network", flush=True)
-    if runtime.instances and runtime.settings.ssh.open:
-        runtime.notice(
-            "built-in instances' SSH servers let any user in with any password or any key "
-            "(ssh_password and ssh_authorized_keys restrict them)"
-        )
+    line = open_ssh(runtime.settings.ssh)
+    if runtime.instances and line:
+        runtime.notice(line)
+
+
+def open_ssh(ssh: SshSettings) -> str:
+    """What the built-in SSH servers let in unchecked, exactly ("" when nothing): any
+    password only where password auth is offered with no password set, any key only where
+    public keys are offered with no authorized_keys."""
+    password = ssh.auth is not SshAuth.PUBLICKEY and ssh.password is None
+    key = ssh.auth is not SshAuth.PASSWORD and ssh.authorized_keys is None
+    if not (password or key):
+        return ""
+    what = " or ".join(w for w, on in (("any password", password), ("any key", key)) if on)
+    knobs = (("ssh_password", password), ("ssh_authorized_keys", key))
+    restricting = " and ".join(name for name, on in knobs if on)
+    verb = "restrict" if password and key else "restricts"
+    return (
+        f"built-in instances' SSH servers let any user in with {what} ({restricting} {verb} them)"
+    )
 
 
 def _row(listener: Listener) -> list[Any]:
