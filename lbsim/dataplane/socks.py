@@ -36,11 +36,12 @@ from lbsim.dataplane.socksproto import (
     ServerConnection,
     SocksError,
 )
-from lbsim.dataplane.vnet import Refused, VirtualNetwork, VnetError, listen
+from lbsim.dataplane.vnet import Refused, Throttle, VirtualNetwork, VnetError, listen
 
 __all__ = ["SocksEndpoint"]
 
 _CHUNK = 512  # bytes read per receive during the handshake (it fits in one)
+MAX_HANDSHAKES = 256  # clients mid-handshake at once; beyond, new ones are closed (busy)
 
 
 class _Malformed(Exception):
@@ -55,7 +56,9 @@ class _Malformed(Exception):
 class SocksEndpoint:
     """Serves SOCKS5 CONNECT into the virtual network of one runtime; ``counts`` by outcome:
     ``connected``, ``denied``, ``unreachable``, ``refused``, ``unsupported`` (a command or
-    method it does not take), ``failed`` (no source address), ``malformed``."""
+    method it does not take), ``failed`` (no source address), ``malformed``, ``busy`` (closed
+    at once: ``max_handshakes`` clients were mid-handshake). Notices: at most one a second
+    per kind."""
 
     def __init__(
         self,
@@ -63,11 +66,20 @@ class SocksEndpoint:
         notice: Callable[[str], None] | None = None,
         *,
         handshake_timeout_s: float | None = None,
+        max_handshakes: int = MAX_HANDSHAKES,
     ) -> None:
         self.vnet = vnet
         self.counts: Counter[str] = Counter()
         self._notice = notice
         self._handshake_timeout_s = handshake_timeout_s
+        self._max_handshakes = max_handshakes
+        self._handshakes = 0
+        self.tell = Throttle(self.notice)
+
+    @property
+    def handshakes(self) -> int:
+        """Clients mid-handshake now."""
+        return self._handshakes
 
     def notice(self, line: str) -> None:
         """One line for the operator (the runtime's, as ``lbsim up`` prints them)."""
@@ -95,16 +107,30 @@ class SocksEndpoint:
         """One client: handshake, judge, connect, relay. Whatever it sends ends only it."""
         connection = ServerConnection()
         try:
-            request = await self._handshake(stream, connection)
+            request = await self._handshake_if_free(stream, connection)
             if request is not None:
                 await self._connect(stream, connection, request)
         except _Malformed as error:
             self.counts["malformed"] += 1
-            self.notice(f"{_peer(stream)}: {error.message}; connection closed")
+            self.tell("malformed", f"{_peer(stream)}: {error.message}; connection closed")
             if error.reply is not None:
                 await _send(stream, connection.reply(error.reply))
         finally:
             await trio.aclose_forcefully(stream)
+
+    async def _handshake_if_free(
+        self, stream: trio.SocketStream, connection: ServerConnection
+    ) -> Request | None:
+        """The handshake, unless ``max_handshakes`` are under way: then None (busy)."""
+        if self._handshakes >= self._max_handshakes:
+            self.counts["busy"] += 1
+            self.tell("busy", f"{_peer(stream)}: {self._handshakes} handshakes under way; closed")
+            return None
+        self._handshakes += 1
+        try:
+            return await self._handshake(stream, connection)
+        finally:
+            self._handshakes -= 1
 
     async def _handshake(
         self, stream: trio.SocketStream, connection: ServerConnection
@@ -119,7 +145,9 @@ class SocksEndpoint:
                 await _send(stream, connection.choose(event.methods))
                 if not _accepts(event):
                     self.counts["unsupported"] += 1
-                    self.notice(f"{_peer(stream)}: offers no method without authentication")
+                    self.tell(
+                        "unsupported", f"{_peer(stream)}: offers no method without authentication"
+                    )
                     return None
         raise _Malformed(f"no complete request within {self.handshake_timeout_s:g} s")
 
@@ -150,12 +178,12 @@ class SocksEndpoint:
         destination = _ip_of(request)
         if destination is None:
             self.counts["unreachable"] += 1
-            self.notice(f"CONNECT {where}: a name; instances are reached by private address")
+            self.tell("name", f"CONNECT {where}: a name; instances are reached by private address")
             return Reply.HOST_UNREACHABLE, None
         source = self.vnet.default_source()
         if source is None:
             self.counts["failed"] += 1
-            self.notice(f"CONNECT {where}: no source address (set socks_source)")
+            self.tell("failed", f"CONNECT {where}: no source address (set socks_source)")
             return Reply.GENERAL_FAILURE, None
         return await self._reach(source, destination, request.port)
 
@@ -166,7 +194,7 @@ class SocksEndpoint:
             backend, _ = await self.vnet.open(source, destination, port)
         except Refused as refused:
             self.counts["refused"] += 1
-            self.notice(f"CONNECT from {source}: {refused.message}")
+            self.tell("refused", f"CONNECT from {source}: {refused.message}")
             return Reply.CONNECTION_REFUSED, None
         except VnetError as error:
             denied = error.reach.outcome is Outcome.DENIED

@@ -13,7 +13,10 @@ loop) asks through :meth:`VirtualNetwork.resolve_from_thread`.
 
 from __future__ import annotations
 
+import math
+import time
 from collections import Counter
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import attrs
@@ -28,7 +31,7 @@ if TYPE_CHECKING:
     from lbsim.dataplane.runtime import Runtime
     from lbsim.dataplane.settings import RuntimeSettings
 
-__all__ = ["Refused", "Resolved", "VirtualNetwork", "VnetError", "listen"]
+__all__ = ["Refused", "Resolved", "Throttle", "VirtualNetwork", "VnetError", "listen"]
 
 Target = tuple[str, int]
 
@@ -63,6 +66,33 @@ class Resolved:
         raise VnetError(self.reach, self.reach.describe())
 
 
+class Throttle:
+    """Notices of one kind at most once per ``every_s`` (a second): a peer that floods the
+    SOCKS endpoint, or a client retrying a denied flow, must not flood ``lbsim up``'s stderr.
+    What is held back is counted and told with the next line of its kind, "(and N more)"."""
+
+    def __init__(
+        self,
+        notice: Callable[[str], None],
+        every_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._notice = notice
+        self._every_s = every_s
+        self._clock = clock
+        self._quiet_until: dict[str, float] = {}
+        self.untold: Counter[str] = Counter()
+
+    def __call__(self, kind: str, line: str) -> None:
+        now = self._clock()
+        if now < self._quiet_until.get(kind, -math.inf):
+            self.untold[kind] += 1
+            return
+        held = self.untold.pop(kind, 0)
+        self._quiet_until[kind] = now + self._every_s
+        self._notice(f"{line} (and {held} more)" if held else line)
+
+
 class VirtualNetwork:
     """Judges and opens connections inside the virtual network of a running runtime, and
     counts them by outcome (``allowed``, ``denied``, ``stopped``, ``unreachable``,
@@ -71,6 +101,7 @@ class VirtualNetwork:
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
         self.counts: Counter[str] = Counter()
+        self.tell = Throttle(self.notice)  # refusals: at most one line a second per outcome
 
     @property
     def plan(self) -> Plan:
@@ -117,7 +148,7 @@ class VirtualNetwork:
         else:
             self.counts[outcome.value] += 1
         if outcome is not Outcome.ALLOWED:
-            self._runtime.notice(f"vnet: {resolved.reach.describe()}")
+            self.tell(outcome.value, f"vnet: {resolved.reach.describe()}")
 
     def resolve_from_thread(
         self, token: trio.lowlevel.TrioToken, source: str, destination: str, port: int

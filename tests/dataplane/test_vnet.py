@@ -11,7 +11,7 @@ from runtime_harness import allow, nat_pool, place, plan_of, running, scale_set,
 
 from lbsim.control.types import Plan
 from lbsim.control.vnet import Outcome, default_source, reach
-from lbsim.dataplane.vnet import Refused, VnetError
+from lbsim.dataplane.vnet import Refused, Throttle, VnetError
 from lbsim.observe.metrics import RuntimeCollector
 
 INSIDE = "10.0.1.10"  # in the virtual network 10.0.0.0/16, in no subnet's NIC
@@ -121,3 +121,34 @@ async def test_connections_inside_are_counted_as_metrics_by_outcome() -> None:
         for outcome in ("allowed", "denied"):
             sample = registry.get_sample_value("lbsim_vnet_connections_total", {"outcome": outcome})
             assert sample == 1.0
+
+
+def test_notices_of_a_kind_come_at_most_once_a_second_telling_how_many_were_held() -> None:
+    lines: list[str] = []
+    now = [100.0]
+    tell = Throttle(lines.append, clock=lambda: now[0])
+    for n in range(5):
+        tell("denied", f"denied {n}")
+    tell("unreachable", "unreachable 0")  # another kind: told at once
+    now[0] += 1.0
+    tell("denied", "denied 5")
+    tell("denied", "denied 6")
+    now[0] += 1.0
+    tell("denied", "denied 7")
+    assert lines == [
+        "denied 0",
+        "unreachable 0",
+        "denied 5 (and 4 more)",
+        "denied 7 (and 1 more)",
+    ]
+
+
+async def test_a_flood_of_refusals_is_one_notice() -> None:
+    where = place()
+    notices: list[str] = []
+    async with running(_plan(where.frontend), settings(where)) as runtime:
+        runtime.notice = notices.append
+        for _ in range(50):
+            runtime.vnet.resolve(OUTSIDE, "10.0.0.5", 22)
+        assert runtime.vnet.counts["denied"] == 50
+    assert len([line for line in notices if "DenyAllInBound" in line]) == 1, notices

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -31,7 +33,7 @@ Address = tuple[str, int]
 
 
 async def endpoint_of(
-    lb: Session, nursery: trio.Nursery, notices: list[str], **options: float
+    lb: Session, nursery: trio.Nursery, notices: list[str], **options: Any
 ) -> tuple[SocksEndpoint, Address]:
     """An endpoint of the test's own over ``lb``'s virtual network (its counts are read)."""
     endpoint = SocksEndpoint(lb.runtime.vnet, notices.append, **options)
@@ -174,9 +176,40 @@ async def test_malformed_peers_end_their_own_connection_only(
     assert answers == [b"", b"", b"\x05\x00\x05\x08\x00\x01" + bytes(6), b""]
     assert endpoint.counts == {"malformed": 4, "connected": 1}
     malformed = [line for line in notices if "connection closed" in line]
-    assert len(malformed) == 4, notices
+    assert len(malformed) == 1, notices  # at most one line a second: the rest are counted
     assert "greeting: version 71, not SOCKS5" in malformed[0]
-    assert "closed before a complete request" in malformed[3]
+    assert endpoint.tell.untold["malformed"] == 3
+
+
+async def test_clients_beyond_the_handshake_cap_are_closed_at_once(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    notices: list[str] = []
+    async with serving(tmp_path) as lb:
+        options = {"max_handshakes": 2, "handshake_timeout_s": 60}
+        endpoint, address = await endpoint_of(lb, nursery, notices, **options)
+        with trio.fail_after(10):
+            silent = [await trio.open_tcp_stream(*address) for _ in range(2)]
+            await wait_until(lambda: endpoint.handshakes == 2)
+            async with await trio.open_tcp_stream(*address) as third:
+                assert await receive_all(third) == b""  # closed without a word
+        assert endpoint.counts["busy"] == 1
+        for stream in silent:
+            await stream.aclose()
+        with trio.fail_after(10):
+            await wait_until(lambda: endpoint.handshakes == 0)
+        code, stream = await socks_connect(address, "10.0.0.4", 80)  # room again
+        async with stream:
+            assert code == 0
+    assert any("2 handshakes under way; closed" in line for line in notices), notices
+
+
+async def wait_until(done: Callable[[], bool]) -> None:
+    for _ in range(500):  # (under the caller's fail_after)
+        if done():
+            return
+        await trio.sleep(0.02)
+    raise AssertionError("never happened")
 
 
 async def test_a_silent_client_is_closed_after_the_handshake_timeout(
