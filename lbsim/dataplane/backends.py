@@ -35,7 +35,8 @@ class Backends:
     and prober runs in a cancel scope of its own. A built-in instance keeps its loopback
     address for as long as it is in the plan (the lowest free one of ``instance_network``
     when it first appears), so a change to one scale set never renumbers another's. With an
-    ``ssh`` host, a built-in instance's SSH ports (``settings.ssh.ports``) speak real SSH."""
+    ``ssh`` host, a built-in instance's SSH ports (22 on Linux, and ``settings.ssh.ports``)
+    speak real SSH."""
 
     def __init__(self, plan: Plan, settings: RuntimeSettings, ssh: SshHost | None = None) -> None:
         self.plan = plan
@@ -125,11 +126,13 @@ class Backends:
                 continue
             if not backend.running:  # a stopped instance has no server
                 continue
+            probe = probed.get((backend.key, port))
             shape = (
                 _identity(backend),
-                probed.get((backend.key, port)),
+                probe,
                 backend.running,
                 backend.generation,  # a reimaged instance starts again, with a new host key
+                self._speaks_ssh(pending.settings, backend, protocol, port, probe),
             )
             pending.wanted.add(key)
             running = self._servers.get(key)
@@ -141,7 +144,7 @@ class Backends:
                 del self._servers[key]
             host = _host(pending.hosts, backend, pending.settings, self._hosts)
             free = _shared(pending.settings)  # one address for all: each on a port of its own
-            ssh = backend if self._speaks_ssh(pending.settings, protocol, port, shape[1]) else None
+            ssh = backend if shape[4] else None
             start = partial(
                 self._start_one, shape[0], protocol, port, host, probed=shape[1], free=free, ssh=ssh
             )
@@ -167,7 +170,7 @@ class Backends:
         serve = None
         if ssh is not None:
             assert self.ssh is not None
-            instance = await self.ssh.start(ssh, identity)
+            instance = await self.ssh.start(ssh, identity, partial(self._own, ssh.key))
             nursery.start_soon(_ssh_lifetime, self.ssh, instance)
             serve = partial(self.ssh.serve, instance)
         start = partial(start_instance, nursery, identity, protocol, port, host=host)
@@ -176,18 +179,27 @@ class Backends:
                 return await start(probed=probed, ssh=serve)
         return await start(port=0, probed=probed, ssh=serve)
 
+    def _own(self, key: str, port: int) -> Target | None:
+        """Where the instance ``key``'s own TCP ``port`` is served (an SSH login's
+        ``ssh -L 8080:localhost:80``); None when nothing serves it."""
+        return self.targets.get((key, TransportProtocol.TCP.value, port))
+
     def _speaks_ssh(
         self,
         settings: RuntimeSettings,
+        backend: Backend,
         protocol: TransportProtocol,
         port: int,
         probed: ProbeProtocol | None,
     ) -> bool:
-        """Whether a built-in server is an SSH server: an SSH port, over TCP, that no HTTP(S)
-        health probe checks (that probe's protocol wins, as for any port)."""
+        """Whether a built-in server is an SSH server: port 22 of a Linux instance or a port
+        ``ssh_ports`` adds, over TCP, that no HTTP(S) health probe checks (that probe's
+        protocol wins, as for any port)."""
         web = probed in (ProbeProtocol.HTTP, ProbeProtocol.HTTPS)
         tcp = TransportProtocol.TCP in protocol.transports()
-        return self.ssh is not None and port in settings.ssh.ports and tcp and not web
+        login = port == 22 == service_port(backend)
+        ssh_port = login or port in settings.ssh.ports
+        return self.ssh is not None and ssh_port and tcp and not web
 
     async def _prepare_probes(self, pending: Pending) -> None:
         """One prober per (probe, backend): those whose probe is unchanged are kept (their
@@ -352,7 +364,7 @@ def _backends_of(entry: NatEntry | BalancingEntry) -> tuple[Backend, ...]:
     return entry.backends
 
 
-_Shape = tuple[InstanceIdentity, ProbeProtocol | None, bool, int] | None
+_Shape = tuple[InstanceIdentity, ProbeProtocol | None, bool, int, bool] | None
 T = TypeVar("T")
 
 

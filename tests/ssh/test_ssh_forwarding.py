@@ -4,6 +4,7 @@ address as the source; refusals say why, as ``ssh`` users see them."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from functools import partial
 from pathlib import Path
@@ -131,3 +132,29 @@ async def test_remote_forwarding_is_refused() -> None:
                 await conn.forward_remote_port("", 0, "127.0.0.1", 9)
 
         await client_of((where.frontend, where.ssh_port), listen)
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "::1", "web000001", "10.0.0.5"])
+async def test_a_channel_to_the_instance_itself_reaches_its_own_port_unfiltered(
+    host: str,
+) -> None:
+    """``ssh -L 8080:localhost:8080`` on web/1 reaches web/1's own 8080, which its NSG
+    denies from the virtual network: local traffic is not filtered; a port nothing serves
+    is refused."""
+    where = place()
+    async with running(plan_for(where), settings(where)) as runtime:
+
+        async def greeting(conn: asyncssh.SSHClientConnection) -> tuple[bytes, str]:
+            reader, writer = await conn.open_connection(host, 8080)
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            answer = await asyncio.wait_for(reader.read(), 30)
+            writer.close()
+            with pytest.raises(asyncssh.ChannelOpenError) as refused:
+                await conn.open_connection(host, 9999)
+            return bytes(answer), refused.value.reason
+
+        answer, reason = await client_of((where.frontend, where.ssh_port + 1), greeting)
+        assert runtime.vnet.counts["denied"] == 0
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert b"web/1" in answer
+    assert "nothing listens there" in reason

@@ -4,10 +4,12 @@ host key checking refuses it as it would a real VM's)."""
 
 from __future__ import annotations
 
+import re
 import stat
 from pathlib import Path
 
 import attrs
+import pytest
 from ssh_harness import (
     backend,
     change_to,
@@ -24,6 +26,7 @@ from lbsim.control import fleet
 from lbsim.control.plan import plan
 from lbsim.control.types import Backend
 from lbsim.dataplane.ssh.keys import HostKeys, key_file_name
+from lbsim.errors import LbsimError
 
 
 async def test_a_re_created_instance_has_a_new_key_that_strict_ssh_refuses(
@@ -131,11 +134,53 @@ def test_a_reimage_makes_a_new_key_and_forgets_the_old(tmp_path: Path) -> None:
     old = keys.key(WEB_1)
     reimaged = attrs.evolve(WEB_1, generation=1)
     new = keys.key(reimaged)  # (its server starts again before the change is committed)
-    keys.keep_only([reimaged], [WEB_1])
+    keys.remove(keys.keep_only([reimaged], [WEB_1]))
     assert new.get_fingerprint("sha256") != old.get_fingerprint("sha256")
     assert keys.fingerprint(WEB_1) is None
     assert keys.fingerprint(reimaged) == new.get_fingerprint("sha256")
-    assert [p.name for p in tmp_path.iterdir()] == [key_file_name(WEB_1.key, 1)]
+    assert [p.name for p in tmp_path.iterdir()] == [key_file_name(WEB_1.key)]  # one file
+
+
+def test_a_new_run_keeps_the_key_an_instance_last_had(tmp_path: Path) -> None:
+    first = HostKeys(str(tmp_path))
+    first.key(WEB_1)
+    last = first.key(attrs.evolve(WEB_1, generation=1)).get_fingerprint("sha256")  # reimaged
+    again = HostKeys(str(tmp_path))  # lbsim again: its instances start at generation 0
+    assert again.key(WEB_1).get_fingerprint("sha256") == last
+    assert len(list(tmp_path.iterdir())) == 1
+    reimaged = again.key(attrs.evolve(WEB_1, generation=1))  # a reimage in this run: new
+    assert reimaged.get_fingerprint("sha256") != last
+    assert HostKeys(str(tmp_path)).key(WEB_1).get_fingerprint("sha256") == (
+        reimaged.get_fingerprint("sha256")
+    )
+
+
+def test_key_files_are_private_and_a_deleted_instance_s_file_goes(tmp_path: Path) -> None:
+    folder = tmp_path / "keys"
+    keys = HostKeys(str(folder))
+    keys.key(WEB_1)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE((folder / key_file_name(WEB_1.key)).stat().st_mode) == 0o600
+    keys.remove(keys.keep_only([], [WEB_1]))
+    assert list(folder.iterdir()) == []
+
+
+@pytest.mark.parametrize("content", [b"not a key\n", b"\x00" * 40], ids=["text", "binary"])
+def test_a_corrupt_key_file_is_an_error_naming_it(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / key_file_name(WEB_1.key)
+    path.write_bytes(content)
+    with pytest.raises(LbsimError, match=re.escape(str(path))):
+        HostKeys(str(tmp_path)).key(WEB_1)
+
+
+def test_a_key_file_others_may_read_is_used_and_told(tmp_path: Path) -> None:
+    made = HostKeys(str(tmp_path)).key(WEB_1)
+    path = tmp_path / key_file_name(WEB_1.key)
+    path.chmod(0o644)
+    told: list[str] = []
+    found = HostKeys(str(tmp_path), told.append).key(WEB_1)
+    assert found.get_fingerprint("sha256") == made.get_fingerprint("sha256")
+    assert told == [f"ssh: host key {path} is readable by others (chmod 600 it)"]
 
 
 def test_a_deleted_instance_forgets_its_key() -> None:
@@ -148,11 +193,11 @@ def test_a_deleted_instance_forgets_its_key() -> None:
 
 
 def test_key_file_names_are_safe() -> None:
-    name = key_file_name("/Subscriptions/../x y/ÿ/" + "a" * 300, 2)
+    name = key_file_name("/Subscriptions/../x y/ÿ/" + "a" * 300)
     assert "/" not in name
     assert name.isascii()
     assert len(name) < 100
-    assert name.endswith(".g2.ed25519")
+    assert name.endswith(".ed25519")
 
 
 async def test_lbsim_list_shows_each_host_key(tmp_path: Path) -> None:

@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import attrs
+import pytest
 import trio
 from ssh_harness import USER, backend, openssh, place, plan_for, running, settings, with_client
 
-from lbsim.dataplane.settings import SshAuth
+from lbsim.control.diff import diff
+from lbsim.dataplane.settings import SshAuth, SshSettings
 from lbsim.dataplane.ssh.lib import asyncssh
 
 
@@ -161,3 +164,39 @@ async def test_public_key_only_with_authorized_keys_takes_only_those_keys(tmp_pa
     assert (ok.returncode, ok.stdout) == (0, f"{USER}\n".encode())
     assert refused.returncode == 255
     assert b"Permission denied (publickey)" in refused.stderr
+
+
+async def test_a_reload_changes_who_may_log_in() -> None:
+    """Authentication follows the settings as they are when a connection starts."""
+    where = place()
+    async with running(plan_for(where), settings(where, password="old")) as runtime:
+        address = (where.frontend, where.ssh_port)
+
+        async def hostname(conn: asyncssh.SSHClientConnection) -> str:
+            return str((await conn.run("hostname", check=True)).stdout)
+
+        assert await with_client(address, hostname, password="old")
+        reloaded = attrs.evolve(runtime.settings, ssh=SshSettings(password="new"))
+        await runtime.apply(diff(runtime.plan, runtime.plan), reloaded)
+        with pytest.raises(asyncssh.PermissionDenied):
+            await with_client(address, hostname, password="old")
+        assert await with_client(address, hostname, password="new")
+
+
+async def test_ssh_ports_add_to_22_and_a_reload_of_them_restarts_the_server() -> None:
+    where = place()
+    admin = (where.frontend, where.ssh_port + 10)  # web/0's 8080
+
+    async def first_bytes(address: tuple[str, int]) -> bytes:
+        stream = await trio.open_tcp_stream(*address)
+        async with stream:
+            await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            with trio.fail_after(30):
+                return await stream.receive_some(8)
+
+    async with running(plan_for(where), settings(where)) as runtime:
+        assert await first_bytes(admin) == b"HTTP/1.1"  # not an SSH port yet
+        reloaded = attrs.evolve(runtime.settings, ssh=SshSettings(ports=frozenset({8080})))
+        await runtime.apply(diff(runtime.plan, runtime.plan), reloaded)
+        assert await first_bytes(admin) == b"SSH-2.0-"
+        assert await first_bytes((where.frontend, where.ssh_port)) == b"SSH-2.0-"  # 22 stays

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from lbsim.control.types import Backend, Plan
 from lbsim.dataplane.instances import InstanceIdentity
+from lbsim.dataplane.ssh.homes import Homes
 from lbsim.dataplane.ssh.instance import SshInstance
 from lbsim.dataplane.ssh.lib import asyncssh
 from lbsim.dataplane.ssh.shell import execute
@@ -24,7 +25,7 @@ NSG_VMSS_85 = Backend(
 def _instance(backend: Backend, tmp_path: Path) -> SshInstance:
     identity = InstanceIdentity(backend.scale_set or backend.name, backend.instance_id, "10.0.0.9")
     key = asyncssh.generate_private_key("ssh-ed25519")
-    return SshInstance(backend, identity, key, tmp_path, Plan)
+    return SshInstance(backend, identity, key, Homes().hold(backend), Plan, lambda port: None)
 
 
 def test_hostname_is_azure_s_computer_name_else_the_instance_name(tmp_path: Path) -> None:
@@ -39,7 +40,7 @@ def test_commands_and_their_statuses(tmp_path: Path) -> None:
     instance = _instance(NSG_VMSS_85, tmp_path)
     ran = {line: execute(instance, "bob", line, last=4) for line in (
         "whoami", "hostname -I", "ip addr", "echo -n hi", "exit", "exit 300", "exit x",
-        "", "cat /etc/shadow", "vi 'unclosed", "ip route",
+        "exit --5", "exit -1", "exit 1234567890", "", "cat /etc/shadow", "vi 'unclosed", "ip route",
     )}  # fmt: skip
     assert ran["whoami"].stdout == "bob\n"
     assert ran["hostname -I"].stdout.split() == ["10.0.0.9"]
@@ -48,6 +49,10 @@ def test_commands_and_their_statuses(tmp_path: Path) -> None:
     assert (ran["exit"].status, ran["exit"].exits) == (4, True)
     assert ran["exit 300"].status == 300 % 256
     assert ran["exit x"].status == 2
+    assert (ran["exit --5"].status, ran["exit --5"].exits) == (2, True)  # as sh: an error
+    assert "numeric argument required" in ran["exit --5"].stderr
+    assert ran["exit -1"].status == 255
+    assert ran["exit 1234567890"].status == 2
     assert (ran[""].status, ran[""].exits) == (4, False)
     assert ran["cat /etc/shadow"].status == 1
     assert ran["vi 'unclosed"].status == 2

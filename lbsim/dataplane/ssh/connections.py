@@ -12,11 +12,11 @@ import socket
 import time
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 
 from lbsim.dataplane.instances import ssh_banner
 from lbsim.dataplane.settings import SshSettings
 from lbsim.dataplane.ssh import shell
+from lbsim.dataplane.ssh.homes import Home
 from lbsim.dataplane.ssh.instance import SshInstance
 from lbsim.dataplane.ssh.keys import HostKeys
 from lbsim.dataplane.ssh.lib import asyncssh
@@ -24,32 +24,50 @@ from lbsim.dataplane.ssh.server import Context, InstanceConnection
 
 __all__ = ["Speaker"]
 
-_LOGIN_TIMEOUT_S = 120.0  # a peer that never finishes logging in is dropped then
+_LOGIN_TIMEOUT_S = 30.0  # a peer that never finishes logging in is dropped then
 _TELL_EVERY_S = 1.0
 
 
 class Speaker:
     """Speaks SSH for every instance of one runtime (on its SSH loop), and keeps their host
-    keys; ``tell`` gives the operator one line (from any thread)."""
+    keys; ``tell`` gives the operator one line (from any thread). At most
+    ``max_startups()`` connections are in handshake or authentication at once: more are
+    closed at once, counted ``refused`` (a flood of half-open logins never starves the rest).
+    """
 
-    def __init__(self, settings: SshSettings, context: Context, tell: Callable[[str], None]):
-        self.keys = HostKeys(settings.host_key_dir)
+    def __init__(
+        self,
+        settings: SshSettings,
+        context: Context,
+        tell: Callable[[str], None],
+        max_startups: Callable[[], int],
+    ):
+        self.keys = HostKeys(settings.host_key_dir, tell)
         self.context = context
         self.counts = context.counts
         self.tell = tell
-        self._authorized = _authorized(settings)
+        self.max_startups = max_startups
+        self._starting = 0  # connections not yet logged in (the loop's thread)
+        self._authorized: tuple[tuple[str, ...] | None, asyncssh.SSHAuthorizedKeys | None]
+        self._authorized = (None, None)
         self._quiet_until = 0.0  # (notices: at most one a second, the rest counted)
         self._untold = 0
 
     async def connection(self, instance: SshInstance, sock: socket.socket) -> None:
         """One SSH connection: log in, serve, and end; bad input ends this connection only,
         counted and told. (The caller closes ``sock`` if asyncssh never took it.)"""
+        if self._starting >= self.max_startups():
+            self.counts["refused"] += 1
+            return
         heard = _Heard()
+        self._starting += 1
         try:
             conn = await asyncssh.run_server(sock, options=self._options(instance, heard))
         except Exception as error:  # a peer's bad input ends its connection only
             self._failed(instance, heard, error)
             return
+        finally:
+            self._starting -= 1
         self.counts["accepted"] += 1
         try:
             await conn.wait_closed()
@@ -61,7 +79,7 @@ class Speaker:
             server_factory=partial(_Tracked, heard, instance, self.context),
             server_host_keys=[instance.key],
             server_version=_version(instance),
-            authorized_client_keys=self._authorized,
+            authorized_client_keys=self._authorized_keys(),
             kbdint_auth=False,
             process_factory=partial(shell.session, instance),
             sftp_factory=partial(_files, instance.home),
@@ -70,6 +88,13 @@ class Speaker:
             x11_forwarding=False,
             login_timeout=_LOGIN_TIMEOUT_S,
         )
+
+    def _authorized_keys(self) -> asyncssh.SSHAuthorizedKeys | None:
+        """The keys the settings list now (parsed again only when the list changed)."""
+        listed = self.context.settings.authorized_keys
+        if listed != self._authorized[0]:
+            self._authorized = (listed, _authorized(listed))
+        return self._authorized[1]
 
     def _failed(self, instance: SshInstance, heard: _Heard, error: Exception) -> None:
         """Count a connection that never logged in; tell the operator of bad input only, at
@@ -118,20 +143,43 @@ def _version(instance: SshInstance) -> str:
     return ssh_banner(instance.identity)[len(b"SSH-2.0-") : -2].decode("ascii")
 
 
-def _authorized(settings: SshSettings) -> asyncssh.SSHAuthorizedKeys | None:
-    if settings.authorized_keys is None:
+def _authorized(listed: tuple[str, ...] | None) -> asyncssh.SSHAuthorizedKeys | None:
+    if listed is None:
         return None
-    return asyncssh.import_authorized_keys("\n".join(settings.authorized_keys) + "\n")
+    return asyncssh.import_authorized_keys("\n".join(listed) + "\n")
 
 
-def _files(home: Path, channel: asyncssh.SSHServerChannel[bytes]) -> asyncssh.SFTPServer:
-    """SFTP (and scp) rooted at the instance's home. The shell's channels carry text; file
-    copies carry bytes, so this channel drops the text encoding before any data comes."""
+def _files(home: Home, channel: asyncssh.SSHServerChannel[bytes]) -> asyncssh.SFTPServer:
+    """SFTP (and scp) rooted at the instance's home (made now, at its first use). The
+    shell's channels carry text; file copies carry bytes, so this channel drops the text
+    encoding before any data comes."""
     channel.set_encoding(None)
-    return _Files(channel, chroot=os.fsencode(home))
+    return _Files(channel, chroot=os.fsencode(home.path()))
 
 
 class _Files(asyncssh.SFTPServer):
+    """SFTP confined to the home by real paths, not only by name: every path the client
+    names is resolved (symbolic links followed) and refused unless it stays inside. Making
+    links is refused outright: the home is a folder of the host's, not the VM's disk."""
+
+    def map_path(self, path: bytes) -> bytes:
+        mapped = super().map_path(path)
+        root = os.path.realpath(self._home)
+        real = os.path.realpath(mapped)
+        if real != root and not real.startswith(root + b"/"):
+            raise asyncssh.SFTPPermissionDenied("outside the home of an lbsim instance")
+        return mapped
+
+    @property
+    def _home(self) -> bytes:
+        return super().map_path(b"/")
+
+    def symlink(self, oldpath: bytes, newpath: bytes) -> None:
+        raise asyncssh.SFTPOpUnsupported("links are not available on an lbsim instance")
+
+    def link(self, oldpath: bytes, newpath: bytes) -> None:
+        raise asyncssh.SFTPOpUnsupported("links are not available on an lbsim instance")
+
     def exit(self) -> None:
         """The session ended: say so with exit status 0, as an sftp-server process does
         (``scp`` takes a session with no exit status for a failed copy)."""

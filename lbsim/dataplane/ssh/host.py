@@ -17,12 +17,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-import tempfile
 import threading
 from collections import Counter
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import trio
@@ -31,8 +29,9 @@ from lbsim.control.types import Backend, Plan
 from lbsim.dataplane.instances import InstanceIdentity
 from lbsim.dataplane.settings import SshSettings
 from lbsim.dataplane.ssh.handoff import HandedSocket, Handoff
+from lbsim.dataplane.ssh.homes import Homes
 from lbsim.dataplane.ssh.instance import SshInstance
-from lbsim.dataplane.vnet import VirtualNetwork
+from lbsim.dataplane.vnet import Target, VirtualNetwork
 
 if TYPE_CHECKING:  # (loaded with the first SSH server: see _load)
     from lbsim.dataplane.ssh.connections import Speaker
@@ -45,7 +44,12 @@ class SshHost:
     (:class:`~lbsim.dataplane.ssh.keys.HostKeys`) and counts connections in ``counts``:
     ``accepted`` (logged in), ``failed`` (bad input, a handshake cut short), ``closed`` (a
     peer that said nothing, as a TCP health probe), ``auth_failed`` (a refused password or
-    key), ``forwarded``. The SSH code itself (asyncssh) loads with the first server."""
+    key), ``forwarded``, ``refused`` (beyond ``max_startups`` connections not yet logged
+    in, as sshd's ``MaxStartups``). The SSH code itself (asyncssh) loads with the first
+    server. Authentication follows the runtime's settings as they are when a connection
+    starts (a reload changes them); ``host_key_dir`` is read once, at the first server."""
+
+    max_startups = 100  # connections in handshake or authentication at once; more are closed
 
     def __init__(
         self,
@@ -61,6 +65,8 @@ class SshHost:
         self._loading = trio.Lock()
         self._plan = Plan()
         self._instances: set[SshInstance] = set()  # (trio thread)
+        self._retiring: set[asyncio.Future[None]] = set()  # (the SSH loop's thread)
+        self.homes = Homes()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._token: trio.lowlevel.TrioToken | None = None
 
@@ -73,13 +79,16 @@ class SshHost:
         """The plan now running: instances that left it forget their host keys, reimaged ones
         their old generation's."""
         if self._speaker is not None:
-            self._speaker.keys.keep_only(plan.backends, self._plan.backends)
+            gone = self._speaker.keys.keep_only(plan.backends, self._plan.backends)
+            if gone and self._loop is not None:  # (files are removed off the trio thread)
+                _call(self._loop, partial(_in_executor, self._speaker.keys.remove, gone))
         self._plan = plan
 
     # --- the loop ---------------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the SSH loop's thread until cancelled; then end every connection, stop the
-        loop, join its thread and remove every instance's temporary home."""
+        loop, join its thread and remove every instance's temporary home (all under one
+        parent folder, so a removal cut short still leaves nothing)."""
         token = trio.lowlevel.current_trio_token()
         self._token = token
         loop = asyncio.new_event_loop()
@@ -93,18 +102,22 @@ class SshHost:
             self._loop = None  # no new connection is handed over from here on
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(_stop, loop, thread, list(self._instances))
-            for instance in self._instances:
-                instance.remove_home()
-            self._instances.clear()
+                self._instances.clear()
+                await trio.to_thread.run_sync(self.homes.close)
 
     # --- instances ---------------------------------------------------------------------------
-    async def start(self, backend: Backend, identity: InstanceIdentity) -> SshInstance:
+    async def start(
+        self, backend: Backend, identity: InstanceIdentity, own: Callable[[int], Target | None]
+    ) -> SshInstance:
         """An SSH server's state for a built-in instance: its host key (made now, off the trio
-        thread, so the first client, ``ssh-keyscan`` say, finds it) and a temporary home."""
+        thread, so the first client, ``ssh-keyscan`` say, finds it) and the instance's home
+        (made on first use); ``own`` finds the instance's own server for a TCP port (for
+        ``ssh -L 8080:localhost:80``)."""
         async with self._loading:
             if self._speaker is None:
                 self._speaker = await trio.to_thread.run_sync(self._load)
-        instance = await trio.to_thread.run_sync(self._make, self._speaker, backend, identity)
+        make = partial(self._make, self._speaker, backend, identity, own)
+        instance = await trio.to_thread.run_sync(make)
         self._instances.add(instance)
         return instance
 
@@ -113,14 +126,22 @@ class SshHost:
         connections = importlib.import_module("lbsim.dataplane.ssh.connections")
         server = importlib.import_module("lbsim.dataplane.ssh.server")
         assert self._token is not None
-        context = server.Context(self.settings, self.vnet, self._token, self.counts)
-        speaker: Speaker = connections.Speaker(self.settings, context, self._tell)
+        context = server.Context(self.vnet, self._token, self.counts)
+        speaker: Speaker = connections.Speaker(
+            self.settings, context, self._tell, lambda: self.max_startups
+        )
         return speaker
 
-    def _make(self, speaker: Speaker, backend: Backend, identity: InstanceIdentity) -> SshInstance:
+    def _make(
+        self,
+        speaker: Speaker,
+        backend: Backend,
+        identity: InstanceIdentity,
+        own: Callable[[int], Target | None],
+    ) -> SshInstance:
         key = speaker.keys.key(backend)
-        home = Path(tempfile.mkdtemp(prefix="lbsim-ssh-"))
-        return SshInstance(backend, identity, key, home, lambda: self._plan)
+        home = self.homes.hold(backend)
+        return SshInstance(backend, identity, key, home, lambda: self._plan, own)
 
     def stop(self, instance: SshInstance) -> None:
         """The instance's SSH server stopped: end its connections and remove its home."""
@@ -128,15 +149,33 @@ class SshHost:
             return
         self._instances.discard(instance)
         loop = self._loop
-        if loop is None:
-            instance.remove_home()
-            return
-        loop.call_soon_threadsafe(_retire, instance)
+        if loop is not None:  # (else lbsim is ending: every home goes with the runtime's)
+            loop.call_soon_threadsafe(self._retire, instance)
+
+    def _retire(self, instance: SshInstance) -> None:
+        """On the loop: end an instance's connections, then let go of its home, even if
+        lbsim stops meanwhile (which cancels the wait)."""
+        handoffs = list(instance.connections)
+        for handoff in handoffs:
+            handoff.abort()
+        tasks = [h.task for h in handoffs if h.task is not None]
+
+        async def remove_after() -> None:
+            try:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            finally:
+                instance.remove_home()
+
+        task = asyncio.ensure_future(remove_after())
+        self._retiring.add(task)  # (held so that it is not collected before it ends)
+        task.add_done_callback(self._retiring.discard)
 
     async def serve(self, instance: SshInstance, stream: trio.SocketStream) -> None:
         """Speak SSH on a connection the instance's trio server accepted, until it ends."""
-        sock = HandedSocket.duplicate(stream.socket)
-        await stream.aclose()  # (the duplicate holds the connection)
+        try:
+            sock = HandedSocket.duplicate(stream.socket)
+        finally:
+            stream.socket.close()  # (no checkpoint: the duplicate holds the connection)
         loop, speaker = self._loop, self._speaker
         if loop is None or speaker is None or instance not in self._instances:
             sock.close()  # (stopping: no checkpoint from here to the handoff)
@@ -159,21 +198,9 @@ class SshHost:
                 self._token.run_sync_soon(self.notice, line)
 
 
-def _retire(instance: SshInstance) -> None:
-    """On the loop: end an instance's connections, then remove its home."""
-    handoffs = list(instance.connections)
-    for handoff in handoffs:
-        handoff.abort()
-    tasks = [h.task for h in handoffs if h.task is not None]
-
-    async def remove_after() -> None:
-        await asyncio.gather(*tasks, return_exceptions=True)
-        instance.remove_home()
-
-    _retiring.add(asyncio.ensure_future(remove_after()))  # (awaited at shutdown)
-
-
-_retiring: set[asyncio.Future[None]] = set()  # (only so that no task is collected early)
+def _in_executor(work: Callable[[list[str]], None], items: list[str]) -> None:
+    """On the loop: run ``work(items)`` in its default executor (a blocking call)."""
+    asyncio.get_running_loop().run_in_executor(None, work, items)
 
 
 def _wake(token: trio.lowlevel.TrioToken, done: trio.Event) -> None:

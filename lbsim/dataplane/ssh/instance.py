@@ -1,12 +1,11 @@
 """What an SSH server knows of the instance it stands for: its names, its address, its NAT
-ports in the current plan, its host key and its temporary home (where SFTP and scp write)."""
+ports in the current plan, its host key and its temporary home (where SFTP and scp write;
+shared by the instance's SSH ports: see :mod:`.homes`)."""
 
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -16,6 +15,7 @@ from lbsim.dataplane.instances import InstanceIdentity
 
 if TYPE_CHECKING:
     from lbsim.dataplane.ssh.handoff import Handoff
+    from lbsim.dataplane.ssh.homes import Home
     from lbsim.dataplane.ssh.lib import asyncssh
 
 __all__ = ["SshInstance"]
@@ -31,8 +31,9 @@ class SshInstance:
     backend: Backend
     identity: InstanceIdentity
     key: asyncssh.SSHKey
-    home: Path
+    home: Home
     plan: Callable[[], Plan]  # the plan running now (NAT ports change with it)
+    own: Callable[[int], tuple[str, int] | None]  # its own server for a TCP port (trio thread)
     connections: set[Handoff] = attrs.Factory(set)  # (the SSH loop's thread only)
 
     @property
@@ -88,5 +89,5 @@ class SshInstance:
         return json.dumps(facts, indent=2) + "\n"
 
     def remove_home(self) -> None:
-        """Remove the temporary home and what was copied there."""
-        shutil.rmtree(self.home, ignore_errors=True)
+        """This server no longer holds the home (the last one to let go removes it)."""
+        self.home.release()

@@ -4,11 +4,14 @@ channels (``ssh -L``, ``ssh -J``) may go inside the virtual network.
 Authentication follows :class:`~lbsim.dataplane.settings.SshSettings`: any user name; a
 password (any, or only the one set) and a public key (any, or only the listed ones: those
 asyncssh checks itself with ``authorized_client_keys``). "Any key" still has asyncssh
-verify the client's signature, so the client proves it holds the key.
+verify the client's signature, so the client proves it holds the key. The settings are read
+as they are now (a reload changes them) for each connection.
 
 A channel to another address is judged as the instance's own connection would be: by the
-destination's NSGs with this instance's private address as source. Remote forwarding
-(``ssh -R``) is refused."""
+destination's NSGs with this instance's private address as source. A channel to the instance
+itself (``localhost``, ``127.0.0.1``, ``::1``, its computer name or private address) reaches
+its own ports unfiltered, as local traffic on a VM is. Remote forwarding (``ssh -R``) is
+refused."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import hmac
 import ipaddress
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import cast
 
 import attrs
@@ -35,10 +39,14 @@ __all__ = ["Context", "InstanceConnection"]
 class Context:
     """What every connection of a runtime shares."""
 
-    settings: SshSettings
     vnet: VirtualNetwork
     token: trio.lowlevel.TrioToken
     counts: Counter[str]
+
+    @property
+    def settings(self) -> SshSettings:
+        """The SSH settings the runtime runs with now."""
+        return self.vnet.settings.ssh
 
 
 class InstanceConnection(asyncssh.SSHServer):
@@ -93,6 +101,8 @@ class InstanceConnection(asyncssh.SSHServer):
         return cast("asyncssh.SSHTCPSession[bytes]", session)
 
     async def _target(self, host: str, port: int) -> tuple[str, int]:
+        if host.lower() in self._own_names():
+            return await self._own(port)
         try:
             ipaddress.ip_address(host)
         except ValueError:
@@ -107,6 +117,25 @@ class InstanceConnection(asyncssh.SSHServer):
             denied = error.reach.outcome is Outcome.DENIED
             code = asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED if denied else None
             raise _refusal(code or asyncssh.OPEN_CONNECT_FAILED, error.message) from None
+
+    def _own_names(self) -> set[str]:
+        instance = self.instance
+        names = {"localhost", "127.0.0.1", "::1", instance.private_ip, instance.hostname}
+        return {name.lower() for name in names}
+
+    async def _own(self, port: int) -> tuple[str, int]:
+        """The instance's own server for ``port`` (no NSG judges local traffic)."""
+        own = partial(trio.from_thread.run_sync, self.instance.own, port)
+        try:
+            found = await asyncio.get_running_loop().run_in_executor(
+                None, partial(own, trio_token=self.context.token)
+            )
+        except trio.RunFinishedError:
+            raise _refusal(asyncssh.OPEN_CONNECT_FAILED, "lbsim is stopping") from None
+        if found is None:
+            where = f"{self.instance.label} ({self.instance.private_ip}:{port})"
+            raise _refusal(asyncssh.OPEN_CONNECT_FAILED, f"{where}: nothing listens there")
+        return found
 
 
 def _refusal(code: int, reason: str) -> asyncssh.ChannelOpenError:

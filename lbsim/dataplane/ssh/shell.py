@@ -7,6 +7,7 @@ whole language, the session functions only read lines and write what it returns.
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Callable
 
@@ -18,6 +19,7 @@ from lbsim.dataplane.ssh.lib import asyncssh
 __all__ = ["Ran", "execute", "session"]
 
 NOT_FOUND = 127  # as a shell exits for a command it cannot find
+_STATUS = re.compile(r"-?[0-9]{1,9}")  # what ``exit`` takes (a shell's wider forms are not)
 
 
 @attrs.frozen
@@ -58,7 +60,7 @@ def _exit(args: list[str], last: int) -> Ran:
     if not args:
         return Ran(last, exits=True)
     text = args[0]
-    if not (text.isascii() and text.lstrip("-").isdigit()) or len(text) > 12:
+    if not _STATUS.fullmatch(text):
         return Ran(2, stderr=f"-lbsim: exit: {text}: numeric argument required\n", exits=True)
     return Ran(int(text) % 256, exits=True)
 
