@@ -28,6 +28,7 @@ from lbsim.api.settingvalues import (
     port_list,
     port_or_off,
     positive,
+    read_authorized_keys,
     switch,
 )
 from lbsim.dataplane.faults import Fault
@@ -327,23 +328,6 @@ def _ssh(values: Mapping[str, Any]) -> SshSettings:
         authorized_keys=keys,
         host_key_dir=values["host_key_dir"],
     )
-
-
-def read_authorized_keys(path: str) -> tuple[str, ...]:
-    """The key lines of an OpenSSH authorized_keys file (comments and blank lines left out)."""
-    try:
-        with open(path, encoding="utf-8") as file:
-            text = file.read(1 << 20)
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(
-            "InvalidSetting", f"ssh_authorized_keys: cannot read {path!r}: {error}"
-        ) from None
-    lines = tuple(
-        line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")
-    )
-    if not lines:
-        raise ConfigError("InvalidSetting", f"ssh_authorized_keys: {path!r} holds no key.")
-    return lines
 
 
 def _faults(tables: Any, path: str) -> tuple[Fault, ...]:

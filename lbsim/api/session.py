@@ -16,7 +16,6 @@ import argparse
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import trio
@@ -28,6 +27,7 @@ from lbsim.api.checks import at_start
 from lbsim.api.config import UpConfig, resolve
 from lbsim.api.files import Loaded, load
 from lbsim.api.handle import ChangeReport
+from lbsim.api.sinks import flow_sinks
 from lbsim.api.source import Source
 from lbsim.control import fleet as fleets
 from lbsim.control.diff import diff
@@ -35,14 +35,12 @@ from lbsim.control.fleet import Fleet, Overprovision, PowerState
 from lbsim.control.nsg import effective_rules
 from lbsim.control.plan import plan as make_plan
 from lbsim.control.types import BalancingEntry, NatEntry, Plan
-from lbsim.dataplane.events import RecordSink, as_events, discard, fanout
+from lbsim.dataplane.events import RecordSink
 from lbsim.dataplane.faults import Fault, Target, make_fault, rules_of
 from lbsim.dataplane.runtime import Runtime
 from lbsim.dataplane.settings import RuntimeSettings
 from lbsim.errors import LbsimError, Problem, TemplateInvalid
 from lbsim.model import Deployment, SecurityRuleDirection, VirtualMachineScaleSet
-from lbsim.observe.flowlogs import FlowLogWriter
-from lbsim.observe.logs import LogWriter
 from lbsim.observe.metrics import RuntimeCollector
 from lbsim.pointer import Pointer
 
@@ -486,24 +484,6 @@ def overprovision(config: UpConfig) -> Overprovision | None:
     """Overprovisioning as the settings ask: off unless ``overprovision`` is true."""
     values = config.values
     return Overprovision(values["overprovision_seed"]) if values["overprovision"] else None
-
-
-def flow_sinks(config: UpConfig) -> tuple[RecordSink, list[Callable[[], Awaitable[None]]]]:
-    """Where flow events go (the log lines, and the NSG flow logs if asked for), and the
-    tasks that write them out."""
-    values = config.values
-    sinks: list[RecordSink] = []
-    tasks: list[Callable[[], Awaitable[None]]] = []
-    if values["log_flows"]:
-        log = LogWriter(values["log_format"])
-        sinks.append(log.take)
-        tasks.append(log.run)
-    if values["flow_log_dir"] is not None:
-        interval = values["flow_log_interval_seconds"]
-        flow_logs = FlowLogWriter(Path(values["flow_log_dir"]), interval)
-        sinks.append(as_events(flow_logs))
-        tasks.append(flow_logs.run)
-    return (fanout(*sinks) if sinks else discard), tasks
 
 
 def _load(source: Source, config: UpConfig) -> Loaded:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lbsim.dataplane.portmap import PortMap
+from lbsim.errors import ConfigError
 
 _INTEGER = re.compile(r"[+-]?[0-9]{1,18}")
 _DECIMAL = re.compile(r"[+-]?([0-9]{1,18}(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,3})?")
@@ -145,3 +146,20 @@ def ip_address(value: Any) -> str:
         return str(ipaddress.ip_address(str(value).strip().strip("[]")))
     except ValueError:
         raise ValueError("not an IP address") from None
+
+
+def read_authorized_keys(path: str) -> tuple[str, ...]:
+    """The key lines of an OpenSSH authorized_keys file (comments and blank lines left out)."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read(1 << 20)
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(
+            "InvalidSetting", f"ssh_authorized_keys: cannot read {path!r}: {error}"
+        ) from None
+    lines = tuple(
+        line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")
+    )
+    if not lines:
+        raise ConfigError("InvalidSetting", f"ssh_authorized_keys: {path!r} holds no key.")
+    return lines
