@@ -60,6 +60,27 @@ def test_commands_and_their_statuses(tmp_path: Path) -> None:
     assert ran["ip route"].stderr == "ip route: not available on an lbsim instance\n"
 
 
+def test_commands_joined_by_semicolons_and_and_or_run_as_a_shell_runs_them(
+    tmp_path: Path,
+) -> None:
+    instance = _instance(NSG_VMSS_85, tmp_path)
+
+    def run(line: str) -> tuple[int, str]:
+        ran = execute(instance, "bob", line)
+        return ran.status, ran.stdout
+
+    assert run("hostname; whoami") == (0, "nsgvmss00002D\nbob\n")
+    assert run("false && echo no; echo yes") == (0, "yes\n")
+    assert run("false || echo rescued") == (0, "rescued\n")
+    assert run("true || echo skipped && echo then") == (0, "then\n")
+    assert run("echo 'a;b'") == (0, "a;b\n")  # quoted: one word
+    assert run("echo one; exit 3; echo never") == (3, "one\n")
+    assert execute(instance, "bob", "echo one; exit 3").exits
+    piped = execute(instance, "bob", "hostname | tr a-z A-Z")
+    assert piped.status == 2
+    assert "pipes and background jobs are not available" in piped.stderr
+
+
 def test_etc_lbsim_instance_without_nat_ports(tmp_path: Path) -> None:
     instance = _instance(NSG_VMSS_85, tmp_path)
     facts = json.loads(execute(instance, "bob", "cat /etc/lbsim-instance").stdout)

@@ -36,13 +36,45 @@ Command = Callable[[SshInstance, str, list[str]], Ran]
 
 
 def execute(instance: SshInstance, user: str, line: str, last: int = 0) -> Ran:
-    """Run one command line (``last``: the status ``exit`` with no number returns)."""
+    """Run one command line (``last``: the status ``exit`` with no number returns): commands
+    joined by ``;``, ``&&`` and ``||`` run as a shell runs them, left to right."""
     try:
-        words = shlex.split(line)
+        commands = _commands(line)
     except ValueError as error:
         return Ran(2, stderr=f"-lbsim: syntax error: {error}\n")
-    if not words:
-        return Ran(last)
+    ran, out, err = Ran(last), list[str](), list[str]()
+    for joiner, words in commands:
+        if (joiner == "&&" and ran.status != 0) or (joiner == "||" and ran.status == 0):
+            continue
+        ran = _one(instance, user, words, ran.status)
+        out.append(ran.stdout)
+        err.append(ran.stderr)
+        if ran.exits:
+            break
+    return Ran(ran.status, "".join(out), "".join(err), ran.exits)
+
+
+def _commands(line: str) -> list[tuple[str, list[str]]]:
+    """The commands of a line, each with the operator before it (``;`` for the first);
+    pipes and background jobs are refused (ValueError)."""
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|")
+    lexer.whitespace_split = True
+    commands: list[tuple[str, list[str]]] = []
+    joiner, words = ";", list[str]()
+    for token in lexer:
+        if token in (";", "&&", "||"):
+            commands.append((joiner, words))
+            joiner, words = token, []
+        elif token and set(token) <= set(";&|"):
+            raise ValueError(f"'{token}': pipes and background jobs are not available here")
+        else:
+            words.append(token)
+    commands.append((joiner, words))
+    return [(j, w) for j, w in commands if w]
+
+
+def _one(instance: SshInstance, user: str, words: list[str], last: int) -> Ran:
+    """One simple command."""
     name, args = words[0], words[1:]
     if name == "exit":
         return _exit(args, last)
