@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from collections.abc import Callable
 from functools import partial
 
@@ -21,11 +20,11 @@ from lbsim.dataplane.ssh.instance import SshInstance
 from lbsim.dataplane.ssh.keys import HostKeys
 from lbsim.dataplane.ssh.lib import asyncssh
 from lbsim.dataplane.ssh.server import Context, InstanceConnection
+from lbsim.dataplane.vnet import Throttle
 
 __all__ = ["Speaker"]
 
 _LOGIN_TIMEOUT_S = 30.0  # a peer that never finishes logging in is dropped then
-_TELL_EVERY_S = 1.0
 
 
 class Speaker:
@@ -50,8 +49,7 @@ class Speaker:
         self._starting = 0  # connections not yet logged in (the loop's thread)
         self._authorized: tuple[tuple[str, ...] | None, asyncssh.SSHAuthorizedKeys | None]
         self._authorized = (None, None)
-        self._quiet_until = 0.0  # (notices: at most one a second, the rest counted)
-        self._untold = 0
+        self._told = Throttle(tell)  # bad input: at most one line a second, the rest counted
 
     async def connection(self, instance: SshInstance, sock: socket.socket) -> None:
         """One SSH connection: log in, serve, and end; bad input ends this connection only,
@@ -106,14 +104,8 @@ class Speaker:
         self.counts["failed"] += 1
         if isinstance(error, asyncssh.ConnectionLost):
             return
-        now = time.monotonic()
-        if now < self._quiet_until:
-            self._untold += 1
-            return
-        more = f" ({self._untold} more since)" if self._untold else ""
-        self._quiet_until, self._untold = now + _TELL_EVERY_S, 0
         reason = str(error) or type(error).__name__
-        self.tell(f"ssh: {instance.label}: a connection failed: {reason}{more}")
+        self._told("failed", f"ssh: {instance.label}: a connection failed: {reason}")
 
 
 class _Heard:

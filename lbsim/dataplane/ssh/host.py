@@ -55,11 +55,11 @@ class SshHost:
         self,
         settings: SshSettings,
         vnet: VirtualNetwork,
-        notice: Callable[[str], None] | None = None,
+        notice: Callable[[str], None],
     ) -> None:
         self.settings = settings
         self.vnet = vnet
-        self.notice = notice or _ignore
+        self.notice = notice
         self.counts: Counter[str] = Counter()
         self._speaker: Speaker | None = None  # (asyncssh, loaded with the first server)
         self._loading = trio.Lock()
@@ -239,7 +239,3 @@ async def _shutdown(loop: asyncio.AbstractEventLoop, instances: list[SshInstance
         await asyncio.sleep(0)  # connection_lost callbacks run, sockets close
     await loop.shutdown_default_executor()
     await loop.shutdown_asyncgens()
-
-
-def _ignore(line: str) -> None:
-    """A notice nobody reads."""
