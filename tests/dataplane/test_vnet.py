@@ -3,6 +3,8 @@ private address as source, then reaching what serves the instance's port."""
 
 from __future__ import annotations
 
+import socket
+
 import attrs
 import pytest
 import trio
@@ -11,7 +13,9 @@ from runtime_harness import allow, nat_pool, place, plan_of, running, scale_set,
 
 from lbsim.control.types import Plan
 from lbsim.control.vnet import Outcome, default_source, reach
+from lbsim.dataplane.runtime import Runtime
 from lbsim.dataplane.vnet import Refused, Throttle, VnetError
+from lbsim.errors import LbsimError
 from lbsim.observe.metrics import RuntimeCollector
 
 INSIDE = "10.0.1.10"  # in the virtual network 10.0.0.0/16, in no subnet's NIC
@@ -152,3 +156,21 @@ async def test_a_flood_of_refusals_is_one_notice() -> None:
             runtime.vnet.resolve(OUTSIDE, "10.0.0.5", 22)
         assert runtime.vnet.counts["denied"] == 50
     assert len([line for line in notices if "DenyAllInBound" in line]) == 1, notices
+
+
+async def test_a_socks_address_that_cannot_be_bound_is_socks_bind_failed() -> None:
+    where = place()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()
+        runtime = Runtime(_plan(where.frontend), settings(where, socks=busy))
+        with pytest.RaisesGroup(pytest.RaisesExc(LbsimError), flatten_subgroups=True) as caught:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(runtime.run)
+    error = caught.value.exceptions[0]
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    assert isinstance(error, LbsimError)
+    assert error.code == "SocksBindFailed"
+    assert f"127.0.0.1:{busy[1]} for the SOCKS endpoint" in error.message
