@@ -16,6 +16,7 @@ virtual networks share an address space the sender's own instance is the one rea
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from enum import Enum
 
@@ -166,7 +167,10 @@ def default_source(plan: Plan) -> str | None:
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
+@functools.lru_cache(maxsize=65536)
 def _ip(address: str) -> Address | None:
+    """An address parsed once: every connection inside the network compares the plan's
+    private addresses (bounded cache, as the NSG guard's)."""
     try:
         return ipaddress.ip_address(address.strip("[]"))
     except ValueError:
